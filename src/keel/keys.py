@@ -1,0 +1,129 @@
+"""API keys and roles: issue a key once, keep only its hash, resolve a presented key to a caller."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from keel.errors import AuthenticationError, InvalidRequestError, NotFoundError
+from keel.store.engine import Database
+from keel.store.models import ApiKey
+
+KEY_PREFIX = "keel_"
+# Shown in listings and logs so a key can be recognised without revealing it.
+DISPLAY_PREFIX_LENGTH = 12
+_TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    APP = "app"
+    REVIEWER = "reviewer"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    key_id: str
+    key_prefix: str
+    tenant: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly created key; `secret` exists only here and is never stored."""
+
+    secret: str
+    record: ApiKey
+
+
+def hash_key(secret: str) -> str:
+    # Keys are 256-bit random tokens, so a fast hash is as safe as a slow one and keeps auth cheap.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def validate_tenant(tenant: str) -> str:
+    if not _TENANT_PATTERN.match(tenant):
+        raise InvalidRequestError(
+            "A tenant is 1-64 characters of lowercase letters, digits, '-' and '_', "
+            "starting with a letter or digit.",
+            param="tenant",
+        )
+    return tenant
+
+
+class KeyStore:
+    """Creates, lists, revokes and authenticates API keys."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def create(self, tenant: str, role: Role, name: str = "") -> IssuedKey:
+        secret = generate_key()
+        record = ApiKey(
+            prefix=secret[:DISPLAY_PREFIX_LENGTH],
+            key_hash=hash_key(secret),
+            tenant=validate_tenant(tenant),
+            role=role.value,
+            name=name,
+        )
+        with self._database.session() as session:
+            session.add(record)
+        return IssuedKey(secret=secret, record=record)
+
+    def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[ApiKey]:
+        query = select(ApiKey).order_by(ApiKey.created_at)
+        if tenant is not None:
+            query = query.where(ApiKey.tenant == tenant)
+        if not include_revoked:
+            query = query.where(ApiKey.revoked_at.is_(None))
+        with self._database.session() as session:
+            return list(session.scalars(query))
+
+    def revoke(self, key_id_or_prefix: str) -> ApiKey:
+        with self._database.session() as session:
+            matches = list(
+                session.scalars(
+                    select(ApiKey).where(
+                        (ApiKey.id == key_id_or_prefix) | (ApiKey.prefix == key_id_or_prefix)
+                    )
+                )
+            )
+            if not matches:
+                raise NotFoundError(f"No API key with id or prefix '{key_id_or_prefix}'.")
+            if len(matches) > 1:
+                raise InvalidRequestError("That prefix matches several keys; revoke by id.")
+            record = matches[0]
+            if record.revoked_at is None:
+                record.revoked_at = datetime.now(UTC)
+            return record
+
+    def authenticate(self, secret: str) -> Principal:
+        if not secret.startswith(KEY_PREFIX):
+            raise AuthenticationError("Invalid API key.", code="invalid_api_key")
+        digest = hash_key(secret)
+        with self._database.session() as session:
+            record = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            if (
+                record is None
+                or not hmac.compare_digest(record.key_hash, digest)
+                or record.revoked_at is not None
+            ):
+                raise AuthenticationError("Invalid API key.", code="invalid_api_key")
+            return Principal(
+                key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role)
+            )

@@ -1,0 +1,1 @@
+"""HTTP only: the app factory, routers, the auth dependency and error mapping."""

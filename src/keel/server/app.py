@@ -1,0 +1,53 @@
+"""The app factory: wires routers, middleware and error handlers around one Runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from keel import __version__
+from keel.config import Settings
+from keel.logs import get_logger
+from keel.runtime import Runtime
+from keel.server.errors import install_error_handlers
+from keel.server.middleware import RequestLogMiddleware
+from keel.server.routers import health, openai_compat
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    if runtime is None:
+        runtime = Runtime.build(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(runtime.database.migrate)
+        warm_up = None
+        if runtime.settings.preload_models:
+            # Serve /healthz at once; /readyz turns 200 when both models are loaded.
+            warm_up = asyncio.create_task(asyncio.to_thread(runtime.warm_up))
+            warm_up.add_done_callback(_report_warm_up)
+        log.info("server_started", version=__version__)
+        try:
+            yield
+        finally:
+            if warm_up is not None and not warm_up.done():
+                await asyncio.wait([warm_up])
+            runtime.close()
+
+    app = FastAPI(title="Keel", version=__version__, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.add_middleware(RequestLogMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(openai_compat.router)
+    return app
+
+
+def _report_warm_up(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("model_load_failed", error=str(task.exception()))

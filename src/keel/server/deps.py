@@ -1,0 +1,59 @@
+"""Typed dependencies: the runtime, and the caller with the roles a route allows.
+
+A route takes one of the `...Caller` aliases as a parameter; that both authenticates the key and checks
+its role, so a route cannot forget either. `require_roles` records the roles on the dependency, so the
+allowed roles of every route can be read back (the authorisation tests do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from keel.errors import AuthenticationError, PermissionDeniedError
+from keel.keys import Principal, Role
+from keel.runtime import Runtime
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer keel_...`")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def authenticate(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise AuthenticationError(
+            "Missing API key: send it as 'Authorization: Bearer keel_...'.", code="missing_api_key"
+        )
+    return runtime.keys.authenticate(credentials.credentials)
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    allowed = frozenset(roles)
+
+    def check_role(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if principal.role not in allowed:
+            raise PermissionDeniedError(
+                f"The role '{principal.role}' may not use this route.", code="insufficient_role"
+            )
+        return principal
+
+    check_role.allowed_roles = allowed  # type: ignore[attr-defined]
+    return check_role
+
+
+# Model calls: applications and administrators.
+ModelCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP))]
+# Read-only listings: every role.
+AnyCaller = Annotated[Principal, Depends(require_roles(*Role))]

@@ -1,0 +1,1 @@
+"""Thin routers over Keel's services."""

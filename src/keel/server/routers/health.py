@@ -1,0 +1,36 @@
+"""Liveness and readiness probes (no authentication: they reveal nothing but status)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from keel.server.deps import RuntimeDep
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks = {
+        "database": _database_ok(runtime),
+        "chat_model": runtime.chat_model.is_ready,
+        "embedding_model": runtime.embedding_model.is_ready,
+    }
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "starting", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+def _database_ok(runtime: RuntimeDep) -> bool:
+    try:
+        runtime.database.ping()
+    except Exception:
+        return False
+    return True

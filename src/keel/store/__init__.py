@@ -1,0 +1,1 @@
+"""Relational state: engine, ORM models, Alembic migrations and repositories."""

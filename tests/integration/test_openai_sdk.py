@@ -1,0 +1,96 @@
+"""Keel as a drop-in for the official `openai` SDK, against a live `keel serve` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import AuthenticationError, NotFoundError, OpenAI
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    data_dir: Path = tmp_path_factory.mktemp("keel-live")
+    env = {**os.environ, "KEEL_DATA_DIR": str(data_dir), "KEEL_LOG_LEVEL": "warning"}
+    keel = [sys.executable, "-m", "keel"]
+    key = subprocess.run(
+        [*keel, "keys", "create", "--tenant", "sdk", "--role", "app"],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    port = free_port()
+    process = subprocess.Popen([*keel, "serve", "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "keel serve exited"
+            time.sleep(0.25)
+        else:
+            pytest.fail("keel serve did not become ready")
+        yield f"{base}/v1", key
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def sdk(server: tuple[str, str]) -> OpenAI:
+    base_url, key = server
+    return OpenAI(base_url=base_url, api_key=key, max_retries=0)
+
+
+def test_models(sdk: OpenAI) -> None:
+    assert {model.id for model in sdk.models.list()} == {"keel-local", "keel-embed"}
+
+
+def test_chat(sdk: OpenAI) -> None:
+    completion = sdk.chat.completions.create(
+        model="keel-local", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16
+    )
+    assert completion.choices[0].message.content
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+
+
+def test_stream(sdk: OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model="keel-local", messages=[{"role": "user", "content": "Tell me about bicycles."}],
+        max_tokens=24, stream=True, stream_options={"include_usage": True},
+    )
+    pieces, usage = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        usage = chunk.usage or usage
+    assert len(pieces) > 3 and "".join(pieces).strip()
+    assert usage is not None and usage.completion_tokens > 0
+
+
+def test_embeddings(sdk: OpenAI) -> None:
+    # The SDK asks for base64 by default and decodes it itself.
+    result = sdk.embeddings.create(model="keel-embed", input=["one", "two"])
+    assert [len(item.embedding) for item in result.data] == [384, 384]
+
+
+def test_sdk_errors(server: tuple[str, str], sdk: OpenAI) -> None:
+    with pytest.raises(NotFoundError):
+        sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=server[0], api_key="keel_wrong", max_retries=0).models.list()
