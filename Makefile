@@ -55,8 +55,8 @@ typecheck: dev
 	$(BIN)/mypy
 
 bench: dev
-	$(BIN)/python bench/server_overhead.py
-	$(BIN)/python bench/cold_start.py
+	$(BIN)/python -m bench.server_overhead
+	$(BIN)/python -m bench.cold_start
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache
