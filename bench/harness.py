@@ -46,7 +46,11 @@ def rss_mib(pid: int) -> float:
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def free_port() -> int:
@@ -71,7 +75,10 @@ def live_server(extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]
         keel = [sys.executable, "-m", "keel"]
         key = subprocess.run(
             [*keel, "keys", "create", "--tenant", "bench", "--role", "app"],
-            env=env, check=True, capture_output=True, text=True,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         port = free_port()
         started = time.perf_counter()
@@ -95,8 +102,14 @@ def live_server(extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]
 
 def write_results(name: str, data: dict[str, Any], table: str) -> None:
     RESULTS.mkdir(exist_ok=True)
-    data = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine(), **data}
+    data = {
+        "benchmark": name,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **data,
+    }
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(f"# {name}\n\nMeasured {data['measured_at']} on {data['machine']}.\n\n{table}\n")
+    (RESULTS / f"{name}.md").write_text(
+        f"# {name}\n\nMeasured {data['measured_at']} on {data['machine']}.\n\n{table}\n"
+    )
     print(table)

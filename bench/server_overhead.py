@@ -19,7 +19,10 @@ from keel.config import packaged_chat_model
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful support assistant for an e-bike shop."},
-    {"role": "user", "content": "How long does a full charge of the battery take, and how should I store it?"},
+    {
+        "role": "user",
+        "content": "How long does a full charge of the battery take, and how should I store it?",
+    },
 ]
 MAX_TOKENS = 48
 
@@ -59,21 +62,29 @@ def main() -> None:
     direct_stats, keel_stats = summary(direct_times), summary(keel_times)
     overhead_ms = keel_stats["median"] - direct_stats["median"]
     ratio = overhead_ms / direct_stats["median"]
-    table = "\n".join([
-        f"Prompt: {len(MESSAGES)} messages, max_tokens={MAX_TOKENS}, greedy; completion tokens seen: {sorted(tokens)}; "
-        f"{args.rounds} interleaved rounds.",
-        "",
-        "| path | median ms | p95 ms |",
-        "| --- | ---: | ---: |",
-        f"| llama-cpp-python, direct | {direct_stats['median']:.1f} | {direct_stats['p95']:.1f} |",
-        f"| Keel `/v1/chat/completions` over HTTP | {keel_stats['median']:.1f} | {keel_stats['p95']:.1f} |",
-        "",
-        f"Overhead (median): {overhead_ms:.1f} ms = {ratio * 100:.1f} % of the direct model time (goal: at most 5 %).",
-    ])
+    table = "\n".join(
+        [
+            f"Prompt: {len(MESSAGES)} messages, max_tokens={MAX_TOKENS}, greedy; completion tokens seen: {sorted(tokens)}; "
+            f"{args.rounds} interleaved rounds.",
+            "",
+            "| path | median ms | p95 ms |",
+            "| --- | ---: | ---: |",
+            f"| llama-cpp-python, direct | {direct_stats['median']:.1f} | {direct_stats['p95']:.1f} |",
+            f"| Keel `/v1/chat/completions` over HTTP | {keel_stats['median']:.1f} | {keel_stats['p95']:.1f} |",
+            "",
+            f"Overhead (median): {overhead_ms:.1f} ms = {ratio * 100:.1f} % of the direct model time (goal: at most 5 %).",
+        ]
+    )
     write_results(
         "server_overhead",
-        {"direct_ms": direct_stats, "keel_ms": keel_stats, "overhead_ms": overhead_ms, "overhead_ratio": ratio,
-         "completion_tokens": sorted(tokens), "rounds": args.rounds},
+        {
+            "direct_ms": direct_stats,
+            "keel_ms": keel_stats,
+            "overhead_ms": overhead_ms,
+            "overhead_ratio": ratio,
+            "completion_tokens": sorted(tokens),
+            "rounds": args.rounds,
+        },
         table,
     )
 

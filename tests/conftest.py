@@ -13,7 +13,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
     for item in items:
-        tier = Path(str(item.fspath)).parent.name
+        # The tier is the first folder under tests/: tests/unit/knowledge/... is a unit test.
+        tier = Path(str(item.fspath)).relative_to(root).parts[0]
         if tier in ("unit", "integration"):
             item.add_marker(getattr(pytest.mark, tier))

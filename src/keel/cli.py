@@ -6,42 +6,18 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from keel.config import Settings
+from keel import cli_knowledge
+from keel.cli_common import command_settings, err, fail, migrated_database, out
 from keel.errors import KeelError
 from keel.keys import Role
-from keel.logs import configure_logging
 
 app = typer.Typer(help="Keel: the system around the model.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
-out = Console()
-err = Console(stderr=True)
-
-
-def _settings(*, quiet: bool = True, **overrides: object) -> Settings:
-    """Settings for a command; `quiet` keeps informational logs out of a command's printed output."""
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    level = "warning" if quiet and settings.log_level in ("debug", "info") else settings.log_level
-    configure_logging(level, json=settings.log_json)
-    return settings
-
-
-def _fail(exc: KeelError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc.message}")
-    return typer.Exit(code=1)
-
-
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
-    from keel.store.engine import Database
-
-    database = Database(settings.sqlalchemy_url)
-    database.migrate()
-    return database
 
 
 @app.command()
@@ -57,7 +33,7 @@ def serve(
     from keel.server.app import create_app
 
     overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
-    settings = _settings(quiet=False, **overrides)
+    settings = command_settings(quiet=False, **overrides)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -70,8 +46,8 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    settings = _settings()
-    _database(settings).dispose()
+    settings = command_settings()
+    migrated_database(settings).dispose()
     out.print(f"database at head: {settings.sqlalchemy_url}")
 
 
@@ -85,9 +61,9 @@ def keys_create(
     from keel.keys import KeyStore
 
     try:
-        issued = KeyStore(_database(_settings())).create(tenant, role, name)
+        issued = KeyStore(migrated_database(command_settings())).create(tenant, role, name)
     except KeelError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     err.print(
         f"created {issued.record.id} ({issued.record.role} for tenant {issued.record.tenant}); "
         "store it now, it is not shown again:"
@@ -104,7 +80,7 @@ def keys_list(
     from keel.keys import KeyStore
 
     table = Table("id", "prefix", "tenant", "role", "name", "created", "revoked")
-    for key in KeyStore(_database(_settings())).list(tenant, include_revoked=revoked):
+    for key in KeyStore(migrated_database(command_settings())).list(tenant, include_revoked=revoked):
         table.add_row(
             key.id,
             key.prefix + "…",
@@ -123,9 +99,9 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or its dis
     from keel.keys import KeyStore
 
     try:
-        record = KeyStore(_database(_settings())).revoke(key)
+        record = KeyStore(migrated_database(command_settings())).revoke(key)
     except KeelError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     out.print(f"revoked {record.id} ({record.prefix}…)")
 
 
@@ -135,24 +111,23 @@ def demo(
 ) -> None:
     """(Re)load the demo knowledge base, tickets and CRM; create a first admin key if none exists."""
     from keel.demo.loader import load_demo
-    from keel.keys import KeyStore
+    from keel.runtime import Runtime
 
-    settings = _settings()
-    database = _database(settings)
-    counts = load_demo(database, tenant)
+    runtime = Runtime.build(command_settings())
+    runtime.prepare()
+    counts = load_demo(runtime.database, runtime.ingestion, tenant)
     out.print("demo data: " + ", ".join(f"{name}={count}" for name, count in sorted(counts.items())))
-    keys = KeyStore(database)
-    admins = [key for key in keys.list(tenant) if key.role == Role.ADMIN]
+    admins = [key for key in runtime.keys.list(tenant) if key.role == Role.ADMIN]
     if admins:
         out.print(
             f"admin key exists for tenant '{tenant}' ({admins[0].prefix}…); "
             f"make another with: keel keys create --tenant {tenant} --role admin"
         )
     else:
-        issued = keys.create(tenant, Role.ADMIN, name="first admin key")
+        issued = runtime.keys.create(tenant, Role.ADMIN, name="first admin key")
         out.print(f"\nFirst admin API key for tenant '{tenant}' (shown once, store it now):\n")
         out.print(f"    {issued.secret}\n", soft_wrap=True, highlight=False)
-    database.dispose()
+    runtime.close()
 
 
 @app.command()
@@ -166,7 +141,7 @@ def chat(
     from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
     from keel.runtime import Runtime
 
-    settings = _settings()
+    settings = command_settings()
     runtime = Runtime.build(settings)
     messages = [ChatMessage(role="system", content=system)] if system else []
     messages.append(ChatMessage(role="user", content=message))
@@ -188,6 +163,9 @@ def chat(
     try:
         asyncio.run(stream())
     except KeelError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     finally:
         runtime.close()
+
+
+cli_knowledge.register(app)

@@ -67,6 +67,43 @@ class LocalEmbeddingSettings(BaseModel):
         return self.model_path or packaged_embedding_model()
 
 
+class ChunkingSettings(BaseModel):
+    """Chunk size and overlap for one document type, in characters (about four per English token)."""
+
+    max_chars: int = Field(1200, ge=100)
+    overlap_chars: int = Field(0, ge=0)
+
+
+def _default_chunking() -> dict[str, ChunkingSettings]:
+    return {
+        "markdown": ChunkingSettings(max_chars=1200),
+        "html": ChunkingSettings(max_chars=1200),
+        "pdf": ChunkingSettings(max_chars=1200),
+        "text": ChunkingSettings(max_chars=1000, overlap_chars=150),
+        "code": ChunkingSettings(max_chars=1600),
+        "ticket": ChunkingSettings(max_chars=4000),
+    }
+
+
+class RetrievalSettings(BaseModel):
+    """Defaults of `POST /v1/search`; each can be set per request."""
+
+    # "weighted": a convex mix of the two normalised scores; "rrf": reciprocal rank fusion.
+    fusion: Literal["weighted", "rrf"] = "weighted"
+    # Share of the keyword (BM25) score in weighted fusion; the vector score gets the rest.
+    keyword_weight: float = Field(0.3, ge=0, le=1)
+    rrf_k: int = Field(60, ge=1)
+    # How many candidates each retriever hands to fusion.
+    candidates: int = Field(100, ge=1, le=1000)
+
+
+class KnowledgeSettings(BaseModel):
+    # A larger upload is refused with 413 before anything is stored.
+    max_document_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    chunking: dict[str, ChunkingSettings] = Field(default_factory=_default_chunking)
+    retrieval: RetrievalSettings = RetrievalSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KEEL_",
@@ -87,6 +124,7 @@ class Settings(BaseSettings):
     preload_models: bool = True
     chat: LocalChatSettings = LocalChatSettings()
     embedding: LocalEmbeddingSettings = LocalEmbeddingSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,7 @@ KeelError
 ├── PermissionDeniedError      403 permission_error        (the key's role may not use this route)
 ├── NotFoundError              404 not_found_error
 │   └── ModelNotFoundError     404 model_not_found
+├── PayloadTooLargeError       413 payload_too_large
 ├── RateLimitError             429 rate_limit_error
 ├── UpstreamError              502 upstream_error          (a model failed or answered unusably)
 └── ServiceUnavailableError    503 service_unavailable     (not ready yet: models still loading)
@@ -55,6 +56,11 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist.", code="model_not_found", param="model")
+
+
+class PayloadTooLargeError(KeelError):
+    status_code = 413
+    error_type = "payload_too_large"
 
 
 class RateLimitError(KeelError):

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from huey import Huey
+
 from keel.config import Settings
 from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.gateway.service import Gateway
+from keel.jobs.ingestion_jobs import IngestionJobs
+from keel.jobs.queue import build_queue
 from keel.keys import KeyStore
+from keel.knowledge.embedding_cache import CachedEmbedder
+from keel.knowledge.index.sqlite import SqliteIndex
+from keel.knowledge.ingestion import Ingestion
+from keel.knowledge.loaders.base import ChunkingOptions
+from keel.knowledge.loaders.registry import default_registry
+from keel.knowledge.retrieval import Retriever
 from keel.store.engine import Database
 
 
@@ -20,6 +30,11 @@ class Runtime:
     chat_model: LocalChatProvider
     embedding_model: LocalEmbeddingProvider
     gateway: Gateway
+    index: SqliteIndex
+    ingestion: Ingestion
+    queue: Huey
+    jobs: IngestionJobs
+    retriever: Retriever
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -38,6 +53,20 @@ class Runtime:
             chat_models={settings.chat.alias: chat_model},
             embedding_models={settings.embedding.alias: embedding_model},
         )
+        index = SqliteIndex(database)
+        chunking = {
+            doc_type: ChunkingOptions(max_chars=options.max_chars, overlap_chars=options.overlap_chars)
+            for doc_type, options in settings.knowledge.chunking.items()
+        }
+        ingestion = Ingestion(
+            database,
+            index,
+            CachedEmbedder(database, embedding_model, batch_size=settings.embedding.batch_size),
+            default_registry(),
+            chunking,
+            settings.knowledge.max_document_bytes,
+        )
+        queue = build_queue(settings.data_dir)
         return cls(
             settings=settings,
             database=database,
@@ -45,7 +74,19 @@ class Runtime:
             chat_model=chat_model,
             embedding_model=embedding_model,
             gateway=gateway,
+            index=index,
+            ingestion=ingestion,
+            queue=queue,
+            jobs=IngestionJobs(database, ingestion, queue),
+            retriever=Retriever(
+                database, index, embedding_model, settings.knowledge.retrieval, chat_model.count_tokens
+            ),
         )
+
+    def prepare(self) -> None:
+        """Bring the database to the current schema, index tables included (idempotent)."""
+        self.database.migrate()
+        self.index.ensure_schema()
 
     def warm_up(self) -> None:
         """Load both models (blocking)."""
@@ -53,4 +94,5 @@ class Runtime:
         self.embedding_model.warm_up()
 
     def close(self) -> None:
+        self.queue.storage.close()
         self.database.dispose()

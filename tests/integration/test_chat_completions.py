@@ -21,7 +21,10 @@ def chat(client: TestClient, key: str, **body: Any) -> Any:
 def read_stream(client: TestClient, key: str, **body: Any) -> list[Any]:
     events: list[Any] = []
     with client.stream(
-        "POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json={**body, "stream": True}
+        "POST",
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={**body, "stream": True},
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -48,7 +51,11 @@ def test_completion_reports_real_usage(client: TestClient, keys: Keys) -> None:
 
 def test_max_tokens_cuts_with_finish_reason_length(client: TestClient, keys: Keys) -> None:
     body = chat(
-        client, keys.app, model="keel-local", max_tokens=3, temperature=0,
+        client,
+        keys.app,
+        model="keel-local",
+        max_tokens=3,
+        temperature=0,
         messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
     ).json()
     assert body["choices"][0]["finish_reason"] == "length"
@@ -86,7 +93,11 @@ def test_json_schema_response_validates(client: TestClient, keys: Keys) -> None:
         "additionalProperties": False,
     }
     response = chat(
-        client, keys.app, model="keel-local", max_tokens=120, temperature=0,
+        client,
+        keys.app,
+        model="keel-local",
+        max_tokens=120,
+        temperature=0,
         messages=[{"role": "user", "content": "Describe Paris as JSON with city, country and population."}],
         response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
     )
@@ -96,7 +107,11 @@ def test_json_schema_response_validates(client: TestClient, keys: Keys) -> None:
 
 def test_json_object_mode_returns_an_object(client: TestClient, keys: Keys) -> None:
     response = chat(
-        client, keys.app, model="keel-local", max_tokens=80, temperature=0,
+        client,
+        keys.app,
+        model="keel-local",
+        max_tokens=80,
+        temperature=0,
         messages=[{"role": "user", "content": "Give me a JSON object with a greeting."}],
         response_format={"type": "json_object"},
     )
@@ -107,7 +122,10 @@ def test_json_object_mode_returns_an_object(client: TestClient, keys: Keys) -> N
 def test_concurrent_requests_are_all_answered(client: TestClient, keys: Keys) -> None:
     def ask(i: int) -> Any:
         return chat(
-            client, keys.app, model="keel-local", max_tokens=8,
+            client,
+            keys.app,
+            model="keel-local",
+            max_tokens=8,
             messages=[{"role": "user", "content": f"Count to {i + 2}."}],
         )
 

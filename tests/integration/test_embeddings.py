@@ -11,7 +11,9 @@ from tests.integration.conftest import Keys
 
 
 def embed(client: TestClient, keys: Keys, **body: object) -> np.ndarray:
-    response = client.post("/v1/embeddings", headers=keys.header(keys.app), json={"model": "keel-embed", **body})
+    response = client.post(
+        "/v1/embeddings", headers=keys.header(keys.app), json={"model": "keel-embed", **body}
+    )
     assert response.status_code == 200, response.text
     payload = response.json()
     assert payload["usage"]["prompt_tokens"] > 0
@@ -28,8 +30,12 @@ def test_single_string_gives_one_unit_vector_of_384(client: TestClient, keys: Ke
 
 
 def test_equal_text_gives_equal_vectors_and_meaning_is_close(client: TestClient, keys: Keys) -> None:
-    texts = ["My battery will not charge.", "My battery will not charge.", "The battery does not charge.",
-             "What is the capital of Peru?"]
+    texts = [
+        "My battery will not charge.",
+        "My battery will not charge.",
+        "The battery does not charge.",
+        "What is the capital of Peru?",
+    ]
     vectors = embed(client, keys, input=texts)
     assert np.allclose(vectors[0], vectors[1], atol=1e-6)
     assert float(vectors[0] @ vectors[2]) > float(vectors[0] @ vectors[3]) + 0.3

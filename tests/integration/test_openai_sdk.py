@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from openai import AuthenticationError, NotFoundError, OpenAI
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.integration.live import create_key, free_port, start_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     data_dir: Path = tmp_path_factory.mktemp("keel-live")
-    env = {**os.environ, "KEEL_DATA_DIR": str(data_dir), "KEEL_LOG_LEVEL": "warning"}
-    keel = [sys.executable, "-m", "keel"]
-    key = subprocess.run(
-        [*keel, "keys", "create", "--tenant", "sdk", "--role", "app"],
-        env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip()
+    key = create_key(data_dir, "sdk", "app")
     port = free_port()
-    process = subprocess.Popen([*keel, "serve", "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
+    process = start_server(data_dir, port)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "keel serve exited"
-            time.sleep(0.25)
-        else:
-            pytest.fail("keel serve did not become ready")
-        yield f"{base}/v1", key
+        yield f"http://127.0.0.1:{port}/v1", key
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -71,8 +44,11 @@ def test_chat(sdk: OpenAI) -> None:
 
 def test_stream(sdk: OpenAI) -> None:
     stream = sdk.chat.completions.create(
-        model="keel-local", messages=[{"role": "user", "content": "Tell me about bicycles."}],
-        max_tokens=24, stream=True, stream_options={"include_usage": True},
+        model="keel-local",
+        messages=[{"role": "user", "content": "Tell me about bicycles."}],
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     pieces, usage = [], None
     for chunk in stream:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 from fastapi import FastAPI
@@ -29,7 +30,7 @@ class Body(BaseModel):
 class KnownKeys:
     """Stands in for the key store: two known keys."""
 
-    principals = {
+    principals: ClassVar[dict[str, Principal]] = {
         "keel_app": Principal("key_1", "keel_app", "acme", Role.APP),
         "keel_viewer": Principal("key_2", "keel_viewer", "acme", Role.VIEWER),
     }
@@ -118,7 +119,9 @@ def test_every_error_class_has_a_client_or_server_status() -> None:
     ("payload", "param"),
     [({"count": "many"}, "count"), ({}, "count")],
 )
-def test_validation_errors_are_422_in_openai_shape(client: TestClient, payload: dict[str, object], param: str) -> None:
+def test_validation_errors_are_422_in_openai_shape(
+    client: TestClient, payload: dict[str, object], param: str
+) -> None:
     response = client.post("/body", json=payload)
     assert response.status_code == 422
     error = response.json()["error"]

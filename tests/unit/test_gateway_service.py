@@ -100,7 +100,12 @@ def test_invalid_schema_is_a_client_error() -> None:
 def test_stream_order_role_deltas_finish_and_usage() -> None:
     async def collect() -> list[Any]:
         gateway = Gateway({"m": ScriptedModel("a b c")}, {})
-        return [c async for c in gateway.chat_stream(chat_request(stream=True, stream_options={"include_usage": True}))]
+        return [
+            c
+            async for c in gateway.chat_stream(
+                chat_request(stream=True, stream_options={"include_usage": True})
+            )
+        ]
 
     chunks = run(collect())
     assert chunks[0].choices[0].delta.role == "assistant"

@@ -1,4 +1,4 @@
-"""Stores documents with their chunks; unchanged content is a no-op, changed content replaces its chunks."""
+"""Documents and their chunks in the relational store: find one, replace its chunks, delete it."""
 
 from __future__ import annotations
 
@@ -28,18 +28,32 @@ class DocumentInput:
     meta: dict[str, Any] = field(default_factory=dict)
     acl: list[str] = field(default_factory=list)
 
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.text)
+
 
 UpsertOutcome = Literal["created", "updated", "unchanged"]
 
 
-def upsert_document(session: Session, document: DocumentInput) -> tuple[Document, UpsertOutcome]:
-    """Within the caller's transaction, so a changed document's chunks are replaced atomically."""
-    digest = content_hash(document.text)
-    existing = session.scalar(
-        select(Document).where(Document.tenant == document.tenant, Document.source == document.source)
+def find_document(session: Session, tenant: str, source: str) -> Document | None:
+    return session.scalar(select(Document).where(Document.tenant == tenant, Document.source == source))
+
+
+def is_unchanged(existing: Document | None, document: DocumentInput) -> bool:
+    return (
+        existing is not None
+        and existing.content_hash == document.content_hash
+        and sorted(existing.acl) == sorted(document.acl)
+        and existing.meta == document.meta
     )
-    if existing is not None and existing.content_hash == digest and existing.acl == document.acl:
-        return existing, "unchanged"
+
+
+def upsert_document(session: Session, document: DocumentInput) -> tuple[Document, list[Chunk], UpsertOutcome]:
+    """Within the caller's transaction, so a changed document's chunks are replaced atomically."""
+    existing = find_document(session, document.tenant, document.source)
+    if existing is not None and is_unchanged(existing, document):
+        return existing, [], "unchanged"
     if existing is None:
         record = Document(tenant=document.tenant, source=document.source)
         session.add(record)
@@ -50,11 +64,11 @@ def upsert_document(session: Session, document: DocumentInput) -> tuple[Document
         outcome = "updated"
     record.title = document.title
     record.doc_type = document.doc_type
-    record.content_hash = digest
+    record.content_hash = document.content_hash
     record.meta = document.meta
-    record.acl = document.acl
+    record.acl = sorted(document.acl)
     session.flush()
-    session.add_all(
+    chunks = [
         Chunk(
             document_id=record.id,
             tenant=document.tenant,
@@ -65,5 +79,7 @@ def upsert_document(session: Session, document: DocumentInput) -> tuple[Document
             meta=draft.meta,
         )
         for ordinal, draft in enumerate(document.chunks)
-    )
-    return record, outcome
+    ]
+    session.add_all(chunks)
+    session.flush()
+    return record, chunks, outcome

@@ -10,11 +10,12 @@ from fastapi import FastAPI
 
 from keel import __version__
 from keel.config import Settings
+from keel.jobs.queue import start_embedded_consumer
 from keel.logs import get_logger
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import RequestLogMiddleware
-from keel.server.routers import health, openai_compat
+from keel.server.routers import health, knowledge, openai_compat
 
 log = get_logger(__name__)
 
@@ -25,7 +26,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(runtime.database.migrate)
+        await asyncio.to_thread(runtime.prepare)
+        consumer = start_embedded_consumer(runtime.queue)
+        runtime.jobs.resume_unfinished()
         warm_up = None
         if runtime.settings.preload_models:
             # Serve /healthz at once; /readyz turns 200 when both models are loaded.
@@ -37,6 +40,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             if warm_up is not None and not warm_up.done():
                 await asyncio.wait([warm_up])
+            # Lets the document in progress finish; what is left stays pending for the next start.
+            await asyncio.to_thread(consumer.stop, True)
             runtime.close()
 
     app = FastAPI(title="Keel", version=__version__, lifespan=lifespan)
@@ -45,6 +50,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(openai_compat.router)
+    app.include_router(knowledge.router)
     return app
 
 

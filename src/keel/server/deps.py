@@ -57,3 +57,7 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
 ModelCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP))]
 # Read-only listings: every role.
 AnyCaller = Annotated[Principal, Depends(require_roles(*Role))]
+# Adding and deleting knowledge: applications and administrators.
+KnowledgeWriter = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP))]
+# Searching knowledge: applications, administrators and reviewers (who check answers against sources).
+SearchCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]

@@ -7,7 +7,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -129,4 +140,57 @@ class Ticket(Base):
     subject: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(32))
     messages: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A background job (ingestion, evaluation, batch); the database, not the queue, holds its truth."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    # queued → running → succeeded | partial (some items failed) | failed (all failed)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    items: Mapped[list[JobItem]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="JobItem.ordinal"
+    )
+
+
+class JobItem(Base):
+    """One document of an ingestion job; the payload is kept until the item is done."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (Index("ix_job_items_job_ordinal", "job_id", "ordinal", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("itm"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(1000))
+    doc_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    # pending → done (created/updated) | unchanged | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    document_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    job: Mapped[Job] = relationship(back_populates="items")
+
+
+class EmbeddingCacheEntry(Base):
+    """A text's vector under one model, so unchanged text is never embedded twice."""
+
+    __tablename__ = "embedding_cache"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -34,6 +34,10 @@ class LocalEmbeddingProvider:
         return self._model is not None
 
     @property
+    def model_id(self) -> str:
+        return f"sentence-transformers:{self.model_path.parent.name}/{self.model_path.name}"
+
+    @property
     def dimensions(self) -> int:
         self.warm_up()
         return int(self._model.get_embedding_dimension())

@@ -1,0 +1,1 @@
+"""Background jobs: the queue (huey) carries job ids; the database holds each job's state and payloads."""

@@ -1,0 +1,161 @@
+"""Ingestion as jobs: a batch of documents becomes one job with one item per document.
+
+Items are stored with their payload before the job is queued; each item is processed in its own
+transaction that also marks it done, so a crash at any point leaves every item either done or pending,
+and a resumed job processes each document exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from huey import Huey
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload, undefer
+
+from keel.errors import KeelError, NotFoundError
+from keel.knowledge.ingestion import Ingestion, IngestRequest
+from keel.logs import get_logger
+from keel.store.engine import Database
+from keel.store.models import Job, JobItem
+
+log = get_logger(__name__)
+INGEST_TASK = "keel.ingest"
+# Documents loaded and embedded together: big enough for efficient embedding batches.
+BATCH = 16
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    source: str
+    data: bytes
+    doc_type: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    acl: list[str] = field(default_factory=list)
+
+
+ItemCallback = Callable[[JobItem], None]
+
+
+class IngestionJobs:
+    def __init__(self, database: Database, ingestion: Ingestion, queue: Huey) -> None:
+        self._database = database
+        self._ingestion = ingestion
+        self._queue = queue
+        self._task = queue.task(name=INGEST_TASK, context=False)(self.run)
+
+    def submit(self, tenant: str, documents: list[NewDocument], *, enqueue: bool = True) -> Job:
+        """Stores the batch, then queues it (`enqueue=False`: the caller runs it itself)."""
+        with self._database.session() as session:
+            job = Job(tenant=tenant, kind="ingest", total=len(documents))
+            session.add(job)
+            session.flush()
+            session.add_all(
+                JobItem(
+                    job_id=job.id,
+                    ordinal=i,
+                    source=d.source,
+                    doc_type=d.doc_type,
+                    payload=d.data,
+                    options={"meta": d.meta, "acl": d.acl},
+                )
+                for i, d in enumerate(documents)
+            )
+        if enqueue:
+            self._task(job.id)
+        return job
+
+    def get(self, tenant: str, job_id: str) -> Job:
+        with self._database.session() as session:
+            job = session.scalar(
+                select(Job).options(selectinload(Job.items)).where(Job.id == job_id, Job.tenant == tenant)
+            )
+            if job is None:
+                raise NotFoundError(f"No job '{job_id}'.", code="job_not_found")
+            return job
+
+    def run(self, job_id: str, on_item: ItemCallback | None = None) -> None:
+        """Processes the job's pending items in order; safe to run again after a crash."""
+        with self._database.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                log.warning("job_missing", job_id=job_id)
+                return
+            tenant = job.tenant
+            job.status = "running"
+            pending = list(
+                session.scalars(
+                    select(JobItem.id)
+                    .where(JobItem.job_id == job_id, JobItem.status == "pending")
+                    .order_by(JobItem.ordinal)
+                )
+            )
+        for start in range(0, len(pending), BATCH):
+            batch = pending[start : start + BATCH]
+            self._run_items(tenant, batch)
+            if on_item is not None:
+                with self._database.session() as session:
+                    for item_id in batch:
+                        on_item(session.get_one(JobItem, item_id))
+        self._finish(job_id)
+
+    def _run_items(self, tenant: str, item_ids: list[str]) -> None:
+        with self._database.session() as session:
+            items = [
+                session.get_one(JobItem, item_id, options=[undefer(JobItem.payload)]) for item_id in item_ids
+            ]
+            requests = [
+                IngestRequest(
+                    tenant=tenant,
+                    source=item.source,
+                    data=item.payload or b"",
+                    doc_type=item.doc_type,
+                    meta=item.options.get("meta", {}),
+                    acl=item.options.get("acl", []),
+                )
+                for item in items
+            ]
+        try:
+            results = self._ingestion.ingest_batch(requests, list(item_ids))
+        except Exception as exc:
+            # The batch as a whole broke (the model, the database): every item says why, none is lost.
+            log.exception("ingest_batch_failed", items=len(item_ids))
+            results = [exc] * len(item_ids)  # type: ignore[list-item]
+        for item_id, result in zip(item_ids, results, strict=True):
+            if isinstance(result, KeelError):
+                self._fail_item(item_id, result.message)
+            elif isinstance(result, Exception):
+                self._fail_item(item_id, f"{type(result).__name__}: {result}")
+
+    def _fail_item(self, item_id: str, reason: str) -> None:
+        with self._database.session() as session:
+            session.execute(
+                update(JobItem)
+                .where(JobItem.id == item_id)
+                .values(status="failed", error=reason, payload=None)
+            )
+
+    def _finish(self, job_id: str) -> None:
+        with self._database.session() as session:
+            job = session.get_one(Job, job_id, options=[selectinload(Job.items)])
+            statuses = [item.status for item in job.items]
+            if "pending" in statuses:
+                return
+            failed = statuses.count("failed")
+            job.status = (
+                "failed" if failed and failed == len(statuses) else "partial" if failed else "succeeded"
+            )
+            job.finished_at = datetime.now(UTC)
+
+    def resume_unfinished(self) -> list[str]:
+        """Enqueues every job left queued or running (by a crash or a stop); returns their ids."""
+        with self._database.session() as session:
+            job_ids = list(session.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
+        for job_id in job_ids:
+            self._task(job_id)
+        if job_ids:
+            log.info("jobs_resumed", count=len(job_ids))
+        return job_ids

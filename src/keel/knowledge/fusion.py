@@ -1,0 +1,46 @@
+"""Fusing ranked lists from the keyword and vector retrievers into one ranking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keel.knowledge.index.base import Hit
+
+
+@dataclass
+class Fused:
+    chunk_id: str
+    score: float
+    # Per retriever: {"score": raw score, "rank": 1-based rank}.
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _stages(ranked: dict[str, list[Hit]]) -> dict[str, Fused]:
+    fused: dict[str, Fused] = {}
+    for name, hits in ranked.items():
+        for rank, hit in enumerate(hits, start=1):
+            entry = fused.setdefault(hit.chunk_id, Fused(hit.chunk_id, 0.0))
+            entry.stages[name] = {"score": hit.score, "rank": rank}
+    return fused
+
+
+def reciprocal_rank_fusion(ranked: dict[str, list[Hit]], *, k: int = 60) -> list[Fused]:
+    fused = _stages(ranked)
+    for entry in fused.values():
+        entry.score = sum(1.0 / (k + stage["rank"]) for stage in entry.stages.values())
+    return sorted(fused.values(), key=lambda e: (-e.score, e.chunk_id))
+
+
+def weighted_fusion(ranked: dict[str, list[Hit]], weights: dict[str, float]) -> list[Fused]:
+    """A convex mix of min-max normalised scores; a retriever that did not return a chunk adds 0."""
+    fused = _stages(ranked)
+    for name, hits in ranked.items():
+        if not hits:
+            continue
+        scores = [h.score for h in hits]
+        low, high = min(scores), max(scores)
+        spread = high - low
+        for hit in hits:
+            normalised = (hit.score - low) / spread if spread > 0 else 1.0
+            fused[hit.chunk_id].score += weights.get(name, 0.0) * normalised
+    return sorted(fused.values(), key=lambda e: (-e.score, e.chunk_id))

@@ -1,0 +1,1 @@
+"""The search index: keyword and vector search over chunks, behind one interface per database."""

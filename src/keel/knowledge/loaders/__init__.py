@@ -1,0 +1,1 @@
+"""Loaders, one per document type: bytes in, a `LoadedDocument` with its type's chunks out."""

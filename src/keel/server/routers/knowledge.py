@@ -1,0 +1,236 @@
+"""Knowledge-base routes: upload documents (as jobs), list and delete them, follow jobs, search."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import func, select
+
+from keel.errors import InvalidRequestError, NotFoundError
+from keel.jobs.ingestion_jobs import NewDocument
+from keel.keys import Role
+from keel.knowledge.retrieval import SearchRequest, SearchResponse, scope_for
+from keel.server.deps import AnyCaller, KnowledgeWriter, RuntimeDep, SearchCaller
+from keel.store.models import Document, Job
+
+router = APIRouter(prefix="/v1", tags=["knowledge"])
+
+
+class DocumentUpload(BaseModel):
+    source: str = Field(min_length=1, max_length=1000)
+    text: str = Field(min_length=1)
+    doc_type: str | None = Field(None, max_length=32)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    acl: list[str] = Field(default_factory=list, max_length=200)
+
+
+class DocumentBatch(BaseModel):
+    documents: list[DocumentUpload] = Field(min_length=1, max_length=1000)
+
+
+class JobItemView(BaseModel):
+    source: str
+    status: str
+    outcome: str | None
+    error: str | None
+    document_id: str | None
+
+
+class JobView(BaseModel):
+    id: str
+    object: Literal["job"] = "job"
+    kind: str
+    status: str
+    total: int
+    done: int
+    failed: int
+    pending: int
+    created_at: datetime
+    finished_at: datetime | None
+    items: list[JobItemView]
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        statuses = [item.status for item in job.items]
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            total=job.total,
+            done=statuses.count("done"),
+            failed=statuses.count("failed"),
+            pending=statuses.count("pending"),
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+            items=[
+                JobItemView(
+                    source=i.source,
+                    status=i.status,
+                    outcome=i.outcome,
+                    error=i.error,
+                    document_id=i.document_id,
+                )
+                for i in job.items
+            ],
+        )
+
+
+class DocumentView(BaseModel):
+    id: str
+    object: Literal["document"] = "document"
+    source: str
+    title: str
+    doc_type: str
+    acl: list[str]
+    metadata: dict[str, Any]
+    chunks: int
+    content_hash: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DocumentView]
+    total: int
+
+
+async def _uploads(request: Request) -> list[NewDocument]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        files = [
+            value
+            for key, value in form.multi_items()
+            if key in ("file", "files") and not isinstance(value, str)
+        ]
+        if not files:
+            raise InvalidRequestError(
+                "Send the documents as form files named 'file' or 'files'.", param="file"
+            )
+        doc_type = form.get("doc_type")
+        acl = [g.strip() for g in str(form.get("acl") or "").split(",") if g.strip()]
+        try:
+            meta = json.loads(str(form.get("metadata") or "{}"))
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError("'metadata' must be a JSON object.", param="metadata") from exc
+        return [
+            NewDocument(
+                source=upload.filename or "upload",
+                data=await upload.read(),
+                doc_type=str(doc_type) if doc_type else None,
+                meta=meta,
+                acl=acl,
+            )
+            for upload in files
+        ]
+    try:
+        payload = await request.json()
+        batch = DocumentBatch.model_validate(payload if "documents" in payload else {"documents": [payload]})
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InvalidRequestError(
+            "Send JSON {source, text, ...} or {documents: [...]}, or multipart files."
+        ) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequestError(f"{where}: {first['msg']}", param=where) from exc
+    return [
+        # A source without a file suffix ("faq-42") is plain text unless the caller names a type.
+        NewDocument(
+            source=d.source,
+            data=d.text.encode(),
+            doc_type=d.doc_type or (None if _has_suffix(d.source) else "text"),
+            meta=d.metadata,
+            acl=d.acl,
+        )
+        for d in batch.documents
+    ]
+
+
+def _has_suffix(source: str) -> bool:
+    return "." in source.rsplit("/", 1)[-1]
+
+
+@router.post("/documents", status_code=202, response_model=JobView)
+async def upload_documents(request: Request, runtime: RuntimeDep, caller: KnowledgeWriter) -> JobView:
+    documents = await _uploads(request)
+    for document in documents:
+        runtime.ingestion.check_size(len(document.data), document.source)
+    job = runtime.jobs.submit(caller.tenant, documents)
+    return JobView.of(runtime.jobs.get(caller.tenant, job.id))
+
+
+@router.get("/jobs/{job_id}", response_model=JobView)
+def get_job(job_id: str, runtime: RuntimeDep, caller: AnyCaller) -> JobView:
+    return JobView.of(runtime.jobs.get(caller.tenant, job_id))
+
+
+def _document_views(runtime: RuntimeDep, query: Any) -> list[DocumentView]:
+    from keel.store.models import Chunk
+
+    counts = select(Chunk.document_id, func.count().label("n")).group_by(Chunk.document_id).subquery()
+    with runtime.database.session() as session:
+        rows = session.execute(
+            query.add_columns(func.coalesce(counts.c.n, 0)).outerjoin(
+                counts, counts.c.document_id == Document.id
+            )
+        ).all()
+    return [
+        DocumentView(
+            id=d.id,
+            source=d.source,
+            title=d.title,
+            doc_type=d.doc_type,
+            acl=d.acl,
+            metadata=d.meta,
+            chunks=n,
+            content_hash=d.content_hash,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+        )
+        for d, n in rows
+    ]
+
+
+@router.get("/documents", response_model=DocumentList)
+def list_documents(
+    runtime: RuntimeDep,
+    caller: AnyCaller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    doc_type: str | None = None,
+) -> DocumentList:
+    query = select(Document).where(Document.tenant == caller.tenant)
+    if doc_type:
+        query = query.where(Document.doc_type == doc_type)
+    with runtime.database.session() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = query.order_by(Document.source).limit(limit).offset(offset)
+    return DocumentList(data=_document_views(runtime, page), total=total)
+
+
+@router.get("/documents/{document_id}", response_model=DocumentView)
+def get_document(document_id: str, runtime: RuntimeDep, caller: AnyCaller) -> DocumentView:
+    views = _document_views(
+        runtime, select(Document).where(Document.id == document_id, Document.tenant == caller.tenant)
+    )
+    if not views:
+        raise NotFoundError(f"No document '{document_id}'.", code="document_not_found")
+    return views[0]
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+def delete_document(document_id: str, runtime: RuntimeDep, caller: KnowledgeWriter) -> Response:
+    runtime.ingestion.delete(caller.tenant, document_id)
+    return Response(status_code=204)
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search(body: SearchRequest, runtime: RuntimeDep, caller: SearchCaller) -> SearchResponse:
+    scope = scope_for(caller.tenant, body, sees_everything=caller.role == Role.ADMIN)
+    return await runtime.retriever.search(body, scope)
