@@ -95,6 +95,10 @@ class RetrievalSettings(BaseModel):
     rrf_k: int = Field(60, ge=1)
     # How many candidates each retriever hands to fusion.
     candidates: int = Field(100, ge=1, le=1000)
+    # A local sentence-transformers cross-encoder folder; None: no rerank stage (asking for one is a 400).
+    reranker_path: Path | None = None
+    # How many fused candidates the reranker scores.
+    rerank_candidates: int = Field(30, ge=1, le=200)
 
 
 class KnowledgeSettings(BaseModel):

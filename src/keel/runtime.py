@@ -18,6 +18,7 @@ from keel.knowledge.index.sqlite import SqliteIndex
 from keel.knowledge.ingestion import Ingestion
 from keel.knowledge.loaders.base import ChunkingOptions
 from keel.knowledge.loaders.registry import default_registry
+from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
 from keel.store.engine import Database
 
@@ -67,6 +68,7 @@ class Runtime:
             settings.knowledge.max_document_bytes,
         )
         queue = build_queue(settings.data_dir)
+        retrieval = settings.knowledge.retrieval
         return cls(
             settings=settings,
             database=database,
@@ -79,7 +81,14 @@ class Runtime:
             queue=queue,
             jobs=IngestionJobs(database, ingestion, queue),
             retriever=Retriever(
-                database, index, embedding_model, settings.knowledge.retrieval, chat_model.count_tokens
+                database,
+                index,
+                embedding_model,
+                settings.knowledge.retrieval,
+                chat_model.count_tokens,
+                reranker=CrossEncoderReranker(reranker_path)
+                if (reranker_path := retrieval.reranker_path)
+                else None,
             ),
         )
 

@@ -10,10 +10,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from keel.config import RetrievalSettings
+from keel.errors import InvalidRequestError
 from keel.gateway.providers.base import EmbeddingProvider
 from keel.knowledge.fusion import Fused, reciprocal_rank_fusion, weighted_fusion
 from keel.knowledge.index.base import Hit, KnowledgeIndex, SearchScope
 from keel.knowledge.packing import PackInput, Passage, pack
+from keel.knowledge.rerank import Reranker
 from keel.store.engine import Database
 from keel.store.models import Chunk, Document
 
@@ -38,6 +40,7 @@ class SearchRequest(BaseModel):
     fusion: Literal["weighted", "rrf"] | None = None
     keyword_weight: float | None = Field(None, ge=0, le=1)
     candidates: int | None = Field(None, ge=1, le=1000)
+    rerank: bool = False
     pack: PackOptions | None = None
 
 
@@ -77,6 +80,16 @@ class SearchResponse(BaseModel):
     packed_tokens: int | None = None
 
 
+def rerank_results(results: list[SearchResult], scores: list[float]) -> list[SearchResult]:
+    """Orders by the reranker's scores, keeping the earlier stages' scores beside the new one."""
+    order = sorted(range(len(results)), key=lambda i: -scores[i])
+    reranked = []
+    for rank, i in enumerate(order, start=1):
+        stages = {**results[i].scores, "rerank": StageScore(score=scores[i], rank=rank)}
+        reranked.append(results[i].model_copy(update={"score": scores[i], "scores": stages}))
+    return reranked
+
+
 def scope_for(tenant: str, request: SearchRequest, *, sees_everything: bool) -> SearchScope:
     groups = None if sees_everything and request.acl_groups is None else frozenset(request.acl_groups or [])
     return SearchScope(
@@ -96,7 +109,9 @@ class Retriever:
         embedder: EmbeddingProvider,
         settings: RetrievalSettings,
         count_tokens: Callable[[str], int],
+        reranker: Reranker | None = None,
     ) -> None:
+        self._reranker = reranker
         self._database = database
         self._index = index
         self._embedder = embedder
@@ -113,8 +128,20 @@ class Retriever:
         if request.mode in ("vector", "hybrid"):
             vector = (await self._embedder.aembed([request.query]))[0]
             ranked["vector"] = await asyncio.to_thread(self._index.vector_search, vector, scope, candidates)
-        fused = self._fuse(request, ranked)[: request.k]
-        results = await asyncio.to_thread(self._hydrate, scope.tenant, fused)
+        fused = self._fuse(request, ranked)
+        if request.rerank:
+            reranker = self._reranker
+            if reranker is None:
+                raise InvalidRequestError(
+                    "No reranker is configured (knowledge.retrieval.reranker_path).", param="rerank"
+                )
+            results = await asyncio.to_thread(
+                self._hydrate, scope.tenant, fused[: max(request.k, self._settings.rerank_candidates)]
+            )
+            scores = await asyncio.to_thread(reranker.score, request.query, [r.text for r in results])
+            results = rerank_results(results, scores)[: request.k]
+        else:
+            results = await asyncio.to_thread(self._hydrate, scope.tenant, fused[: request.k])
         response = SearchResponse(query=request.query, mode=request.mode, results=results)
         if request.pack is not None:
             passages = await asyncio.to_thread(self._pack, results, request.pack.token_budget)

@@ -9,7 +9,42 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from keel.errors import UpstreamError
 from keel.gateway.protocol import ChatMessage, FinishReason, Usage
+
+
+class ProviderError(UpstreamError):
+    """A model call that failed. `retryable` says whether the same deployment may be tried again;
+    `retry_after` carries the upstream's `Retry-After` in seconds when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        code: str = "provider_error",
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    def __init__(self, message: str = "The model did not answer in time.") -> None:
+        super().__init__(message, retryable=True, code="provider_timeout")
+
+
+class ContextWindowExceeded(ProviderError):
+    """The prompt does not fit this deployment; a fallback with a larger window may take it."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False, status=400, code="context_length_exceeded")
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from keel.errors import InvalidRequestError, ServiceUnavailableError
+from keel.errors import ServiceUnavailableError
 from keel.gateway.protocol import FinishReason, Usage
 from keel.gateway.providers.base import (
+    ContextWindowExceeded,
     Generation,
     GenerationRequest,
     StreamEnd,
@@ -135,10 +136,8 @@ class LocalChatProvider:
             formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
         )
         if len(prompt_tokens) >= self.n_ctx:
-            raise InvalidRequestError(
-                f"The prompt has {len(prompt_tokens)} tokens; this model's context window is {self.n_ctx}.",
-                code="context_length_exceeded",
-                param="messages",
+            raise ContextWindowExceeded(
+                f"The prompt has {len(prompt_tokens)} tokens; this model's context window is {self.n_ctx}."
             )
         grammar = None
         if request.json_schema is not None:

@@ -1,0 +1,61 @@
+"""`keel ingest`, `keel search` and `keel worker` as a user runs them, on a fresh data directory."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from keel.config import Settings
+from keel.jobs.ingestion_jobs import NewDocument
+from keel.runtime import Runtime
+from tests.integration.live import KEEL, keel_env
+
+
+def keel(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KEEL, *args], env={**keel_env(data_dir), "COLUMNS": "200"}, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_ingest_folder_then_search(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "tyres.md").write_text("# Tyres\n\n## Pressure\n\nPump the tyres to 3.5 bar every two weeks.\n")
+    (docs / "sub" / "lights.txt").write_text("The lights switch on automatically at dusk.\n")
+    (docs / "sub" / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")
+    (docs / ".hidden.txt").write_text("never ingested")
+    data_dir = tmp_path / "data"
+
+    first = keel(data_dir, "ingest", str(docs), "--tenant", "shop")
+    assert first.returncode == 0, first.stderr
+    assert "partial" in first.stdout and "created=2" in first.stdout and "failed=1" in first.stdout
+    assert "broken.pdf" in first.stderr
+
+    again = keel(data_dir, "ingest", str(docs / "tyres.md"), "--tenant", "shop")
+    assert "unchanged=1" in again.stdout
+
+    found = keel(data_dir, "search", "how much air pressure for tyres", "--tenant", "shop", "-k", "2")
+    assert found.returncode == 0, found.stderr
+    assert "tyres.md" in found.stdout.splitlines()[3]
+    assert "Tyres > Pressure" in found.stdout
+
+    nothing = keel(data_dir, "ingest", str(docs / "sub" / "broken.pdf"), "--tenant", "shop")
+    assert nothing.returncode == 1
+
+
+def test_worker_consumes_queued_jobs(tmp_path: Path) -> None:
+    runtime = Runtime.build(Settings(data_dir=tmp_path))
+    runtime.prepare()
+    job = runtime.jobs.submit("shop", [NewDocument(source="bell.txt", data=b"Every bike has a bell.")])
+    worker = subprocess.Popen([*KEEL, "worker"], env=keel_env(tmp_path))
+    try:
+        deadline = time.monotonic() + 120
+        while runtime.jobs.get("shop", job.id).status in ("queued", "running"):
+            assert time.monotonic() < deadline
+            assert worker.poll() is None, "keel worker exited"
+            time.sleep(0.2)
+        assert runtime.jobs.get("shop", job.id).status == "succeeded"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        runtime.close()

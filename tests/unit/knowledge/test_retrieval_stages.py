@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from keel.knowledge.embedding_cache import CachedEmbedder
+from keel.knowledge.fusion import reciprocal_rank_fusion, weighted_fusion
+from keel.knowledge.index.base import Hit
+from keel.knowledge.index.sqlite import keyword_query
+from keel.knowledge.packing import PackInput, pack
+from keel.knowledge.retrieval import SearchResult, StageScore, rerank_results
+from keel.store.engine import Database
+
+
+def test_rrf_rewards_agreement() -> None:
+    fused = reciprocal_rank_fusion(
+        {"keyword": [Hit("a", 9), Hit("b", 5)], "vector": [Hit("b", 0.9), Hit("c", 0.8)]}, k=60
+    )
+    assert [f.chunk_id for f in fused] == ["b", "a", "c"]
+    assert fused[0].stages == {"keyword": {"score": 5, "rank": 2}, "vector": {"score": 0.9, "rank": 1}}
+
+
+def test_weighted_fusion_mixes_normalised_scores() -> None:
+    ranked = {"keyword": [Hit("a", 20.0), Hit("b", 10.0)], "vector": [Hit("b", 0.9), Hit("a", 0.1)]}
+    assert weighted_fusion(ranked, {"keyword": 0.8, "vector": 0.2})[0].chunk_id == "a"
+    assert weighted_fusion(ranked, {"keyword": 0.2, "vector": 0.8})[0].chunk_id == "b"
+
+
+def test_keyword_query_quotes_words_and_defuses_syntax() -> None:
+    assert keyword_query('the "battery" NEAR(charge) OR -x*') == '"battery" OR "near" OR "charge" OR "x"'
+    assert keyword_query("the of") == '"the" OR "of"'
+    assert keyword_query("?!") is None
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_packing_dedupes_merges_neighbours_and_fits() -> None:
+    chunks = [
+        PackInput("c2", "d1", 2, "the rack holds twenty five kilograms of luggage"),
+        PackInput("dup", "d2", 0, "the rack holds twenty five kilograms of luggage"),
+        PackInput("c1", "d1", 1, "rear rack."),
+        PackInput("x", "d3", 0, "One. Two three. Four five six seven eight."),
+    ]
+    passages = pack(chunks, budget=14, count_tokens=words)
+    assert [p.chunk_ids for p in passages] == [["c1", "c2"], ["x"]]
+    assert passages[0].text.startswith("rear rack.")
+    assert passages[1].trimmed and passages[1].text == "One. Two three."
+    assert sum(p.tokens for p in passages) <= 14
+
+
+def result(chunk_id: str, score: float) -> SearchResult:
+    return SearchResult(
+        chunk_id=chunk_id, document_id="d", title="", source="s", doc_type="text", heading_path="", ordinal=0,
+        text=chunk_id, meta={}, score=score, scores={"keyword": StageScore(score=score, rank=1)},
+    )
+
+
+def test_rerank_reorders_and_keeps_earlier_stage_scores() -> None:
+    reranked = rerank_results([result("a", 3), result("b", 2)], [0.1, 0.7])
+    assert [r.chunk_id for r in reranked] == ["b", "a"]
+    assert set(reranked[0].scores) == {"keyword", "rerank"}
+    assert reranked[0].scores["rerank"].rank == 1
+
+
+class CountingEmbedder:
+    """Stands in for the embedding model; counts the texts it is asked to embed."""
+
+    is_ready = True
+    dimensions = 2
+    model_id = "test-model"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        self.calls.append(list(texts))
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        return self.embed(texts)
+
+    async def acount_tokens(self, texts: list[str]) -> int:
+        return len(texts)
+
+
+def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'cache.db'}")
+    database.migrate()
+    model = CountingEmbedder()
+    cache = CachedEmbedder(database, model, batch_size=2)
+    first = cache.embed(["aa", "b", "aa", "ccc"])
+    assert sorted(t for call in model.calls for t in call) == ["aa", "b", "ccc"]
+    assert first[:, 0].tolist() == [2, 1, 2, 3]
+    model.calls.clear()
+    again = CachedEmbedder(database, model).embed(["ccc", "aa", "dddd"])
+    assert model.calls == [["dddd"]]
+    assert again[:, 0].tolist() == [3, 2, 4]
+    assert cache.embed([]).shape == (0, 2)
