@@ -139,10 +139,12 @@ def chat(
 ) -> None:
     """Ask the model through the gateway and stream the answer to the terminal."""
     from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
+    from keel.gateway.service import Caller
     from keel.runtime import Runtime
 
     settings = command_settings()
     runtime = Runtime.build(settings)
+    runtime.prepare()
     messages = [ChatMessage(role="system", content=system)] if system else []
     messages.append(ChatMessage(role="user", content=message))
     request = ChatCompletionRequest(
@@ -150,7 +152,7 @@ def chat(
     )
 
     async def stream() -> None:
-        async for chunk in runtime.gateway.chat_stream(request):
+        async for chunk in runtime.gateway.chat_stream(request, Caller(tenant="cli", key_id="cli")):
             for choice in chunk.choices:
                 if choice.delta.content:
                     out.print(choice.delta.content, end="", soft_wrap=True, highlight=False)

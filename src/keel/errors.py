@@ -67,6 +67,11 @@ class RateLimitError(KeelError):
     status_code = 429
     error_type = "rate_limit_error"
 
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        # Seconds until the caller may try again; sent as the Retry-After header.
+        self.retry_after = retry_after
+
 
 class UpstreamError(KeelError):
     status_code = 502

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 from huey import Huey
 
-from keel.config import Settings
+from keel.config import AliasSettings, Settings
+from keel.errors import InvalidRequestError
+from keel.gateway.budgets import BudgetLedger
+from keel.gateway.cache import ResponseCache
+from keel.gateway.deployments import build_deployments, default_local_deployments
+from keel.gateway.dispatch import Dispatcher
+from keel.gateway.ledger import UsageLedger
+from keel.gateway.limits import RateLimiter
 from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.gateway.service import Gateway
@@ -21,6 +28,33 @@ from keel.knowledge.loaders.registry import default_registry
 from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
 from keel.store.engine import Database
+
+
+def build_gateway(
+    settings: Settings,
+    database: Database,
+    chat_model: LocalChatProvider,
+    embedding_model: LocalEmbeddingProvider,
+) -> Gateway:
+    config = settings.gateway
+    configured = config.deployments or default_local_deployments(settings)
+    aliases = config.aliases or {settings.chat.alias: AliasSettings(deployments=list(configured))}
+    for name, alias in aliases.items():
+        missing = [d for d in alias.deployments if d not in configured] + [
+            f for f in alias.fallbacks if f not in aliases
+        ]
+        if missing:
+            raise InvalidRequestError(f"Model alias '{name}' names unknown deployments or aliases: {missing}")
+    return Gateway(
+        config,
+        Dispatcher(aliases, build_deployments(configured, chat_model, config.breaker), config.retry),
+        {settings.embedding.alias: embedding_model},
+        RateLimiter(config),
+        BudgetLedger(database, config),
+        ResponseCache(config.cache),
+        UsageLedger(database),
+        default_completion_tokens=settings.chat.default_max_tokens,
+    )
 
 
 @dataclass
@@ -50,10 +84,7 @@ class Runtime:
         embedding_model = LocalEmbeddingProvider(
             settings.embedding.resolved_model_path(), batch_size=settings.embedding.batch_size
         )
-        gateway = Gateway(
-            chat_models={settings.chat.alias: chat_model},
-            embedding_models={settings.embedding.alias: embedding_model},
-        )
+        gateway = build_gateway(settings, database, chat_model, embedding_model)
         index = SqliteIndex(database)
         chunking = {
             doc_type: ChunkingOptions(max_chars=options.max_chars, overlap_chars=options.overlap_chars)
@@ -67,6 +98,7 @@ class Runtime:
             chunking,
             settings.knowledge.max_document_bytes,
         )
+        ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir)
         retrieval = settings.knowledge.retrieval
         return cls(

@@ -65,7 +65,8 @@ def test_max_tokens_cuts_with_finish_reason_length(client: TestClient, keys: Key
 def test_stream_reassembles_to_the_full_message(client: TestClient, keys: Keys) -> None:
     request = {"model": "keel-local", "messages": QUESTION, "max_tokens": 40, "temperature": 0, "seed": 7}
     whole = chat(client, keys.app, **request).json()
-    events = read_stream(client, keys.app, **request, stream_options={"include_usage": True})
+    # cache=False: the same request again would be served from the exact cache, in one piece.
+    events = read_stream(client, keys.app, **request, cache=False, stream_options={"include_usage": True})
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
@@ -117,6 +118,18 @@ def test_json_object_mode_returns_an_object(client: TestClient, keys: Keys) -> N
     )
     assert response.status_code == 200, response.text
     assert isinstance(json.loads(response.json()["choices"][0]["message"]["content"]), dict)
+
+
+def test_repeated_request_is_served_from_the_cache(client: TestClient, keys: Keys) -> None:
+    request = {"model": "keel-local", "messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 5}
+    first = chat(client, keys.app, **request)
+    second = chat(client, keys.app, **request)
+    assert (first.headers["x-keel-cache"], second.headers["x-keel-cache"]) == ("miss", "exact")
+    assert first.headers["x-keel-deployment"] == second.headers["x-keel-deployment"] == "local"
+    assert second.json()["choices"] == first.json()["choices"]
+    streamed = read_stream(client, keys.app, **request)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in streamed[:-1] if c["choices"])
+    assert text == first.json()["choices"][0]["message"]["content"]
 
 
 def test_concurrent_requests_are_all_answered(client: TestClient, keys: Keys) -> None:

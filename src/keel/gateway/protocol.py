@@ -70,6 +70,9 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     user: str | None = Field(None, max_length=256)
+    # Keel's extensions (the OpenAI SDK sends them through `extra_body`).
+    cache: bool = True
+    prompt_version: str | None = Field(None, max_length=200)
 
     @field_validator("stop")
     @classmethod

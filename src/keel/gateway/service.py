@@ -1,16 +1,31 @@
-"""The gateway: resolves a model alias to its provider and speaks the OpenAI protocol around it."""
+"""The gateway: every model call in Keel goes through here.
+
+chat: alias → rate limits → cache (exact, then semantic) → budget reservation → dispatch (routing,
+retries, breakers, fallbacks) → structured-output check with one repair → cost → budget settlement →
+cache → usage ledger. Streams follow the same path; retries and fallbacks apply until the first token.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-import jsonschema
+import numpy as np
+import numpy.typing as npt
 
-from keel.errors import InvalidRequestError, ModelNotFoundError, UpstreamError
+from keel.config import GatewaySettings
+from keel.errors import InvalidRequestError, KeelError, ModelNotFoundError
+from keel.gateway.budgets import BudgetLedger, Reservation
+from keel.gateway.cache import CachedAnswer, CacheKeys, ResponseCache, cache_keys
+from keel.gateway.cost import cost_of
+from keel.gateway.dispatch import Dispatcher, DispatchStats
+from keel.gateway.ledger import CallRecord, UsageLedger
+from keel.gateway.limits import RateLimiter
 from keel.gateway.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -25,107 +40,95 @@ from keel.gateway.protocol import (
     EmbeddingUsage,
     ModelCard,
     ModelList,
+    Usage,
     completion_id,
 )
-from keel.gateway.providers.base import (
-    ChatProvider,
-    EmbeddingProvider,
-    GenerationRequest,
-    StreamEnd,
-    TextDelta,
-)
+from keel.gateway.providers.base import EmbeddingProvider, Generation, GenerationRequest, StreamEnd, TextDelta
+from keel.gateway.router import estimate_tokens, prompt_token_bound
+from keel.gateway.structured import check_structured_output, generation_request, repair_request, wants_json
 
 
-def generation_request(request: ChatCompletionRequest) -> GenerationRequest:
-    response_format = request.response_format
-    schema = None
-    if response_format is not None and response_format.type == "json_schema":
-        assert response_format.json_schema is not None
-        schema = response_format.json_schema.schema_
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise InvalidRequestError(
-                f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
-                param="response_format",
-            ) from exc
-    return GenerationRequest(
-        messages=request.messages,
-        max_tokens=request.token_limit(),
-        temperature=request.temperature,
-        top_p=request.top_p,
-        stop=request.stop_sequences(),
-        seed=request.seed,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
-        json_schema=schema,
-        json_mode=response_format is not None and response_format.type == "json_object",
-    )
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    key_id: str
 
 
-def check_structured_output(text: str, request: GenerationRequest) -> None:
-    """Raise when the output does not honour the JSON mode or schema the caller asked for."""
-    if request.json_schema is None and not request.json_mode:
-        return
-    try:
-        value: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UpstreamError(
-            f"The model's output is not valid JSON ({exc.msg}); it may have hit max_tokens.",
-            code="invalid_model_output",
-        ) from exc
-    if request.json_schema is not None:
-        errors = sorted(
-            jsonschema.Draft202012Validator(request.json_schema).iter_errors(value), key=lambda e: e.path
-        )
-        if errors:
-            raise UpstreamError(
-                f"The model's output does not match the requested schema: {errors[0].message}",
-                code="invalid_model_output",
-            )
-    elif not isinstance(value, dict):
-        raise UpstreamError("The model's output is JSON but not an object.", code="invalid_model_output")
+@dataclass
+class CallInfo:
+    """What the gateway did for one call; the server reports it in response headers."""
+
+    cache: str = "miss"
+    deployment: str | None = None
+    retries: int = 0
+    fallback_used: bool = False
+    cost: Decimal = field(default_factory=Decimal)
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-keel-cache": self.cache,
+            "x-keel-deployment": self.deployment or "",
+            "x-keel-retries": str(self.retries),
+            "x-keel-fallback": "true" if self.fallback_used else "false",
+            "x-keel-cost": f"{self.cost:f}",
+        }
 
 
 class Gateway:
     def __init__(
-        self, chat_models: dict[str, ChatProvider], embedding_models: dict[str, EmbeddingProvider]
+        self,
+        settings: GatewaySettings,
+        dispatcher: Dispatcher,
+        embedding_models: dict[str, EmbeddingProvider],
+        limiter: RateLimiter,
+        budgets: BudgetLedger,
+        cache: ResponseCache,
+        ledger: UsageLedger,
+        default_completion_tokens: int,
     ) -> None:
-        self._chat_models = chat_models
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.cache = cache
         self._embedding_models = embedding_models
+        self._limiter = limiter
+        self._budgets = budgets
+        self._ledger = ledger
+        self._default_completion_tokens = default_completion_tokens
         self._created = int(time.time())
 
     @property
     def is_ready(self) -> bool:
-        providers: list[ChatProvider | EmbeddingProvider] = [
-            *self._chat_models.values(),
-            *self._embedding_models.values(),
-        ]
-        return all(provider.is_ready for provider in providers)
+        chat_ready = all(d.provider.is_ready for d in self.dispatcher.deployments.values())
+        return chat_ready and all(p.is_ready for p in self._embedding_models.values())
 
     def models(self) -> ModelList:
-        aliases = [*self._chat_models, *self._embedding_models]
+        aliases = [*self.dispatcher.aliases, *self._embedding_models]
         return ModelList(data=[ModelCard(id=alias, created=self._created) for alias in aliases])
 
-    def chat_model(self, alias: str) -> ChatProvider:
-        try:
-            return self._chat_models[alias]
-        except KeyError:
-            raise ModelNotFoundError(alias) from None
+    # -- chat ----------------------------------------------------------------------------------------
 
-    def embedding_model(self, alias: str) -> EmbeddingProvider:
+    async def chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallInfo]:
+        started = time.perf_counter()
+        record = CallRecord(tenant=caller.tenant, key_id=caller.key_id, alias=request.model)
+        info = CallInfo()
+        generation: Generation | None = None
         try:
-            return self._embedding_models[alias]
-        except KeyError:
-            raise ModelNotFoundError(alias) from None
-
-    async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        provider = self.chat_model(request.model)
-        generation_input = generation_request(request)
-        generation = await provider.complete(generation_input)
-        if generation.finish_reason != "length":
-            check_structured_output(generation.text, generation_input)
-        return ChatCompletion(
+            generation_input, keys, vector = await self._admit(request, caller)
+            cached = await self._cached(keys, vector, info)
+            if cached is not None:
+                generation = Generation(cached.text, cached.finish_reason, cached.usage)
+            else:
+                reservation = await asyncio.to_thread(self._reserve, request, generation_input, caller)
+                generation = await self._generate(request.model, generation_input, reservation, info)
+                if keys is not None:
+                    self.cache.put(keys, _answer(generation, info), vector)
+        except KeelError as exc:
+            record.outcome = exc.code
+            raise
+        finally:
+            await self._record(record, info, started, generation)
+        assert generation is not None
+        completion = ChatCompletion(
             model=request.model,
             choices=[
                 Choice(
@@ -134,11 +137,46 @@ class Gateway:
             ],
             usage=generation.usage,
         )
+        return completion, info
 
-    async def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+    async def _generate(
+        self, alias: str, request: GenerationRequest, reservation: Reservation, info: CallInfo
+    ) -> Generation:
+        stats = DispatchStats()
+        spent = Decimal(0)
+        try:
+            generation = await self.dispatcher.complete(alias, request, stats)
+            spent = self._cost(stats, generation.usage)
+            if wants_json(request) and generation.finish_reason != "length":
+                try:
+                    check_structured_output(generation.text, request)
+                except KeelError as problem:
+                    # One repair: the model sees its answer and what was wrong with it.
+                    repaired = await self.dispatcher.complete(
+                        alias, repair_request(request, generation.text, problem.message), stats
+                    )
+                    spent += self._cost(stats, repaired.usage)
+                    usage = Usage.of(
+                        generation.usage.prompt_tokens + repaired.usage.prompt_tokens,
+                        generation.usage.completion_tokens + repaired.usage.completion_tokens,
+                    )
+                    generation = Generation(repaired.text, repaired.finish_reason, usage)
+                    check_structured_output(generation.text, request)
+            return generation
+        finally:
+            await asyncio.to_thread(self._budgets.settle, reservation, spent)
+            info.deployment = stats.deployment.name if stats.deployment else None
+            info.retries, info.fallback_used, info.cost = stats.retries, stats.fallback_used, spent
+
+    # -- streaming -----------------------------------------------------------------------------------
+
+    async def chat_stream(
+        self, request: ChatCompletionRequest, caller: Caller, info: CallInfo | None = None
+    ) -> AsyncIterator[ChatCompletionChunk]:
         """Chunks in OpenAI's order: the role, content deltas, then the finish reason with usage."""
-        provider = self.chat_model(request.model)
-        generation_input = generation_request(request)
+        info = info or CallInfo()
+        started = time.perf_counter()
+        record = CallRecord(tenant=caller.tenant, key_id=caller.key_id, alias=request.model, stream=True)
         stream_id, created = completion_id(), int(time.time())
 
         def chunk(delta: Delta, finish: Any = None, **extra: Any) -> ChatCompletionChunk:
@@ -147,20 +185,120 @@ class Gateway:
                 id=stream_id, created=created, model=request.model, choices=choices, **extra
             )
 
-        yield chunk(Delta(role="assistant", content=""))
-        pieces: list[str] = []
-        async for event in provider.stream(generation_input):
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-                yield chunk(Delta(content=event.text))
-            elif isinstance(event, StreamEnd):
-                if event.finish_reason != "length":
-                    check_structured_output("".join(pieces), generation_input)
-                yield chunk(Delta(), event.finish_reason, usage=event.usage)
-                if request.stream_options is not None and request.stream_options.include_usage:
-                    yield ChatCompletionChunk(
-                        id=stream_id, created=created, model=request.model, choices=[], usage=event.usage
-                    )
+        generation: Generation | None = None
+        try:
+            generation_input, keys, vector = await self._admit(request, caller)
+            yield chunk(Delta(role="assistant", content=""))
+            cached = await self._cached(keys, vector, info)
+            if cached is not None:
+                generation = Generation(cached.text, cached.finish_reason, cached.usage)
+                yield chunk(Delta(content=cached.text))
+            else:
+                reservation = await asyncio.to_thread(self._reserve, request, generation_input, caller)
+                stats = DispatchStats()
+                pieces: list[str] = []
+                end: StreamEnd | None = None
+                try:
+                    opened = await self.dispatcher.open_stream(request.model, generation_input, stats)
+                    async for event in _prepend(opened.first, opened.rest):
+                        if isinstance(event, TextDelta):
+                            pieces.append(event.text)
+                            yield chunk(Delta(content=event.text))
+                        else:
+                            end = event
+                finally:
+                    usage = end.usage if end else Usage.of(0, 0)
+                    info.cost = self._cost(stats, usage)
+                    await asyncio.to_thread(self._budgets.settle, reservation, info.cost)
+                    info.deployment = stats.deployment.name if stats.deployment else None
+                    info.retries, info.fallback_used = stats.retries, stats.fallback_used
+                assert end is not None, "a provider stream ends with StreamEnd"
+                generation = Generation("".join(pieces), end.finish_reason, end.usage)
+                if generation.finish_reason != "length":
+                    check_structured_output(generation.text, generation_input)
+                if keys is not None:
+                    self.cache.put(keys, _answer(generation, info), vector)
+            yield chunk(Delta(), generation.finish_reason, usage=generation.usage)
+            if request.stream_options is not None and request.stream_options.include_usage:
+                yield ChatCompletionChunk(
+                    id=stream_id, created=created, model=request.model, choices=[], usage=generation.usage
+                )
+        except KeelError as exc:
+            record.outcome = exc.code
+            raise
+        finally:
+            await self._record(record, info, started, generation)
+
+    # -- the steps -----------------------------------------------------------------------------------
+
+    async def _admit(
+        self, request: ChatCompletionRequest, caller: Caller
+    ) -> tuple[GenerationRequest, CacheKeys | None, npt.NDArray[np.float32] | None]:
+        """Checks the request and the caller's limits; returns what generation and the cache need."""
+        self.dispatcher.alias(request.model)
+        generation_input = generation_request(request)
+        tokens = estimate_tokens(request.messages) + (
+            request.token_limit() or self._default_completion_tokens
+        )
+        self._limiter.acquire(caller.key_id, caller.tenant, tokens)
+        use_cache = request.cache and (self.cache.settings.exact or self.cache.settings.semantic)
+        keys = cache_keys(caller.tenant, request) if use_cache else None
+        vector = None
+        if keys is not None and self.cache.settings.semantic and keys.last_user_message:
+            embedder = next(iter(self._embedding_models.values()), None)
+            if embedder is not None:
+                vector = (await embedder.aembed([keys.last_user_message]))[0]
+        return generation_input, keys, vector
+
+    async def _cached(
+        self, keys: CacheKeys | None, vector: npt.NDArray[np.float32] | None, info: CallInfo
+    ) -> CachedAnswer | None:
+        if keys is None:
+            return None
+        if self.cache.settings.exact and (answer := self.cache.get_exact(keys)) is not None:
+            info.cache, info.deployment = "exact", answer.deployment
+            return answer
+        if vector is not None and (found := self.cache.get_semantic(keys, vector)) is not None:
+            info.cache, info.deployment = "semantic", found[0].deployment
+            return found[0]
+        return None
+
+    def _reserve(
+        self, request: ChatCompletionRequest, generation: GenerationRequest, caller: Caller
+    ) -> Reservation:
+        prompt = prompt_token_bound(request.messages)
+        completion = request.token_limit() or self._default_completion_tokens
+        chain = self.dispatcher.chain(request.model, generation)
+        worst = max((cost_of(d.settings, prompt, completion) for d in chain), default=Decimal(0))
+        # A schema may cost one repair: the conversation again, plus the first answer.
+        if wants_json(generation):
+            worst = worst * 2 + max((cost_of(d.settings, completion, 0) for d in chain), default=Decimal(0))
+        return self._budgets.reserve(caller.key_id, caller.tenant, worst)
+
+    @staticmethod
+    def _cost(stats: DispatchStats, usage: Usage) -> Decimal:
+        if stats.deployment is None:
+            return Decimal(0)
+        return cost_of(stats.deployment.settings, usage.prompt_tokens, usage.completion_tokens)
+
+    async def _record(
+        self, record: CallRecord, info: CallInfo, started: float, generation: Generation | None
+    ) -> None:
+        record.latency_ms = int((time.perf_counter() - started) * 1000)
+        record.cache, record.deployment = info.cache, info.deployment
+        record.retries, record.fallback_used, record.cost = info.retries, info.fallback_used, info.cost
+        if generation is not None and info.cache == "miss":
+            record.prompt_tokens = generation.usage.prompt_tokens
+            record.completion_tokens = generation.usage.completion_tokens
+        await self._ledger.awrite(record)
+
+    # -- embeddings ----------------------------------------------------------------------------------
+
+    def embedding_model(self, alias: str) -> EmbeddingProvider:
+        try:
+            return self._embedding_models[alias]
+        except KeyError:
+            raise ModelNotFoundError(alias) from None
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingList:
         provider = self.embedding_model(request.model)
@@ -190,3 +328,13 @@ class Gateway:
         return EmbeddingList(
             data=data, model=request.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
         )
+
+
+def _answer(generation: Generation, info: CallInfo) -> CachedAnswer:
+    return CachedAnswer(generation.text, generation.finish_reason, generation.usage, info.deployment)
+
+
+async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,12 @@ class Ingestion:
         self._loaders = loaders
         self._chunking = chunking
         self.max_document_bytes = max_document_bytes
+        # Called with the tenant after its knowledge changed (caches built on it are now stale).
+        self.on_change: list[Callable[[str], None]] = []
+
+    def _changed(self, tenant: str) -> None:
+        for callback in self.on_change:
+            callback(tenant)
 
     def check_size(self, size: int, source: str) -> None:
         if size > self.max_document_bytes:
@@ -163,7 +169,9 @@ class Ingestion:
                     ],
                 )
             self._finish_item(session, job_item_id, record.id, outcome)
-            return IngestResult(record.id, outcome, len(chunks))
+        if outcome != "unchanged":
+            self._changed(document.tenant)
+        return IngestResult(record.id, outcome, len(chunks))
 
     def delete(self, tenant: str, document_id: str) -> None:
         with self._database.session() as session:
@@ -174,6 +182,7 @@ class Ingestion:
                 raise NotFoundError(f"No document '{document_id}'.", code="document_not_found")
             self._index.remove_document(session, tenant, document_id)
             session.delete(record)
+        self._changed(tenant)
 
     @staticmethod
     def _finish_item(session: Any, job_item_id: str | None, document_id: str, outcome: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -194,3 +195,36 @@ class EmbeddingCacheEntry(Base):
     text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BudgetCounter(Base):
+    """Spend against one budget in one period, in millionths of the currency (exact integers)."""
+
+    __tablename__ = "budget_counters"
+
+    scope: Mapped[str] = mapped_column(String(120), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageRecord(Base):
+    """One gateway call: who, which model and deployment, tokens, cost, latency and what happened."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("use"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[str] = mapped_column(String(40), index=True)
+    alias: Mapped[str] = mapped_column(String(200))
+    deployment: Mapped[str | None] = mapped_column(String(200), default=None)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    cache: Mapped[str] = mapped_column(String(16), default="miss")
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    fallback_used: Mapped[bool] = mapped_column(default=False)
+    stream: Mapped[bool] = mapped_column(default=False)
+    outcome: Mapped[str] = mapped_column(String(64), default="ok")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.errors import KeelError
 from keel.gateway.protocol import (
@@ -16,6 +17,7 @@ from keel.gateway.protocol import (
     EmbeddingRequest,
     ModelList,
 )
+from keel.gateway.service import Caller, CallInfo
 from keel.logs import get_logger
 from keel.server.deps import AnyCaller, ModelCaller, RuntimeDep
 from keel.server.errors import error_body
@@ -25,9 +27,10 @@ log = get_logger(__name__)
 
 
 async def _server_sent_events(
-    first: ChatCompletionChunk, rest: AsyncIterator[ChatCompletionChunk]
+    opening: list[ChatCompletionChunk], rest: AsyncIterator[ChatCompletionChunk]
 ) -> AsyncIterator[str]:
-    yield f"data: {first.model_dump_json()}\n\n"
+    for chunk in opening:
+        yield f"data: {chunk.model_dump_json()}\n\n"
     try:
         async for chunk in rest:
             yield f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
@@ -48,17 +51,24 @@ def _json(value: object) -> str:
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def create_chat_completion(
-    body: ChatCompletionRequest, runtime: RuntimeDep, _caller: ModelCaller
-) -> ChatCompletion | StreamingResponse:
+    body: ChatCompletionRequest, runtime: RuntimeDep, caller: ModelCaller
+) -> JSONResponse | StreamingResponse:
+    who = Caller(tenant=caller.tenant, key_id=caller.key_id)
     if not body.stream:
-        return await runtime.gateway.chat(body)
-    chunks = runtime.gateway.chat_stream(body)
-    # The first chunk is produced after the request is checked, so a bad request still gets its status.
-    first = await anext(chunks)
+        completion, info = await runtime.gateway.chat(body, who)
+        return JSONResponse(completion.model_dump(mode="json"), headers=info.headers())
+    info = CallInfo()
+    chunks = runtime.gateway.chat_stream(body, who, info)
+    # The role chunk comes after the request is checked and the limits charged, the next one after a
+    # deployment answered (or the cache did): errors before that still get their own status, and the
+    # response headers can say which deployment serves the stream.
+    opening = [await anext(chunks)]
+    with contextlib.suppress(StopAsyncIteration):
+        opening.append(await anext(chunks))
     return StreamingResponse(
-        _server_sent_events(first, chunks),
+        _server_sent_events(opening, chunks),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **info.headers()},
     )
 
 

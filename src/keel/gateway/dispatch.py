@@ -1,0 +1,144 @@
+"""Dispatch: one model call across an alias's deployments and its fallback aliases.
+
+For each alias in the chain (the requested one, then its `fallbacks`), deployments are tried in the
+router's order. Each deployment gets retries with backoff (`retry.py`) behind its circuit breaker; a
+deployment that cannot fit the prompt, or fails for good, hands over to the next one. Only when every
+deployment of every alias has failed does the caller see an error — the last one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from keel.config import AliasSettings, RetrySettings
+from keel.errors import KeelError, ModelNotFoundError, ServiceUnavailableError
+from keel.gateway.deployments import Deployment
+from keel.gateway.providers.base import (
+    ContextWindowExceeded,
+    Generation,
+    GenerationRequest,
+    ProviderError,
+    StreamEvent,
+)
+from keel.gateway.retry import call_with_retries, with_timeout
+from keel.gateway.router import order_deployments
+
+T = TypeVar("T")
+
+
+class BreakerOpen(ProviderError):
+    def __init__(self, deployment: str) -> None:
+        super().__init__(
+            f"Deployment '{deployment}' is failing; its circuit breaker is open.",
+            retryable=False,
+            code="circuit_open",
+        )
+
+
+@dataclass
+class DispatchStats:
+    deployment: Deployment | None = None
+    retries: int = 0
+    fallback_used: bool = False
+
+
+@dataclass(frozen=True)
+class OpenStream:
+    first: StreamEvent
+    rest: AsyncIterator[StreamEvent]
+
+
+class Dispatcher:
+    def __init__(
+        self, aliases: dict[str, AliasSettings], deployments: dict[str, Deployment], retry: RetrySettings
+    ):
+        self.aliases = aliases
+        self.deployments = deployments
+        self._retry = retry
+
+    def alias(self, name: str) -> AliasSettings:
+        if name not in self.aliases:
+            raise ModelNotFoundError(name)
+        return self.aliases[name]
+
+    def chain(self, alias_name: str, request: GenerationRequest) -> list[Deployment]:
+        """Every deployment that may serve the call, in the order they will be tried."""
+        ordered: list[Deployment] = []
+        for name in [alias_name, *self.alias(alias_name).fallbacks]:
+            alias = self.alias(name)
+            candidates = [self.deployments[d] for d in alias.deployments]
+            ordered.extend(
+                d for d in order_deployments(alias, candidates, request.messages) if d not in ordered
+            )
+        return ordered
+
+    async def complete(self, alias_name: str, request: GenerationRequest, stats: DispatchStats) -> Generation:
+        return await self._first_success(
+            alias_name, request, stats, lambda deployment: deployment.provider.complete(request)
+        )
+
+    async def open_stream(
+        self, alias_name: str, request: GenerationRequest, stats: DispatchStats
+    ) -> OpenStream:
+        """Retries and fallbacks apply until the first event arrives; after that the stream is committed."""
+
+        async def first_event(deployment: Deployment) -> OpenStream:
+            events = aiter(deployment.provider.stream(request))
+            return OpenStream(first=await anext(events), rest=events)
+
+        return await self._first_success(alias_name, request, stats, first_event)
+
+    async def _first_success(
+        self,
+        alias_name: str,
+        request: GenerationRequest,
+        stats: DispatchStats,
+        call: Callable[[Deployment], Awaitable[T]],
+    ) -> T:
+        chain = self.chain(alias_name, request)
+        last_error: KeelError | None = None
+        for position, deployment in enumerate(chain):
+            try:
+                result = await self._call_deployment(deployment, call, stats)
+            except ContextWindowExceeded as exc:
+                last_error = exc  # a larger window further down the chain may take it
+                continue
+            except ProviderError as exc:
+                last_error = exc
+                continue
+            stats.deployment = deployment
+            stats.fallback_used = position > 0
+            return result
+        if isinstance(last_error, BreakerOpen) or last_error is None:
+            raise ServiceUnavailableError(
+                f"No deployment of '{alias_name}' is available now: their circuit breakers are open.",
+                code="no_deployment_available",
+            )
+        raise last_error
+
+    async def _call_deployment(
+        self, deployment: Deployment, call: Callable[[Deployment], Awaitable[T]], stats: DispatchStats
+    ) -> T:
+        async def attempt() -> T:
+            if not deployment.breaker.allow():
+                raise BreakerOpen(deployment.name)
+            started = time.perf_counter()
+            try:
+                result = await with_timeout(call(deployment), deployment.settings.timeout_s)
+            except ContextWindowExceeded:
+                deployment.breaker.record_success()  # the deployment works; this prompt is too long for it
+                raise
+            except ProviderError:
+                deployment.breaker.record_failure()
+                raise
+            deployment.breaker.record_success()
+            deployment.record_latency(time.perf_counter() - started)
+            return result
+
+        def count_retry(_: BaseException) -> None:
+            stats.retries += 1
+
+        return await call_with_retries(attempt, self._retry, on_retry=count_retry)

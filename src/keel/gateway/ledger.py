@@ -1,0 +1,49 @@
+"""The usage ledger: one row per gateway call, written off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+
+from keel.gateway.budgets import to_micros
+from keel.logs import get_logger
+from keel.store.engine import Database
+from keel.store.models import UsageRecord
+
+log = get_logger(__name__)
+
+
+@dataclass
+class CallRecord:
+    tenant: str
+    key_id: str
+    alias: str
+    deployment: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    latency_ms: int = 0
+    cache: str = "miss"
+    retries: int = 0
+    fallback_used: bool = False
+    stream: bool = False
+    outcome: str = "ok"
+
+
+class UsageLedger:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def write(self, record: CallRecord) -> None:
+        fields = asdict(record)
+        cost = fields.pop("cost")
+        with self._database.session() as session:
+            session.add(UsageRecord(**fields, cost_micros=to_micros(cost)))
+
+    async def awrite(self, record: CallRecord) -> None:
+        try:
+            await asyncio.to_thread(self.write, record)
+        except Exception:
+            # The answer was given; a failed ledger write is logged, never turned into a failed request.
+            log.exception("usage_record_failed", alias=record.alias, tenant=record.tenant)
