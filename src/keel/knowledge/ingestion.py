@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from keel.errors import KeelError, NotFoundError, PayloadTooLargeError
+from keel.errors import KeelError, NotFoundError, PayloadTooLargeError, UpstreamError
 from keel.knowledge.documents import (
     DocumentInput,
     UpsertOutcome,
@@ -107,12 +109,27 @@ class Ingestion:
             prepared.append((position, document, texts))
         # Embedding is the slow part: it runs outside any write transaction, through the cache.
         vectors = self._embedder.embed([text for _, _, texts in prepared for text in texts])
-        offset = 0
-        for position, document, texts in prepared:
-            results[position] = self._store(
-                document, texts, vectors[offset : offset + len(texts)], item_ids[position]
-            )
-            offset += len(texts)
+        changed: set[str] = set()
+        # One transaction for the batch (commits are costly), one savepoint per document: a document that
+        # cannot be stored fails alone, and each stored one commits together with its job item.
+        with self._database.session() as session:
+            offset = 0
+            for position, document, texts in prepared:
+                document_vectors = vectors[offset : offset + len(texts)]
+                offset += len(texts)
+                try:
+                    with session.begin_nested():
+                        result = self._store(session, document, texts, document_vectors, item_ids[position])
+                except SQLAlchemyError as exc:
+                    results[position] = UpstreamError(
+                        f"Could not store {document.source}: {exc.__class__.__name__}"
+                    )
+                    continue
+                results[position] = result
+                if result.outcome != "unchanged":
+                    changed.add(document.tenant)
+        for tenant in changed:
+            self._changed(tenant)
         assert all(r is not None for r in results), "every document has a result"
         return [r for r in results if r is not None]
 
@@ -142,35 +159,33 @@ class Ingestion:
 
     def _store(
         self,
+        session: Session,
         document: DocumentInput,
         texts: list[str],
         vectors: npt.NDArray[np.float32],
         job_item_id: str | None,
     ) -> IngestResult:
-        with self._database.session() as session:
-            record, chunks, outcome = upsert_document(session, document)
-            if outcome != "unchanged":
-                if outcome == "updated":
-                    self._index.remove_document(session, document.tenant, record.id)
-                self._index.add(
-                    session,
-                    [
-                        IndexEntry(
-                            chunk_id=chunk.id,
-                            document_id=record.id,
-                            tenant=document.tenant,
-                            doc_type=record.doc_type,
-                            source=record.source,
-                            acl=record.acl,
-                            text=texts[i],
-                            vector=vectors[i],
-                        )
-                        for i, chunk in enumerate(chunks)
-                    ],
-                )
-            self._finish_item(session, job_item_id, record.id, outcome)
+        record, chunks, outcome = upsert_document(session, document)
         if outcome != "unchanged":
-            self._changed(document.tenant)
+            if outcome == "updated":
+                self._index.remove_document(session, document.tenant, record.id)
+            self._index.add(
+                session,
+                [
+                    IndexEntry(
+                        chunk_id=chunk.id,
+                        document_id=record.id,
+                        tenant=document.tenant,
+                        doc_type=record.doc_type,
+                        source=record.source,
+                        acl=record.acl,
+                        text=texts[i],
+                        vector=vectors[i],
+                    )
+                    for i, chunk in enumerate(chunks)
+                ],
+            )
+        self._finish_item(session, job_item_id, record.id, outcome)
         return IngestResult(record.id, outcome, len(chunks))
 
     def delete(self, tenant: str, document_id: str) -> None:
@@ -185,7 +200,7 @@ class Ingestion:
         self._changed(tenant)
 
     @staticmethod
-    def _finish_item(session: Any, job_item_id: str | None, document_id: str, outcome: str) -> None:
+    def _finish_item(session: Session, job_item_id: str | None, document_id: str, outcome: str) -> None:
         if job_item_id is None:
             return
         item = session.get(JobItem, job_item_id)
