@@ -225,8 +225,11 @@ class Settings(BaseSettings):
 
     # Holds the SQLite database and caches; give each instance its own to run several side by side.
     data_dir: Path = Path(".keel")
-    # None: SQLite at <data_dir>/keel.db. Any SQLAlchemy URL otherwise.
+    # None: SQLite at <data_dir>/keel.db. Scale-out: postgresql+psycopg://user@host/db (with pgvector).
     database_url: str | None = None
+    # None: queue, rate limits and caches in this process / SQLite. Scale-out: redis://host:6379/0,
+    # shared by every replica and worker.
+    redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from huey import Huey
 
 from keel.config import AliasSettings, Settings
 from keel.errors import InvalidRequestError
 from keel.gateway.budgets import BudgetLedger
-from keel.gateway.cache import ResponseCache
+from keel.gateway.cache import MemoryResponseCache
+from keel.gateway.cache_redis import RedisResponseCache
 from keel.gateway.deployments import build_deployments, default_local_deployments
 from keel.gateway.dispatch import Dispatcher
 from keel.gateway.ledger import UsageLedger
@@ -49,9 +51,11 @@ def build_gateway(
         config,
         Dispatcher(aliases, build_deployments(configured, chat_model, config.breaker), config.retry),
         {settings.embedding.alias: embedding_model},
-        RateLimiter(config),
+        RateLimiter(config, settings.redis_url or "memory://"),
         BudgetLedger(database, config),
-        ResponseCache(config.cache),
+        RedisResponseCache(config.cache, redis.Redis.from_url(settings.redis_url))
+        if settings.redis_url
+        else MemoryResponseCache(config.cache),
         UsageLedger(database),
         default_completion_tokens=settings.chat.default_max_tokens,
     )
@@ -99,7 +103,7 @@ class Runtime:
             settings.knowledge.max_document_bytes,
         )
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
-        queue = build_queue(settings.data_dir)
+        queue = build_queue(settings.data_dir, settings.redis_url)
         retrieval = settings.knowledge.retrieval
         return cls(
             settings=settings,

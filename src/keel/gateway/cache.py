@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -74,7 +74,34 @@ class _SemanticEntry:
     expires: float
 
 
-class ResponseCache:
+class ResponseCache(Protocol):
+    """Where answers are cached: process memory embedded, Redis for scale-out (`cache_redis.py`)."""
+
+    settings: CacheSettings
+
+    def get_exact(self, keys: CacheKeys) -> CachedAnswer | None: ...
+
+    def get_semantic(
+        self, keys: CacheKeys, vector: npt.NDArray[np.float32]
+    ) -> tuple[CachedAnswer, float] | None: ...
+
+    def put(self, keys: CacheKeys, answer: CachedAnswer, vector: npt.NDArray[np.float32] | None) -> None: ...
+
+    def invalidate_tenant(self, tenant: str) -> None: ...
+
+
+def best_match(
+    vectors: list[npt.NDArray[np.float32]], vector: npt.NDArray[np.float32], threshold: float
+) -> tuple[int, float] | None:
+    """The index and similarity of the closest cached question, if it is close enough."""
+    if not vectors:
+        return None
+    similarities = np.stack(vectors) @ vector
+    best = int(np.argmax(similarities))
+    return (best, float(similarities[best])) if float(similarities[best]) >= threshold else None
+
+
+class MemoryResponseCache:
     def __init__(self, settings: CacheSettings) -> None:
         self.settings = settings
         self._exact: TTLCache[str, tuple[str, CachedAnswer]] = TTLCache(settings.max_entries, settings.ttl_s)
@@ -93,13 +120,8 @@ class ResponseCache:
         with self._lock:
             entries = [e for e in self._semantic.get(keys.scope, []) if e.expires > now]
             self._semantic[keys.scope] = entries
-        if not entries:
-            return None
-        similarities = np.stack([e.vector for e in entries]) @ vector
-        best = int(np.argmax(similarities))
-        if float(similarities[best]) < self.settings.semantic_threshold:
-            return None
-        return entries[best].answer, float(similarities[best])
+        match = best_match([e.vector for e in entries], vector, self.settings.semantic_threshold)
+        return (entries[match[0]].answer, match[1]) if match else None
 
     def put(self, keys: CacheKeys, answer: CachedAnswer, vector: npt.NDArray[np.float32] | None) -> None:
         with self._lock:

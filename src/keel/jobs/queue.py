@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huey import Huey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 
-def build_queue(data_dir: Path, *, name: str = "keel") -> Huey:
+def build_queue(data_dir: Path, redis_url: str | None = None, *, name: str = "keel") -> Huey:
+    if redis_url:
+        return RedisHuey(name=name, url=redis_url, results=False, utc=True)
     return SqliteHuey(name=name, filename=str(data_dir / "queue.db"), results=False, utc=True)
 
 

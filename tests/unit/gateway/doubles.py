@@ -14,7 +14,7 @@ import numpy.typing as npt
 from keel.config import AliasSettings, DeploymentSettings, GatewaySettings
 from keel.gateway.breaker import CircuitBreaker
 from keel.gateway.budgets import BudgetLedger
-from keel.gateway.cache import ResponseCache
+from keel.gateway.cache import MemoryResponseCache
 from keel.gateway.deployments import Deployment
 from keel.gateway.dispatch import Dispatcher
 from keel.gateway.ledger import UsageLedger
@@ -102,7 +102,7 @@ def make_gateway(
         {"e": embedder or FixedEmbedder()},
         RateLimiter(settings),
         BudgetLedger(database, settings),
-        ResponseCache(settings.cache),
+        MemoryResponseCache(settings.cache),
         UsageLedger(database),
         default_completion_tokens=64,
     )
