@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from keel import cli_knowledge
+from keel import cli_knowledge, cli_support
 from keel.cli_common import command_settings, err, fail, migrated_database, out
 from keel.errors import KeelError
 from keel.keys import Role
@@ -171,3 +171,4 @@ def chat(
 
 
 cli_knowledge.register(app)
+cli_support.register(app)

@@ -216,6 +216,27 @@ class GatewaySettings(BaseModel):
     cache: CacheSettings = CacheSettings()
 
 
+class CopilotSettings(BaseModel):
+    """The support copilot: its model, what it may read, and when it hands over to a person."""
+
+    company: str = "Larkspur Cycles"
+    # None: the chat model's alias.
+    model: str | None = None
+    max_tokens: int = Field(200, ge=16)
+    sources: int = Field(4, ge=1, le=10)
+    # ACL groups the copilot searches with; documents restricted to other groups stay invisible to it.
+    acl_groups: list[str] = Field(default_factory=list)
+    # Below this the reply goes to a person first.
+    confidence_threshold: float = Field(0.55, ge=0, le=1)
+    # Intents that always go to a person.
+    sensitive_intents: list[str] = Field(default_factory=lambda: ["legal", "account_security"])
+    # A refund request above this amount (in the shop's currency) goes to a person.
+    refund_limit: Decimal = Decimal(500)
+    # Where decisions are POSTed, signed with HMAC-SHA256 under the secret in `webhook_secret_env`.
+    webhook_url: str | None = None
+    webhook_secret_env: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KEEL_",
@@ -241,6 +262,7 @@ class Settings(BaseSettings):
     embedding: LocalEmbeddingSettings = LocalEmbeddingSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     gateway: GatewaySettings = GatewaySettings()
+    copilot: CopilotSettings = CopilotSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import redis
 from huey import Huey
 
 from keel.config import AliasSettings, Settings
+from keel.copilot.grounding import GroundingChecker
+from keel.copilot.intents import IntentClassifier
+from keel.copilot.memory import ConversationMemory
+from keel.copilot.pipeline import Copilot
+from keel.copilot.tools.base import ToolBox
+from keel.copilot.tools.crm import crm_tools
 from keel.errors import InvalidRequestError
 from keel.gateway.budgets import BudgetLedger
 from keel.gateway.cache import MemoryResponseCache
@@ -29,6 +36,8 @@ from keel.knowledge.loaders.base import ChunkingOptions
 from keel.knowledge.loaders.registry import default_registry
 from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
+from keel.review.queue import ReviewQueue
+from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
 
 
@@ -74,6 +83,8 @@ class Runtime:
     queue: Huey
     jobs: IngestionJobs
     retriever: Retriever
+    copilot: Copilot
+    reviews: ReviewQueue
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -105,6 +116,33 @@ class Runtime:
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
         retrieval = settings.knowledge.retrieval
+        retriever = Retriever(
+            database,
+            index,
+            embedding_model,
+            retrieval,
+            chat_model.count_tokens,
+            reranker=CrossEncoderReranker(retrieval.reranker_path) if retrieval.reranker_path else None,
+        )
+        copilot_settings = settings.copilot
+        secret = (
+            os.environ.get(copilot_settings.webhook_secret_env)
+            if copilot_settings.webhook_secret_env
+            else None
+        )
+        reviews = ReviewQueue(database, WebhookSender(copilot_settings.webhook_url, secret))
+        copilot = Copilot(
+            copilot_settings,
+            settings.chat.alias,
+            database,
+            gateway,
+            retriever,
+            IntentClassifier(embedding_model, settings.data_dir / "models"),
+            ToolBox(crm_tools(database), settings.redis_url or "memory://"),
+            GroundingChecker(embedding_model),
+            ConversationMemory(database),
+            reviews,
+        )
         return cls(
             settings=settings,
             database=database,
@@ -116,16 +154,9 @@ class Runtime:
             ingestion=ingestion,
             queue=queue,
             jobs=IngestionJobs(database, ingestion, queue),
-            retriever=Retriever(
-                database,
-                index,
-                embedding_model,
-                settings.knowledge.retrieval,
-                chat_model.count_tokens,
-                reranker=CrossEncoderReranker(reranker_path)
-                if (reranker_path := retrieval.reranker_path)
-                else None,
-            ),
+            retriever=retriever,
+            copilot=copilot,
+            reviews=reviews,
         )
 
     def prepare(self) -> None:
@@ -134,9 +165,10 @@ class Runtime:
         self.index.ensure_schema()
 
     def warm_up(self) -> None:
-        """Load both models (blocking)."""
+        """Load both models and the intent classifier (blocking; trains the classifier on first start)."""
         self.chat_model.warm_up()
         self.embedding_model.warm_up()
+        self.copilot.warm_up()
 
     def close(self) -> None:
         self.queue.storage.close()

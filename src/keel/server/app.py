@@ -15,7 +15,7 @@ from keel.logs import get_logger
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import RequestLogMiddleware
-from keel.server.routers import health, knowledge, openai_compat
+from keel.server.routers import health, knowledge, openai_compat, support
 
 log = get_logger(__name__)
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(health.router)
     app.include_router(openai_compat.router)
     app.include_router(knowledge.router)
+    app.include_router(support.router)
     return app
 
 

@@ -61,3 +61,7 @@ AnyCaller = Annotated[Principal, Depends(require_roles(*Role))]
 KnowledgeWriter = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP))]
 # Searching knowledge: applications, administrators and reviewers (who check answers against sources).
 SearchCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]
+# The review queue: reviewers and administrators.
+ReviewCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.REVIEWER))]
+# Reading a support reply: the application that asked, reviewers and administrators.
+SupportReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]

@@ -228,3 +228,105 @@ class UsageRecord(Base):
     fallback_used: Mapped[bool] = mapped_column(default=False)
     stream: Mapped[bool] = mapped_column(default=False)
     outcome: Mapped[str] = mapped_column(String(64), default="ok")
+
+
+class Conversation(Base):
+    """A support conversation: its turns are the copilot's short-term memory."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("conv"))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    channel: Mapped[str] = mapped_column(String(32), default="api")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    turns: Mapped[list[ConversationTurn]] = relationship(
+        back_populates="conversation", cascade="all, delete-orphan", order_by="ConversationTurn.created_at"
+    )
+
+
+class ConversationTurn(Base):
+    __tablename__ = "conversation_turns"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("turn"))
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="turns")
+
+
+class SupportReply(Base):
+    """A copilot answer as the client sees it; `final_reply` is set once a reviewer decided."""
+
+    __tablename__ = "support_replies"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rep"))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    conversation_id: Mapped[str] = mapped_column(String(40), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))
+    reply: Mapped[str] = mapped_column(Text)
+    citations: Mapped[list[Any]] = mapped_column(default=list)
+    confidence: Mapped[float] = mapped_column(default=0.0)
+    intent: Mapped[str] = mapped_column(String(64), default="")
+    review_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    trace_id: Mapped[str] = mapped_column(String(64), index=True)
+    final_reply: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ReviewItem(Base):
+    """A reply waiting for a person: pending → claimed → approved | edited | rejected."""
+
+    __tablename__ = "review_items"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rev"))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    reply_id: Mapped[str] = mapped_column(String(40), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    draft_reply: Mapped[str] = mapped_column(Text)
+    final_reply: Mapped[str | None] = mapped_column(Text, default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Feedback(Base):
+    """A judgement of an answer (from an end user or a reviewer), linked to its trace."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("fb"))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    trace_id: Mapped[str] = mapped_column(String(64), index=True)
+    reply_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column()
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    correction: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvalExample(Base):
+    """One example of an evaluation dataset: a question, its reference answer, the expected sources."""
+
+    __tablename__ = "eval_examples"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ex"))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    reference_answer: Mapped[str] = mapped_column(Text)
+    expected_sources: Mapped[list[Any]] = mapped_column(default=list)
+    origin: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

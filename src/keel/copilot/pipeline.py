@@ -1,0 +1,279 @@
+"""The support reply pipeline: memory → intent → retrieval → tools → prompt → model → grounding →
+confidence → escalation. Each step is a small unit; this module only runs them in order and decides.
+
+Never confidently wrong: when the model fails, answers out of shape, or says things its sources do not
+support, the reply becomes the best cited extract from the knowledge base and a person reviews it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from keel.config import CopilotSettings
+from keel.copilot.extract import best_extract, extract_reply
+from keel.copilot.grounding import GroundingChecker, GroundingVerdict
+from keel.copilot.intents import IntentClassifier
+from keel.copilot.memory import ConversationMemory, rewrite_query
+from keel.copilot.policy import Signals, confidence, escalation_reasons, relevance_from_cosine
+from keel.copilot.prompt import PROMPT_VERSION, render_messages, reply_schema
+from keel.copilot.tools.base import ToolBox
+from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus
+from keel.errors import KeelError, NotFoundError
+from keel.gateway.protocol import ChatCompletionRequest
+from keel.gateway.service import Caller, Gateway
+from keel.knowledge.index.base import SearchScope
+from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
+from keel.logs import get_logger
+from keel.review.queue import ReviewQueue
+from keel.store.engine import Database
+from keel.store.models import ReviewItem, SupportReply
+
+log = get_logger(__name__)
+
+DECLINE = (
+    "I can help with questions about {company} products, orders, deliveries, returns, warranty and your "
+    "account. Could you tell me what you need help with?"
+)
+HANDOVER = "I'm passing your message to a colleague, who will reply shortly."
+# Below this relevance nothing in the knowledge base is about the question.
+NO_KNOWLEDGE = 0.15
+
+
+class Copilot:
+    def __init__(
+        self,
+        settings: CopilotSettings,
+        chat_alias: str,
+        database: Database,
+        gateway: Gateway,
+        retriever: Retriever,
+        intents: IntentClassifier,
+        tools: ToolBox,
+        grounding: GroundingChecker,
+        memory: ConversationMemory,
+        reviews: ReviewQueue,
+    ) -> None:
+        self._settings = settings
+        self._model = settings.model or chat_alias
+        self._database = database
+        self._gateway = gateway
+        self._retriever = retriever
+        self._intents = intents
+        self._tools = tools
+        self._grounding = grounding
+        self._memory = memory
+        self._reviews = reviews
+
+    def warm_up(self) -> None:
+        self._intents.warm_up()
+
+    async def reply(self, request: ReplyRequest, caller: Caller) -> ReplyResponse:
+        trace_id = uuid.uuid4().hex
+        conversation_id = await asyncio.to_thread(
+            self._memory.open, caller.tenant, request.conversation_id, request.customer_id, request.channel
+        )
+        history = await asyncio.to_thread(self._memory.history, conversation_id)
+        await asyncio.to_thread(self._memory.append, conversation_id, "user", request.message)
+        query = rewrite_query(request.message, history)
+        intent = await asyncio.to_thread(self._intents.classify, query)
+
+        sources = await self._retrieve(query, caller.tenant)
+        relevance = relevance_from_cosine(sources[0].scores["vector"].score) if sources else 0.0
+        customer, orders = await self._crm(caller.tenant, request.customer_id)
+
+        citations: list[Citation] = []
+        model_failed = ungrounded = False
+        status: ReplyStatus = "answered"
+        grounded_share = 0.0
+        if intent.intent == "human_handoff":
+            text = HANDOVER
+        elif intent.intent == "out_of_scope" or relevance < NO_KNOWLEDGE:
+            text, status = DECLINE.format(company=self._settings.company), "needs_clarification"
+        else:
+            answer = await self._ask_model(request.message, sources, customer, orders, history, caller)
+            if answer is None:
+                model_failed = True
+            else:
+                draft, cited = answer
+                verdict = await asyncio.to_thread(
+                    self._grounding.check, draft, [(s.chunk_id, s.text) for s in cited or sources]
+                )
+                grounded_share = verdict.supported_ratio
+                ungrounded = grounded_share < 0.5
+            if model_failed or ungrounded:
+                text = extract_reply(query, sources[0])
+                citations = [self._cite(query, sources[0])]
+            else:
+                text = verdict.supported_text
+                citations = self._citations(query, verdict, sources)
+
+        score = confidence(Signals(relevance, grounded_share, intent.probability, not model_failed))
+        reasons = escalation_reasons(
+            self._settings,
+            intent=intent.intent,
+            message=request.message,
+            orders=orders,
+            score=score,
+            model_failed=model_failed,
+            ungrounded=ungrounded,
+        )
+        if status == "needs_clarification" and reasons == ["low_confidence"]:
+            reasons = []  # a declined question has nothing for a person to check
+        if reasons:
+            status = "escalated"
+        return await asyncio.to_thread(
+            self._store,
+            caller.tenant,
+            conversation_id,
+            request.message,
+            text,
+            citations,
+            score,
+            status,
+            intent.intent,
+            reasons,
+            trace_id,
+        )
+
+    async def _retrieve(self, query: str, tenant: str) -> list[SearchResult]:
+        scope = SearchScope(tenant=tenant, acl_groups=frozenset(self._settings.acl_groups))
+        found = await self._retriever.search(SearchRequest(query=query, k=self._settings.sources), scope)
+        return [r for r in found.results if "vector" in r.scores] or found.results
+
+    async def _crm(
+        self, tenant: str, customer_id: str | None
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        if not customer_id:
+            return None, []
+        try:
+            customer = (
+                await self._tools.call(tenant, "lookup_customer", {"customer_id": customer_id})
+            ).result
+            orders = (await self._tools.call(tenant, "lookup_orders", {"customer_id": customer_id})).result
+        except KeelError as exc:
+            log.warning("crm_lookup_failed", code=exc.code)
+            return None, []
+        return customer, orders or []
+
+    async def _ask_model(
+        self,
+        question: str,
+        sources: list[SearchResult],
+        customer: dict[str, Any] | None,
+        orders: list[dict[str, Any]],
+        history: list[tuple[str, str]],
+        caller: Caller,
+    ) -> tuple[str, list[SearchResult]] | None:
+        messages = render_messages(self._settings.company, question, sources, customer, orders, history)
+        request = ChatCompletionRequest.model_validate(
+            {
+                "model": self._model,
+                "messages": messages,
+                "max_tokens": self._settings.max_tokens,
+                "temperature": 0.1,
+                "prompt_version": PROMPT_VERSION,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "reply", "schema": reply_schema(len(sources))},
+                },
+            }
+        )
+        try:
+            completion, _ = await self._gateway.chat(request, caller)
+            parsed = json.loads(completion.choices[0].message.content)
+        except (KeelError, json.JSONDecodeError) as exc:
+            log.warning("copilot_model_failed", error=getattr(exc, "code", type(exc).__name__))
+            return None
+        if completion.choices[0].finish_reason == "length":
+            return None
+        cited = [sources[n - 1] for n in dict.fromkeys(parsed.get("sources", [])) if 1 <= n <= len(sources)]
+        return str(parsed["reply"]).strip(), cited
+
+    def _cite(self, question: str, source: SearchResult) -> Citation:
+        return Citation(
+            chunk_id=source.chunk_id,
+            document_id=source.document_id,
+            title=source.title,
+            source=source.source,
+            quote=best_extract(question, source),
+        )
+
+    def _citations(
+        self, question: str, verdict: GroundingVerdict, sources: list[SearchResult]
+    ) -> list[Citation]:
+        by_id = {s.chunk_id: s for s in sources}
+        return [self._cite(question, by_id[c]) for c in verdict.supporting_chunks if c in by_id]
+
+    def _store(
+        self,
+        tenant: str,
+        conversation_id: str,
+        question: str,
+        text: str,
+        citations: list[Citation],
+        score: float,
+        status: ReplyStatus,
+        intent: str,
+        reasons: list[str],
+        trace_id: str,
+    ) -> ReplyResponse:
+        with self._database.session() as session:
+            record = SupportReply(
+                tenant=tenant,
+                conversation_id=conversation_id,
+                question=question,
+                status=status,
+                reply=text,
+                citations=[c.model_dump() for c in citations],
+                confidence=score,
+                intent=intent,
+                trace_id=trace_id,
+            )
+            session.add(record)
+            session.flush()
+            reply_id = record.id
+        review_id = self._reviews.enqueue(tenant, reply_id, text, reasons) if reasons else None
+        if review_id is not None:
+            with self._database.session() as session:
+                session.get_one(SupportReply, reply_id).review_id = review_id
+        self._memory.append(conversation_id, "assistant", text)
+        return ReplyResponse(
+            id=reply_id,
+            reply=text,
+            citations=citations,
+            confidence=score,
+            status=status,
+            review_id=review_id,
+            trace_id=trace_id,
+            conversation_id=conversation_id,
+            intent=intent,
+            escalation_reasons=reasons,
+        )
+
+    def get(self, tenant: str, reply_id: str) -> ReplyResponse:
+        with self._database.session() as session:
+            record = session.scalar(
+                select(SupportReply).where(SupportReply.id == reply_id, SupportReply.tenant == tenant)
+            )
+            if record is None:
+                raise NotFoundError(f"No reply '{reply_id}'.", code="reply_not_found")
+            review = session.get(ReviewItem, record.review_id) if record.review_id else None
+            return ReplyResponse(
+                id=record.id,
+                reply=record.reply,
+                citations=[Citation(**c) for c in record.citations],
+                confidence=record.confidence,
+                status=record.status,
+                review_id=record.review_id,
+                trace_id=record.trace_id,
+                conversation_id=record.conversation_id,
+                intent=record.intent,
+                escalation_reasons=review.reasons if review else [],
+                final_reply=record.final_reply,
+                review_status=review.status if review else None,
+            )

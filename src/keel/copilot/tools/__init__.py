@@ -1,0 +1,1 @@
+"""The copilot's tools: typed functions over the CRM and ticket history."""

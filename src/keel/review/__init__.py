@@ -1,0 +1,1 @@
+"""The human review queue: escalated replies wait here for a reviewer's decision."""

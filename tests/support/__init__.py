@@ -1,0 +1,1 @@
+"""Test support shared by every test tier: doubles that stand outside Keel, such as a faulty upstream."""
