@@ -21,6 +21,8 @@ class Keys:
     app: str
     viewer: str
     revoked: str
+    reviewer: str
+    second_reviewer: str
 
     def header(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
@@ -50,4 +52,6 @@ def keys(client: TestClient, runtime: Runtime) -> Keys:
         app=runtime.keys.create("acme", Role.APP).secret,
         viewer=runtime.keys.create("acme", Role.VIEWER).secret,
         revoked=revoked.secret,
+        reviewer=runtime.keys.create("acme", Role.REVIEWER).secret,
+        second_reviewer=runtime.keys.create("acme", Role.REVIEWER).secret,
     )

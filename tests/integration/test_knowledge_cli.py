@@ -13,8 +13,13 @@ from tests.integration.live import KEEL, keel_env
 
 
 def keel(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*KEEL, *args], env={**keel_env(data_dir), "COLUMNS": "200"}, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [*KEEL, *args],
+        env={**keel_env(data_dir), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_ingest_folder_then_search(tmp_path: Path) -> None:

