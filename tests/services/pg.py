@@ -51,7 +51,7 @@ class TestPostgres:
 
     def create_database(self) -> str:
         name = f"keel_{uuid.uuid4().hex[:12]}"
-        self._admin(f'CREATE DATABASE "{name}"')
+        self._admin(f'CREATE DATABASE "{name}" STRATEGY FILE_COPY')
         return name
 
     def drop_database(self, name: str) -> None:
@@ -64,7 +64,8 @@ class TestPostgres:
         self.stopped = True
         pgserver = _import_pgserver()
         try:
-            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user, timeout=30)
+            stop = ["-w", "-m", "fast", "stop"]
+            pgserver.pg_ctl(stop, pgdata=self.pgdata, user=self.system_user, timeout=30)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -94,12 +95,9 @@ def start_postgres() -> TestPostgres:
         server = pgserver.get_server(pgdata, cleanup_mode=None)
         socket_dir = server.get_postmaster_info().socket_dir
         port = _free_port()
-        pgserver.pg_ctl(
-            ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir} {_TEST_SETTINGS}", "-l", str(log), "restart"],
-            pgdata=pgdata,
-            user=server.system_user,
-            timeout=30,
-        )
+        options = f"-h 127.0.0.1 -p {port} -k {socket_dir} {_TEST_SETTINGS}"
+        restart = ["-w", "-o", options, "-l", str(log), "restart"]
+        pgserver.pg_ctl(restart, pgdata=pgdata, user=server.system_user, timeout=30)
     except BaseException:
         if log.exists():
             print(f"PostgreSQL server log ({log}):\n{log.read_text(errors='replace')}")

@@ -1,4 +1,4 @@
-"""Keel's store on PostgreSQL: the migrations, the embedding cache and the budget ledger."""
+"""Keel's store on PostgreSQL: migrations, embedding cache, budget ledger and what only PostgresIndex does."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from keel.config import BudgetSettings, GatewaySettings
 from keel.errors import RateLimitError
 from keel.gateway.budgets import BudgetLedger, Reservation
 from keel.knowledge.embedding_cache import CachedEmbedder
+from keel.knowledge.index.base import IndexEntry, SearchScope
+from keel.knowledge.index.postgres import PostgresIndex
 from keel.store.engine import Database
 from keel.store.migrate import alembic_config
 from keel.store.models import Base, BudgetCounter
@@ -54,7 +56,8 @@ class CountingEmbedder:
             self.batches.append(list(texts))
         rows = [np.random.default_rng(sum(map(ord, t))).normal(size=self.dimensions) for t in texts]
         array = np.array(rows, dtype=np.float32).reshape(len(texts), self.dimensions)
-        return array / np.linalg.norm(array, axis=1, keepdims=True)
+        unit: npt.NDArray[np.float32] = array / np.linalg.norm(array, axis=1, keepdims=True)
+        return unit
 
     async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
         return self.embed(texts)
@@ -129,10 +132,30 @@ def test_concurrent_reservations_never_exceed_the_limit(database: Database) -> N
     with ThreadPoolExecutor(50) as pool:
         reservations = [r for r in pool.map(reserve, range(50)) if r is not None]
     assert len(reservations) == 20  # exactly what the tenant's 1.00 holds, no more
-    tenant = {period: value for (scope, period), value in counters(database).items() if scope == "tenant:acme"}
-    assert [reserved for _, reserved in tenant.values()] == [1_000_000]
+    before = counters(database)
+    assert [value for (scope, _), value in before.items() if scope == "tenant:acme"] == [(0, 1_000_000)]
+    assert all(
+        reserved <= 500_000 for (scope, _), (_, reserved) in before.items() if scope.startswith("key:")
+    )
 
     with ThreadPoolExecutor(20) as pool:
         list(pool.map(lambda r: ledger.settle(r, Decimal("0.01")), reservations))
-    assert {value for value in counters(database).values()} >= {(200_000, 0)}
-    assert all(reserved == 0 for _, reserved in counters(database).values())
+    after = counters(database)
+    assert [value for (scope, _), value in after.items() if scope == "tenant:acme"] == [(200_000, 0)]
+    assert all(reserved == 0 for _, reserved in after.values())
+
+
+def test_postgres_index_specifics(database: Database) -> None:
+    index = PostgresIndex(database, 4)
+    index.ensure_schema()
+    vector = np.array([1, 0, 0, 0], dtype=np.float32)
+    with database.session() as session:
+        # PostgreSQL text cannot hold NUL; the index drops it rather than failing the document.
+        index.add(session, [IndexEntry("c1", "d1", "acme", "faq", "kb", [], "bike\x00 brakes", vector)])
+    assert [hit.chunk_id for hit in index.keyword_search("brakes", SearchScope("acme"), 5)] == ["c1"]
+    # Unlike SQLite's fallback, a query of stopwords alone finds nothing (the english config drops them).
+    assert index.keyword_search("the of", SearchScope("acme"), 5) == []
+    with pytest.raises(ValueError, match="dimensions"), database.session() as session:
+        index.add(session, [IndexEntry("c2", "d1", "acme", "faq", "kb", [], "x", np.ones(3, np.float32))])
+    with pytest.raises(ValueError, match=r"vector\(4\)"):
+        PostgresIndex(database, 8).ensure_schema()

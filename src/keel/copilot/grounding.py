@@ -38,7 +38,9 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-_NEGATION = re.compile(r"\b(?:not|no|never|none|cannot|can't|won't|isn't|aren't|doesn't|don't|didn't|without)\b", re.I)
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|cannot|can't|won't|isn't|aren't|doesn't|don't|didn't|without)\b", re.I
+)
 
 
 def negated(text: str) -> bool:

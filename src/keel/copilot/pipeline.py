@@ -12,6 +12,7 @@ import json
 import uuid
 from typing import Any
 
+from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import select
 
 from keel.config import CopilotSettings
@@ -29,6 +30,7 @@ from keel.gateway.service import Caller, Gateway
 from keel.knowledge.index.base import SearchScope
 from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
 from keel.logs import get_logger
+from keel.observe import attributes
 from keel.review.queue import ReviewQueue
 from keel.store.engine import Database
 from keel.store.models import ReviewItem, SupportReply
@@ -57,7 +59,9 @@ class Copilot:
         grounding: GroundingChecker,
         memory: ConversationMemory,
         reviews: ReviewQueue,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer or NoOpTracer()
         self._settings = settings
         self._model = settings.model or chat_alias
         self._database = database
@@ -73,14 +77,31 @@ class Copilot:
         self._intents.warm_up()
 
     async def reply(self, request: ReplyRequest, caller: Caller) -> ReplyResponse:
-        trace_id = uuid.uuid4().hex
+        with self._tracer.start_as_current_span("support.reply") as span:
+            context = span.get_span_context()
+            # The trace id links the reply, its review and its feedback to the trace.
+            trace_id = f"{context.trace_id:032x}" if context.is_valid else uuid.uuid4().hex
+            response = await self._reply(request, caller, trace_id)
+            span.set_attribute(attributes.TENANT, caller.tenant)
+            span.set_attribute(attributes.INTENT, response.intent)
+            span.set_attribute(attributes.CONFIDENCE, response.confidence)
+            span.set_attribute(attributes.STATUS, response.status)
+            span.set_attribute(attributes.ESCALATION_REASONS, response.escalation_reasons)
+            span.set_attribute(attributes.PROMPT_VERSION, PROMPT_VERSION)
+            span.set_attribute("keel.reply_id", response.id)
+            return response
+
+    async def _reply(self, request: ReplyRequest, caller: Caller, trace_id: str) -> ReplyResponse:
         conversation_id = await asyncio.to_thread(
             self._memory.open, caller.tenant, request.conversation_id, request.customer_id, request.channel
         )
         history = await asyncio.to_thread(self._memory.history, conversation_id)
         await asyncio.to_thread(self._memory.append, conversation_id, "user", request.message)
         query = rewrite_query(request.message, history)
-        intent = await asyncio.to_thread(self._intents.classify, query)
+        with self._tracer.start_as_current_span("intent") as intent_span:
+            intent = await asyncio.to_thread(self._intents.classify, query)
+            intent_span.set_attribute(attributes.INTENT, intent.intent)
+            intent_span.set_attribute(attributes.INTENT_PROBABILITY, intent.probability)
 
         sources = await self._retrieve(query, caller.tenant)
         relevance = relevance_from_cosine(sources[0].scores["vector"].score) if sources else 0.0
@@ -100,11 +121,14 @@ class Copilot:
                 model_failed = True
             else:
                 draft, cited = answer
-                verdict = await asyncio.to_thread(
-                    self._grounding.check, draft, [(s.chunk_id, s.text) for s in cited or sources]
-                )
-                grounded_share = verdict.supported_ratio
-                ungrounded = grounded_share < 0.5
+                with self._tracer.start_as_current_span("grounding") as grounding_span:
+                    verdict = await asyncio.to_thread(
+                        self._grounding.check, draft, [(s.chunk_id, s.text) for s in cited or sources]
+                    )
+                    grounded_share = verdict.supported_ratio
+                    ungrounded = grounded_share < 0.5
+                    grounding_span.set_attribute(attributes.GROUNDED_SHARE, grounded_share)
+                    grounding_span.set_attribute("keel.grounding.sentences", len(verdict.sentences))
             if model_failed or ungrounded:
                 text = extract_reply(query, sources[0])
                 citations = [self._cite(query, sources[0])]

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from opentelemetry.trace import NoOpTracer, Status, StatusCode, Tracer
+
 from keel.config import AliasSettings, RetrySettings
 from keel.errors import KeelError, ModelNotFoundError, ServiceUnavailableError
 from keel.gateway.deployments import Deployment
@@ -25,6 +27,7 @@ from keel.gateway.providers.base import (
 )
 from keel.gateway.retry import call_with_retries, with_timeout
 from keel.gateway.router import order_deployments
+from keel.observe import attributes
 
 T = TypeVar("T")
 
@@ -53,11 +56,16 @@ class OpenStream:
 
 class Dispatcher:
     def __init__(
-        self, aliases: dict[str, AliasSettings], deployments: dict[str, Deployment], retry: RetrySettings
-    ):
+        self,
+        aliases: dict[str, AliasSettings],
+        deployments: dict[str, Deployment],
+        retry: RetrySettings,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.aliases = aliases
         self.deployments = deployments
         self._retry = retry
+        self._tracer = tracer or NoOpTracer()
 
     def alias(self, name: str) -> AliasSettings:
         if name not in self.aliases:
@@ -125,18 +133,30 @@ class Dispatcher:
         async def attempt() -> T:
             if not deployment.breaker.allow():
                 raise BreakerOpen(deployment.name)
-            started = time.perf_counter()
-            try:
-                result = await with_timeout(call(deployment), deployment.settings.timeout_s)
-            except ContextWindowExceeded:
-                deployment.breaker.record_success()  # the deployment works; this prompt is too long for it
-                raise
-            except ProviderError:
-                deployment.breaker.record_failure()
-                raise
-            deployment.breaker.record_success()
-            deployment.record_latency(time.perf_counter() - started)
-            return result
+            with self._tracer.start_as_current_span(f"model {deployment.name}") as span:
+                span.set_attribute(attributes.DEPLOYMENT, deployment.name)
+                span.set_attribute(attributes.GEN_AI_SYSTEM, deployment.settings.provider)
+                span.set_attribute(
+                    attributes.GEN_AI_RESPONSE_MODEL, deployment.settings.model or deployment.name
+                )
+                started = time.perf_counter()
+                try:
+                    result = await with_timeout(call(deployment), deployment.settings.timeout_s)
+                except ContextWindowExceeded:
+                    # The deployment works; this prompt is too long for it.
+                    deployment.breaker.record_success()
+                    raise
+                except ProviderError as exc:
+                    deployment.breaker.record_failure()
+                    span.set_status(Status(StatusCode.ERROR, exc.code))
+                    raise
+                deployment.breaker.record_success()
+                deployment.record_latency(time.perf_counter() - started)
+                if isinstance(result, Generation):
+                    span.set_attribute(attributes.GEN_AI_INPUT_TOKENS, result.usage.prompt_tokens)
+                    span.set_attribute(attributes.GEN_AI_OUTPUT_TOKENS, result.usage.completion_tokens)
+                    span.set_attribute(attributes.GEN_AI_FINISH_REASONS, [result.finish_reason])
+                return result
 
         def count_retry(_: BaseException) -> None:
             stats.retries += 1

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry.trace import NoOpTracer, Span, Status, StatusCode, Tracer
 
 from keel.config import GatewaySettings
 from keel.errors import InvalidRequestError, KeelError, ModelNotFoundError
@@ -46,6 +47,8 @@ from keel.gateway.protocol import (
 from keel.gateway.providers.base import EmbeddingProvider, Generation, GenerationRequest, StreamEnd, TextDelta
 from keel.gateway.router import estimate_tokens, prompt_token_bound
 from keel.gateway.structured import check_structured_output, generation_request, repair_request, wants_json
+from keel.observe import attributes
+from keel.observe.redact import redact
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,12 @@ class Gateway:
         cache: ResponseCache,
         ledger: UsageLedger,
         default_completion_tokens: int,
+        tracer: Tracer | None = None,
+        capture_content: bool = False,
     ) -> None:
         self.settings = settings
+        self._tracer = tracer or NoOpTracer()
+        self._capture_content = capture_content
         self.dispatcher = dispatcher
         self.cache = cache
         self._embedding_models = embedding_models
@@ -108,6 +115,44 @@ class Gateway:
     # -- chat ----------------------------------------------------------------------------------------
 
     async def chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallInfo]:
+        with self._tracer.start_as_current_span(f"chat {request.model}") as span:
+            completion, info = await self._chat(request, caller)
+            self._annotate(span, request, caller, info, completion.usage, completion.choices[0].finish_reason)
+            if self._capture_content:
+                span.set_attribute(
+                    attributes.GEN_AI_COMPLETION, redact(completion.choices[0].message.content)[:4000]
+                )
+            return completion, info
+
+    def _annotate(
+        self,
+        span: Span,
+        request: ChatCompletionRequest,
+        caller: Caller,
+        info: CallInfo,
+        usage: Usage,
+        finish: str,
+    ) -> None:
+        span.set_attribute(attributes.GEN_AI_OPERATION, "chat")
+        span.set_attribute(attributes.GEN_AI_REQUEST_MODEL, request.model)
+        span.set_attribute(attributes.TENANT, caller.tenant)
+        if request.prompt_version:
+            span.set_attribute(attributes.PROMPT_VERSION, request.prompt_version)
+        if request.user:
+            span.set_attribute(attributes.USER, request.user)
+        span.set_attribute(attributes.DEPLOYMENT, info.deployment or "")
+        span.set_attribute(attributes.CACHE, info.cache)
+        span.set_attribute(attributes.RETRIES, info.retries)
+        span.set_attribute(attributes.FALLBACK, info.fallback_used)
+        span.set_attribute(attributes.COST, float(info.cost))
+        span.set_attribute(attributes.GEN_AI_INPUT_TOKENS, usage.prompt_tokens)
+        span.set_attribute(attributes.GEN_AI_OUTPUT_TOKENS, usage.completion_tokens)
+        span.set_attribute(attributes.GEN_AI_FINISH_REASONS, [finish])
+        if self._capture_content:
+            prompt = "\n".join(f"{m.role}: {m.text()}" for m in request.messages)
+            span.set_attribute(attributes.GEN_AI_PROMPT, redact(prompt)[:4000])
+
+    async def _chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallInfo]:
         started = time.perf_counter()
         record = CallRecord(tenant=caller.tenant, key_id=caller.key_id, alias=request.model)
         info = CallInfo()
@@ -186,6 +231,8 @@ class Gateway:
             )
 
         generation: Generation | None = None
+        # Not the current span: the context would not survive this generator's yields.
+        span = self._tracer.start_span(f"chat {request.model}", attributes={"keel.stream": True})
         try:
             generation_input, keys, vector = await self._admit(request, caller)
             yield chunk(Delta(role="assistant", content=""))
@@ -225,8 +272,14 @@ class Gateway:
                 )
         except KeelError as exc:
             record.outcome = exc.code
+            span.set_status(Status(StatusCode.ERROR, exc.code))
             raise
         finally:
+            usage = generation.usage if generation else Usage.of(0, 0)
+            self._annotate(
+                span, request, caller, info, usage, generation.finish_reason if generation else "error"
+            )
+            span.end()
             await self._record(record, info, started, generation)
 
     # -- the steps -----------------------------------------------------------------------------------

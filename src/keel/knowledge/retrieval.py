@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Literal
 
+from opentelemetry.trace import NoOpTracer, Tracer
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -16,6 +17,7 @@ from keel.knowledge.fusion import Fused, reciprocal_rank_fusion, weighted_fusion
 from keel.knowledge.index.base import Hit, KnowledgeIndex, SearchScope
 from keel.knowledge.packing import PackInput, Passage, pack
 from keel.knowledge.rerank import Reranker
+from keel.observe import attributes
 from keel.store.engine import Database
 from keel.store.models import Chunk, Document
 
@@ -110,8 +112,10 @@ class Retriever:
         settings: RetrievalSettings,
         count_tokens: Callable[[str], int],
         reranker: Reranker | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._reranker = reranker
+        self._tracer = tracer or NoOpTracer()
         self._database = database
         self._index = index
         self._embedder = embedder
@@ -119,6 +123,19 @@ class Retriever:
         self._count_tokens = count_tokens
 
     async def search(self, request: SearchRequest, scope: SearchScope) -> SearchResponse:
+        with self._tracer.start_as_current_span("retrieve") as span:
+            response = await self._search(request, scope)
+            span.set_attribute(attributes.TENANT, scope.tenant)
+            span.set_attribute(attributes.RETRIEVAL_MODE, request.mode)
+            span.set_attribute(attributes.RETRIEVAL_CHUNKS, [r.chunk_id for r in response.results])
+            span.set_attribute(attributes.RETRIEVAL_SCORES, [round(r.score, 4) for r in response.results])
+            for stage in ("keyword", "vector", "rerank"):
+                scores = [r.scores[stage].score for r in response.results if stage in r.scores]
+                if scores:
+                    span.set_attribute(f"keel.retrieval.{stage}_scores", [round(x, 4) for x in scores])
+            return response
+
+    async def _search(self, request: SearchRequest, scope: SearchScope) -> SearchResponse:
         candidates = max(request.candidates or self._settings.candidates, request.k)
         ranked: dict[str, list[Hit]] = {}
         if request.mode in ("keyword", "hybrid"):

@@ -12,9 +12,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry import trace
 
 from keel.errors import AuthenticationError, PermissionDeniedError
 from keel.keys import Principal, Role
+from keel.observe import attributes
 from keel.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer keel_...`")
@@ -36,7 +38,12 @@ def authenticate(
         raise AuthenticationError(
             "Missing API key: send it as 'Authorization: Bearer keel_...'.", code="missing_api_key"
         )
-    return runtime.keys.authenticate(credentials.credentials)
+    principal = runtime.keys.authenticate(credentials.credentials)
+    span = trace.get_current_span()
+    span.set_attribute(attributes.TENANT, principal.tenant)
+    span.set_attribute(attributes.ROLE, principal.role.value)
+    span.set_attribute(attributes.KEY, principal.key_prefix)
+    return principal
 
 
 def require_roles(*roles: Role) -> Callable[[Principal], Principal]:

@@ -1,4 +1,4 @@
-"""Request logging: one structured line per request, with a request id echoed as `X-Request-ID`."""
+"""Per request: a root span, one structured log line, and a request id echoed as `X-Request-ID`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 import uuid
 
 import structlog
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.logs import get_logger
@@ -13,9 +14,10 @@ from keel.logs import get_logger
 log = get_logger("keel.request")
 
 
-class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
         self.app = app
+        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,15 +35,28 @@ class RequestLogMiddleware:
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            # Path and status only: bodies may hold personal data and never reach the logs.
-            log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-            structlog.contextvars.unbind_contextvars("request_id")
+        with self.tracer.start_as_current_span(
+            f"{scope['method']} {scope['path']}", kind=SpanKind.SERVER
+        ) as span:
+            span.set_attribute("http.request.method", scope["method"])
+            span.set_attribute("url.path", scope["path"])
+            span.set_attribute("keel.request_id", request_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                if route is not None and hasattr(route, "path"):
+                    # The route template keeps span names few: "GET /v1/jobs/{job_id}".
+                    span.update_name(f"{scope['method']} {route.path}")
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                # Path and status only: bodies may hold personal data and never reach the logs.
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+                structlog.contextvars.unbind_contextvars("request_id")

@@ -330,3 +330,19 @@ class EvalExample(Base):
     expected_sources: Mapped[list[Any]] = mapped_column(default=list)
     origin: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SpanRecord(Base):
+    """One OpenTelemetry span, stored for the dashboard's trace explorer (attributes already redacted)."""
+
+    __tablename__ = "spans"
+
+    span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(16), default=None)
+    name: Mapped[str] = mapped_column(String(200))
+    tenant: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    start_time: Mapped[datetime] = mapped_column(index=True)
+    duration_ms: Mapped[float] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -54,8 +54,17 @@ def test_packing_dedupes_merges_neighbours_and_fits() -> None:
 
 def result(chunk_id: str, score: float) -> SearchResult:
     return SearchResult(
-        chunk_id=chunk_id, document_id="d", title="", source="s", doc_type="text", heading_path="", ordinal=0,
-        text=chunk_id, meta={}, score=score, scores={"keyword": StageScore(score=score, rank=1)},
+        chunk_id=chunk_id,
+        document_id="d",
+        title="",
+        source="s",
+        doc_type="text",
+        heading_path="",
+        ordinal=0,
+        text=chunk_id,
+        meta={},
+        score=score,
+        scores={"keyword": StageScore(score=score, rank=1)},
     )
 
 

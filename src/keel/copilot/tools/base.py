@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from limits import RateLimitItemPerMinute, storage, strategies
+from opentelemetry.trace import NoOpTracer, Status, StatusCode, Tracer
 from pydantic import BaseModel, ValidationError
 
 from keel.errors import InvalidRequestError, RateLimitError, UpstreamError
 from keel.logs import get_logger
+from keel.observe import attributes
 
 log = get_logger(__name__)
 
@@ -50,8 +52,11 @@ class Tool(Generic[Args]):
 class ToolBox:
     """Holds the tools and calls them with validation, a timeout and a per-tenant rate limit."""
 
-    def __init__(self, tools: list[Tool[Any]], storage_uri: str = "memory://") -> None:
+    def __init__(
+        self, tools: list[Tool[Any]], storage_uri: str = "memory://", tracer: Tracer | None = None
+    ) -> None:
         self._tools = {tool.name: tool for tool in tools}
+        self._tracer = tracer or NoOpTracer()
         self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
 
     def schemas(self) -> list[dict[str, Any]]:
@@ -72,13 +77,16 @@ class ToolBox:
                 f"Tool {name} is called too often for this tenant.", code="tool_rate_limited"
             )
         started = time.perf_counter()
-        try:
-            result = await asyncio.wait_for(asyncio.to_thread(tool.run, tenant, arguments), tool.timeout_s)
-        except TimeoutError as exc:
-            log.warning("tool_timeout", tool=name, timeout_s=tool.timeout_s)
-            raise UpstreamError(
-                f"Tool {name} did not answer within {tool.timeout_s:g} s.", code="tool_timeout"
-            ) from exc
+        with self._tracer.start_as_current_span(f"tool {name}") as span:
+            span.set_attribute(attributes.TOOL_NAME, name)
+            try:
+                work = asyncio.to_thread(tool.run, tenant, arguments)
+                result = await asyncio.wait_for(work, tool.timeout_s)
+            except TimeoutError as exc:
+                log.warning("tool_timeout", tool=name, timeout_s=tool.timeout_s)
+                span.set_status(Status(StatusCode.ERROR, "timeout"))
+                message = f"Tool {name} did not answer within {tool.timeout_s:g} s."
+                raise UpstreamError(message, code="tool_timeout") from exc
         duration_ms = (time.perf_counter() - started) * 1000
         # Names and timings only: arguments and results can hold personal data.
         log.info("tool_call", tool=name, duration_ms=round(duration_ms, 1))

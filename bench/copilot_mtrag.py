@@ -1,0 +1,450 @@
+"""The support copilot on MTRAG (IBM MTRAG-UN, `govt` collection): multi-turn questions about government
+services, answered through Keel's own `Copilot.reply` pipeline over a knowledge base of the tasks' passages.
+
+    .venv/bin/python -m bench.copilot_mtrag [--limit N] [--model-path PATH.gguf] [--replay]
+        [--data ../shared/data/support_qa/mtrag_govt_dev.jsonl]
+
+Every task's reference passages (deduplicated by text, 435 for the 157 tasks) are ingested as plain-text
+documents into one tenant, so each question is answered against the whole collection. Per task the
+conversation before the last user turn is put into the copilot's memory, then the last user turn is asked
+through `runtime.copilot.reply`. By default the memory is seeded with the data set's own turns (user and
+agent, as MTRAG evaluates: the reference history is given) through `ConversationMemory.append`; with
+`--replay` every earlier user turn goes through `reply()` instead (about 4.4 times the model calls, so
+roughly four times the run time), and the copilot's own answers become the history.
+
+Measured, for the last turn only:
+- answer correctness against the gold answer: token F1 (SQuAD normalisation) and the cosine of the
+  reply's and the gold answer's MiniLM embeddings; for replies that reached the user (status answered),
+  for escalated ones (the extract a person reviews), and over all tasks;
+- citation precision: the share of cited chunks that come from one of the task's reference passages
+  (or whose words are at least 80 % contained in one);
+- UNANSWERABLE tasks declined (needs_clarification) or escalated;
+- replies that reach the user (answered) yet fail Keel's own GroundingChecker against the chunks they cite
+  (any unsupported sentence is a failure): the target is 0;
+- escalation rate and reasons, intents, status distribution per answerability class;
+- whether retrieval found a reference passage at all (the pipeline's rewritten query, top `sources`);
+- latency of the last-turn reply (p50/p95).
+
+`--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`).
+Without it only the embedded SmolLM2-135M is measured. `--limit N` takes the first N tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import statistics
+import string
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bench.harness import summary, write_results
+from keel.config import CopilotSettings, LocalChatSettings, Settings
+from keel.copilot.grounding import GroundingChecker
+from keel.copilot.memory import ConversationMemory, rewrite_query
+from keel.copilot.types import ReplyRequest, ReplyResponse
+from keel.gateway.service import Caller
+from keel.knowledge.index.base import SearchScope
+from keel.knowledge.ingestion import IngestRequest
+from keel.knowledge.retrieval import SearchRequest
+from keel.runtime import Runtime
+from keel.store.models import Chunk
+
+TENANT = "mtrag"
+CALLER = Caller(tenant=TENANT, key_id="bench")
+COMPANY = "the government services help desk"
+CLASSES = ["ANSWERABLE", "PARTIAL", "UNDERSPECIFIED", "UNANSWERABLE"]
+STATUSES = ["answered", "escalated", "needs_clarification"]
+# A cited chunk whose words are this much contained in a reference passage counts as that passage.
+CONTAINMENT = 0.8
+
+
+# --- SQuAD-style answer normalisation and token F1 -------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalise(text: str) -> str:
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    predicted, expected = normalise(prediction).split(), normalise(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def containment(part: str, whole: str) -> float:
+    words = set(normalise(part).split())
+    return len(words & set(normalise(whole).split())) / len(words) if words else 0.0
+
+
+# --- the data ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    answerability: str
+    history: list[tuple[str, str]]  # (role, text) before the last user turn; role "user" or "assistant"
+    question: str
+    golds: list[str]
+    passages: list[str]  # reference passage texts
+
+
+def load_tasks(path: Path) -> tuple[list[Task], dict[str, tuple[str, str]]]:
+    """The tasks, and the unique passages keyed by their Keel source: (text, MTRAG document id)."""
+    tasks, passages = [], {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        turns = [("user" if t["speaker"] == "user" else "assistant", t["text"].strip()) for t in row["input"]]
+        assert turns[-1][0] == "user", row["task_id"]
+        for context in row["contexts"]:
+            passages[source_for(context)] = (context["text"], context["document_id"])
+        tasks.append(
+            Task(
+                task_id=row["task_id"],
+                answerability=row["answerability"][0],
+                history=turns[:-1],
+                question=turns[-1][1],
+                golds=[t["text"].strip() for t in row["targets"]],
+                passages=[c["text"] for c in row["contexts"]],
+            )
+        )
+    return tasks, passages
+
+
+def source_for(context: dict[str, str]) -> str:
+    """A stable, readable source: the passage title (Keel titles a text document after its file name)
+    and a digest of the text, which is what makes a passage unique here."""
+    title = re.sub(r"[\\/\s]+", " ", context.get("title") or "passage").strip()[:120]
+    digest = hashlib.sha1(context["text"].encode()).hexdigest()[:10]
+    return f"{title} [{digest}].txt"
+
+
+# --- one run -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    task: Task
+    reply: ReplyResponse
+    latency_s: float
+    f1: float
+    similarity: float
+    cited_relevant: list[bool]
+    grounding_failed: bool | None  # None: not answered
+    unsupported: list[str] = field(default_factory=list)
+    retrieved_reference: bool = False
+
+
+def chunk_texts(runtime: Runtime, chunk_ids: list[str]) -> dict[str, str]:
+    with runtime.database.session() as session:
+        rows = session.execute(select(Chunk.id, Chunk.text).where(Chunk.id.in_(chunk_ids)))
+        return {chunk_id: text for chunk_id, text in rows}
+
+
+def ingest(runtime: Runtime, passages: dict[str, tuple[str, str]]) -> float:
+    requests = [
+        IngestRequest(
+            tenant=TENANT, source=source, data=text.encode(), doc_type="text", meta={"mtrag_document_id": doc}
+        )
+        for source, (text, doc) in sorted(passages.items())
+    ]
+    started = time.perf_counter()
+    for start in range(0, len(requests), 32):
+        for result in runtime.ingestion.ingest_batch(requests[start : start + 32]):
+            if isinstance(result, Exception):
+                raise result
+    return time.perf_counter() - started
+
+
+async def ask(
+    runtime: Runtime, memory: ConversationMemory, task: Task, replay: bool
+) -> tuple[ReplyResponse, float]:
+    conversation_id: str | None = None
+    if replay:
+        for role, text in task.history:
+            if role == "user":
+                earlier = await runtime.copilot.reply(
+                    ReplyRequest(message=text[:4000], conversation_id=conversation_id), CALLER
+                )
+                conversation_id = earlier.conversation_id
+    else:
+        conversation_id = memory.open(TENANT, None, None, "bench")
+        for role, text in task.history:
+            memory.append(conversation_id, role, text)
+    started = time.perf_counter()
+    reply = await runtime.copilot.reply(
+        ReplyRequest(message=task.question[:4000], conversation_id=conversation_id), CALLER
+    )
+    return reply, time.perf_counter() - started
+
+
+async def evaluate(
+    runtime: Runtime, tasks: list[Task], passages: dict[str, tuple[str, str]], replay: bool
+) -> list[Outcome]:
+    memory = ConversationMemory(runtime.database)
+    checker = GroundingChecker(runtime.embedding_model)
+    outcomes = []
+    for number, task in enumerate(tasks, start=1):
+        reply, latency = await ask(runtime, memory, task, replay)
+        # What the pipeline searched with, to tell retrieval misses from answering misses.
+        query = rewrite_query(task.question, task.history[-6:])
+        found = await runtime.retriever.search(
+            SearchRequest(query=query, k=runtime.settings.copilot.sources), SearchScope(tenant=TENANT)
+        )
+        references = set(task.passages)
+        retrieved = any(passages.get(r.source, ("", ""))[0] in references for r in found.results)
+
+        texts = chunk_texts(runtime, [c.chunk_id for c in reply.citations])
+        cited_relevant = [
+            passages.get(c.source, ("", ""))[0] in references
+            or any(containment(texts.get(c.chunk_id, ""), p) >= CONTAINMENT for p in references)
+            for c in reply.citations
+        ]
+        grounding_failed: bool | None = None
+        unsupported: list[str] = []
+        if reply.status == "answered":
+            verdict = checker.check(
+                reply.reply, [(c.chunk_id, texts.get(c.chunk_id, "")) for c in reply.citations]
+            )
+            unsupported = [s.sentence for s in verdict.sentences if not s.supported]
+            grounding_failed = bool(unsupported) or not verdict.sentences
+
+        vectors = runtime.embedding_model.embed([reply.reply, *task.golds])
+        similarity = max(float(vectors[0] @ vectors[i]) for i in range(1, len(vectors)))
+        f1 = max(token_f1(reply.reply, gold) for gold in task.golds)
+        outcomes.append(
+            Outcome(
+                task, reply, latency, f1, similarity, cited_relevant, grounding_failed, unsupported, retrieved
+            )
+        )
+        print(
+            f"[{number}/{len(tasks)}] {task.answerability:<14} {reply.status:<19} {latency:5.1f}s "
+            f"f1={f1:.2f} cos={similarity:.2f} intent={reply.intent} reasons={reply.escalation_reasons}",
+            flush=True,
+        )
+    return outcomes
+
+
+def mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def fmt(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 100:.1f} %" if percent else f"{value:.3f}"
+
+
+def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
+    by_status: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        by_status[o.reply.status].append(o)
+    answered = by_status["answered"]
+    with_refs = [o for o in outcomes if o.task.passages]
+    cited = [flag for o in with_refs for flag in o.cited_relevant]
+    unanswerable = [o for o in outcomes if o.task.answerability == "UNANSWERABLE"]
+    answerable = [o for o in outcomes if o.task.answerability in ("ANSWERABLE", "PARTIAL")]
+    distribution = {
+        cls: dict(Counter(o.reply.status for o in outcomes if o.task.answerability == cls)) for cls in CLASSES
+    }
+    return {
+        "tasks": len(outcomes),
+        "status": {s: len(by_status[s]) for s in STATUSES},
+        "status_by_answerability": distribution,
+        "f1": {
+            "answered": mean([o.f1 for o in answered]),
+            "escalated": mean([o.f1 for o in by_status["escalated"]]),
+            "answerable_or_partial": mean([o.f1 for o in answerable]),
+            "all": mean([o.f1 for o in outcomes]),
+        },
+        "similarity": {
+            "answered": mean([o.similarity for o in answered]),
+            "escalated": mean([o.similarity for o in by_status["escalated"]]),
+            "answerable_or_partial": mean([o.similarity for o in answerable]),
+            "all": mean([o.similarity for o in outcomes]),
+        },
+        "citation_precision": sum(cited) / len(cited) if cited else None,
+        "citations": len(cited),
+        "citations_on_tasks_without_reference": sum(
+            len(o.reply.citations) for o in outcomes if not o.task.passages
+        ),
+        "retrieval_found_reference": mean([float(o.retrieved_reference) for o in with_refs]),
+        "unanswerable_declined_or_escalated": mean(
+            [float(o.reply.status in ("needs_clarification", "escalated")) for o in unanswerable]
+        ),
+        "unanswerable_declined": mean([float(o.reply.status == "needs_clarification") for o in unanswerable]),
+        "answered_ungrounded": mean([float(bool(o.grounding_failed)) for o in answered]),
+        "answered_ungrounded_count": sum(bool(o.grounding_failed) for o in answered),
+        "escalation_rate": len(by_status["escalated"]) / len(outcomes),
+        "escalation_reasons": dict(Counter(r for o in outcomes for r in o.reply.escalation_reasons)),
+        "intents": dict(Counter(o.reply.intent for o in outcomes).most_common()),
+        "latency_s": summary([o.latency_s for o in outcomes]),
+        "examples": [
+            {
+                "task_id": o.task.task_id,
+                "answerability": o.task.answerability,
+                "question": o.task.question,
+                "gold": o.task.golds[0],
+                "status": o.reply.status,
+                "intent": o.reply.intent,
+                "reasons": o.reply.escalation_reasons,
+                "confidence": o.reply.confidence,
+                "reply": o.reply.reply,
+                "cited_sources": [c.source for c in o.reply.citations],
+                "cited_relevant": o.cited_relevant,
+                "retrieved_reference": o.retrieved_reference,
+                "f1": round(o.f1, 3),
+                "similarity": round(o.similarity, 3),
+                "unsupported_sentences": o.unsupported,
+                "latency_s": round(o.latency_s, 2),
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def run_model(
+    model_path: Path | None, tasks: list[Task], passages: dict[str, tuple[str, str]], replay: bool
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = Settings(
+            data_dir=Path(data_dir),
+            copilot=CopilotSettings(company=COMPANY),
+            chat=LocalChatSettings(model_path=model_path),
+        )
+        runtime = Runtime.build(settings)
+        runtime.prepare()
+        runtime.warm_up()
+        ingest_s = ingest(runtime, passages)
+        started = time.perf_counter()
+        outcomes = asyncio.run(evaluate(runtime, tasks, passages, replay))
+        result = aggregate(outcomes)
+        result["model"] = settings.chat.resolved_model_path().name
+        result["ingest_s"] = ingest_s
+        result["replies_s"] = time.perf_counter() - started
+        runtime.close()
+    return result
+
+
+def table(name: str, r: dict[str, Any]) -> list[str]:
+    lat = r["latency_s"]
+    status = ", ".join(f"{s} {n}" for s, n in r["status"].items())
+    return [
+        f"### {name}",
+        "",
+        "| metric | value |",
+        "| --- | ---: |",
+        f"| tasks | {r['tasks']} ({status}) |",
+        f"| token F1, answered | {fmt(r['f1']['answered'])} |",
+        f"| token F1, escalated (extract for review) | {fmt(r['f1']['escalated'])} |",
+        f"| token F1, ANSWERABLE + PARTIAL tasks | {fmt(r['f1']['answerable_or_partial'])} |",
+        f"| token F1, all tasks | {fmt(r['f1']['all'])} |",
+        f"| embedding cosine, answered | {fmt(r['similarity']['answered'])} |",
+        f"| embedding cosine, escalated | {fmt(r['similarity']['escalated'])} |",
+        f"| embedding cosine, ANSWERABLE + PARTIAL tasks | {fmt(r['similarity']['answerable_or_partial'])} |",
+        f"| embedding cosine, all tasks | {fmt(r['similarity']['all'])} |",
+        f"| citation precision ({r['citations']} citations on tasks with reference passages) "
+        f"| {fmt(r['citation_precision'], True)} |",
+        f"| retrieval: a reference passage in the top sources | {fmt(r['retrieval_found_reference'], True)} |",
+        f"| UNANSWERABLE declined or escalated | {fmt(r['unanswerable_declined_or_escalated'], True)} |",
+        f"| UNANSWERABLE declined (needs_clarification) | {fmt(r['unanswerable_declined'], True)} |",
+        f"| answered yet failing grounding (target 0) | {fmt(r['answered_ungrounded'], True)} "
+        f"({r['answered_ungrounded_count']}) |",
+        f"| escalation rate | {fmt(r['escalation_rate'], True)} |",
+        f"| last-turn reply p50 / p95 | {lat['median']:.2f} s / {lat['p95']:.2f} s |",
+        "",
+        "| answerability | tasks | answered | escalated | needs_clarification |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {cls} | {sum(counts.values())} | "
+            + " | ".join(str(counts.get(s, 0)) for s in STATUSES)
+            + " |"
+            for cls, counts in r["status_by_answerability"].items()
+            if counts
+        ),
+        "",
+        "Escalation reasons: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(r["escalation_reasons"].items())) or "none")
+        + ". Intents: "
+        + ", ".join(f"{k} {v}" for k, v in r["intents"].items())
+        + ".",
+        "",
+        f"Ingestion {r['ingest_s']:.0f} s; {r['tasks']} replies (and checks) {r['replies_s']:.0f} s.",
+        "",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/support_qa/mtrag_govt_dev.jsonl"))
+    parser.add_argument("--limit", type=int, default=None, help="the first N tasks only")
+    parser.add_argument(
+        "--model-path", type=Path, default=None, help="a larger GGUF chat model, also measured"
+    )
+    parser.add_argument("--replay", action="store_true", help="earlier user turns through reply() too")
+    args = parser.parse_args()
+
+    tasks, passages = load_tasks(args.data)
+    total = len(tasks)
+    if args.limit:
+        tasks = tasks[: args.limit]
+    started = time.perf_counter()
+    models: dict[str, dict[str, Any]] = {"embedded": run_model(None, tasks, passages, args.replay)}
+    if args.model_path:
+        models[args.model_path.name] = run_model(args.model_path, tasks, passages, args.replay)
+    elapsed = time.perf_counter() - started
+
+    history = (
+        "every earlier user turn replayed through reply()"
+        if args.replay
+        else "memory seeded with the data set's earlier user and agent turns (ConversationMemory.append)"
+    )
+    lines = [
+        f"MTRAG `govt` dev: {len(tasks)} of {total} tasks, {len(passages)} unique reference passages ingested "
+        f'as plain text into one tenant; company "{COMPANY}"; history: {history}; the last user turn '
+        "through `Copilot.reply`.",
+        "",
+    ]
+    for name, result in models.items():
+        lines += table(f"{name} chat model ({result['model']})", result)
+    if not args.model_path:
+        lines.append(
+            "Only the embedded SmolLM2-135M was measured: no larger GGUF model is available on this machine "
+            "(run with `--model-path` to add one)."
+        )
+        lines.append("")
+    lines.append(f"Total run time {elapsed / 60:.1f} min.")
+    write_results(
+        "copilot_mtrag",
+        {
+            "tasks": len(tasks),
+            "tasks_available": total,
+            "passages": len(passages),
+            "history": "replay" if args.replay else "seeded",
+            "run_s": elapsed,
+            "models": models,
+        },
+        "\n".join(lines),
+    )
+
+
+if __name__ == "__main__":
+    main()

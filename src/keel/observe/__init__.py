@@ -1,0 +1,1 @@
+"""Observability: OpenTelemetry traces stored for the dashboard, Prometheus metrics, feedback, usage."""
