@@ -13,7 +13,7 @@ LLAMA_WHEELS ?= $(HOME)/.cache/keel/llama-cpp-python-$(LLAMA_CPP_VERSION)-avx2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install dev run test lint typecheck bench clean
+.PHONY: install dev run test test-scaleout lint typecheck bench clean
 
 install: $(VENV)/.installed
 	$(BIN)/keel db upgrade
@@ -44,8 +44,18 @@ run: install
 	$(BIN)/keel demo
 	$(BIN)/keel serve
 
+# Integration tests that run on a Runtime of the test session's own: run again on PostgreSQL + Redis.
+TIERED_TESTS := tests/integration/test_chat_completions.py tests/integration/test_api_errors.py \
+	tests/integration/test_embeddings.py tests/integration/test_knowledge_api.py \
+	tests/integration/test_demo_data.py tests/integration/test_support_api.py \
+	tests/integration/test_tracing.py tests/integration/test_observe_api.py
+
 test: dev
 	$(BIN)/pytest
+	KEEL_TEST_TIER=scaleout $(BIN)/pytest $(TIERED_TESTS)
+
+test-scaleout: dev
+	KEEL_TEST_TIER=scaleout $(BIN)/pytest $(TIERED_TESTS)
 
 lint: dev
 	$(BIN)/ruff check src tests bench

@@ -130,11 +130,11 @@ def load_tasks(path: Path) -> tuple[list[Task], dict[str, tuple[str, str]]]:
 
 
 def source_for(context: dict[str, str]) -> str:
-    """A stable, readable source: the passage title (Keel titles a text document after its file name)
-    and a digest of the text, which is what makes a passage unique here."""
-    title = re.sub(r"[\\/\s]+", " ", context.get("title") or "passage").strip()[:120]
+    """A stable source: a digest of the text (what makes a passage unique here) as the folder, and the
+    passage title as the file name, which Keel's text loader makes the document's title."""
+    title = re.sub(r"[\\/\s]+", " ", context.get("title", "")).strip()[:120] or "passage"
     digest = hashlib.sha1(context["text"].encode()).hexdigest()[:10]
-    return f"{title} [{digest}].txt"
+    return f"mtrag/{digest}/{title}.txt"
 
 
 # --- one run -----------------------------------------------------------------------------------------------
@@ -151,6 +151,7 @@ class Outcome:
     grounding_failed: bool | None  # None: not answered
     unsupported: list[str] = field(default_factory=list)
     retrieved_reference: bool = False
+    draft: str | None = None  # the model's raw JSON answer to the last turn; None: the model was not asked
 
 
 def chunk_texts(runtime: Runtime, chunk_ids: list[str]) -> dict[str, str]:
@@ -196,14 +197,31 @@ async def ask(
     return reply, time.perf_counter() - started
 
 
+def record_drafts(runtime: Runtime) -> list[str]:
+    """The model's raw completions, for the report's examples: wraps this runtime's gateway.chat."""
+    drafts: list[str] = []
+    chat = runtime.gateway.chat
+
+    async def recording(request: Any, caller: Caller) -> Any:
+        result = await chat(request, caller)
+        drafts.append(result[0].choices[0].message.content or "")
+        return result
+
+    runtime.gateway.chat = recording  # type: ignore[method-assign]
+    return drafts
+
+
 async def evaluate(
     runtime: Runtime, tasks: list[Task], passages: dict[str, tuple[str, str]], replay: bool
 ) -> list[Outcome]:
     memory = ConversationMemory(runtime.database)
+    drafts = record_drafts(runtime)
     checker = GroundingChecker(runtime.embedding_model)
     outcomes = []
     for number, task in enumerate(tasks, start=1):
+        drafts.clear()
         reply, latency = await ask(runtime, memory, task, replay)
+        draft = drafts[-1] if drafts else None
         # What the pipeline searched with, to tell retrieval misses from answering misses.
         query = rewrite_query(task.question, task.history[-6:])
         found = await runtime.retriever.search(
@@ -232,7 +250,16 @@ async def evaluate(
         f1 = max(token_f1(reply.reply, gold) for gold in task.golds)
         outcomes.append(
             Outcome(
-                task, reply, latency, f1, similarity, cited_relevant, grounding_failed, unsupported, retrieved
+                task,
+                reply,
+                latency,
+                f1,
+                similarity,
+                cited_relevant,
+                grounding_failed,
+                unsupported,
+                retrieved,
+                draft,
             )
         )
         print(
@@ -253,6 +280,10 @@ def fmt(value: float | None, percent: bool = False) -> str:
     return f"{value * 100:.1f} %" if percent else f"{value:.3f}"
 
 
+def asked_model(outcome: Outcome) -> bool:
+    return outcome.reply.status != "needs_clarification" and outcome.reply.intent != "human_handoff"
+
+
 def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
     by_status: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
@@ -262,6 +293,7 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
     cited = [flag for o in with_refs for flag in o.cited_relevant]
     unanswerable = [o for o in outcomes if o.task.answerability == "UNANSWERABLE"]
     answerable = [o for o in outcomes if o.task.answerability in ("ANSWERABLE", "PARTIAL")]
+    asked = [o.latency_s for o in outcomes if asked_model(o)]
     distribution = {
         cls: dict(Counter(o.reply.status for o in outcomes if o.task.answerability == cls)) for cls in CLASSES
     }
@@ -297,6 +329,8 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
         "escalation_reasons": dict(Counter(r for o in outcomes for r in o.reply.escalation_reasons)),
         "intents": dict(Counter(o.reply.intent for o in outcomes).most_common()),
         "latency_s": summary([o.latency_s for o in outcomes]),
+        # Declines and hand-overs never reach the model: the replies that did, on their own.
+        "latency_model_s": summary(asked) if asked else None,
         "examples": [
             {
                 "task_id": o.task.task_id,
@@ -307,6 +341,7 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
                 "intent": o.reply.intent,
                 "reasons": o.reply.escalation_reasons,
                 "confidence": o.reply.confidence,
+                "model_draft": o.draft,
                 "reply": o.reply.reply,
                 "cited_sources": [c.source for c in o.reply.citations],
                 "cited_relevant": o.cited_relevant,
@@ -369,7 +404,13 @@ def table(name: str, r: dict[str, Any]) -> list[str]:
         f"| answered yet failing grounding (target 0) | {fmt(r['answered_ungrounded'], True)} "
         f"({r['answered_ungrounded_count']}) |",
         f"| escalation rate | {fmt(r['escalation_rate'], True)} |",
-        f"| last-turn reply p50 / p95 | {lat['median']:.2f} s / {lat['p95']:.2f} s |",
+        f"| last-turn reply p50 / p95, all | {lat['median']:.2f} s / {lat['p95']:.2f} s |",
+        (
+            f"| last-turn reply p50 / p95, the {model['n']} that asked the model "
+            f"| {model['median']:.2f} s / {model['p95']:.2f} s |"
+            if (model := r["latency_model_s"])
+            else "| last-turn reply, asking the model | none asked it |"
+        ),
         "",
         "| answerability | tasks | answered | escalated | needs_clarification |",
         "| --- | ---: | ---: | ---: | ---: |",

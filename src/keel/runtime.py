@@ -31,12 +31,15 @@ from keel.jobs.ingestion_jobs import IngestionJobs
 from keel.jobs.queue import build_queue
 from keel.keys import KeyStore
 from keel.knowledge.embedding_cache import CachedEmbedder
+from keel.knowledge.index.base import KnowledgeIndex
+from keel.knowledge.index.postgres import PostgresIndex
 from keel.knowledge.index.sqlite import SqliteIndex
 from keel.knowledge.ingestion import Ingestion
 from keel.knowledge.loaders.base import ChunkingOptions
 from keel.knowledge.loaders.registry import default_registry
 from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
+from keel.observe.metrics import KeelMetrics
 from keel.observe.tracing import Tracing
 from keel.review.queue import ReviewQueue
 from keel.review.webhooks import WebhookSender
@@ -49,6 +52,7 @@ def build_gateway(
     chat_model: LocalChatProvider,
     embedding_model: LocalEmbeddingProvider,
     tracer: Tracer,
+    metrics: KeelMetrics,
 ) -> Gateway:
     config = settings.gateway
     configured = config.deployments or default_local_deployments(settings)
@@ -72,6 +76,7 @@ def build_gateway(
         default_completion_tokens=settings.chat.default_max_tokens,
         tracer=tracer,
         capture_content=settings.observe.capture_content,
+        on_call=metrics.observe_call,
     )
 
 
@@ -83,7 +88,7 @@ class Runtime:
     chat_model: LocalChatProvider
     embedding_model: LocalEmbeddingProvider
     gateway: Gateway
-    index: SqliteIndex
+    index: KnowledgeIndex
     ingestion: Ingestion
     queue: Huey
     jobs: IngestionJobs
@@ -91,6 +96,7 @@ class Runtime:
     copilot: Copilot
     reviews: ReviewQueue
     tracing: Tracing
+    metrics: KeelMetrics
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -107,8 +113,13 @@ class Runtime:
         )
         tracing = Tracing(settings.observe, database)
         tracer = tracing.tracer
-        gateway = build_gateway(settings, database, chat_model, embedding_model, tracer)
-        index = SqliteIndex(database)
+        metrics = KeelMetrics()
+        gateway = build_gateway(settings, database, chat_model, embedding_model, tracer, metrics)
+        index: KnowledgeIndex = (
+            SqliteIndex(database)
+            if database.is_sqlite
+            else PostgresIndex(database, embedding_model.declared_dimensions())
+        )
         chunking = {
             doc_type: ChunkingOptions(max_chars=options.max_chars, overlap_chars=options.overlap_chars)
             for doc_type, options in settings.knowledge.chunking.items()
@@ -123,6 +134,10 @@ class Runtime:
         )
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
+        metrics.watch(
+            lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},
+            lambda: len(queue),
+        )
         retrieval = settings.knowledge.retrieval
         retriever = Retriever(
             database,
@@ -152,6 +167,7 @@ class Runtime:
             ConversationMemory(database),
             reviews,
             tracer,
+            on_reply=metrics.observe_reply,
         )
         return cls(
             settings=settings,
@@ -168,6 +184,7 @@ class Runtime:
             copilot=copilot,
             reviews=reviews,
             tracing=tracing,
+            metrics=metrics,
         )
 
     def prepare(self) -> None:

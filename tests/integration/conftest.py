@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,36 @@ class Keys:
         return {"Authorization": f"Bearer {key}"}
 
 
+# "embedded" (SQLite, in-process queue, memory caches) or "scaleout" (PostgreSQL + pgvector, Redis):
+# the same tests run on both tiers (`make test` runs both).
+TIER = os.environ.get("KEEL_TEST_TIER", "embedded")
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
 @pytest.fixture(scope="session")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+def tier_settings() -> Iterator[dict[str, str]]:
+    if TIER != "scaleout":
+        yield {}
+        return
+    import redis
+
+    from tests.services.pg import start_postgres
+
+    server = start_postgres()
+    database = server.create_database()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    try:
+        yield {"database_url": server.url(database), "redis_url": REDIS_URL}
+    finally:
+        server.drop_database(database)
+        server.stop()
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory: pytest.TempPathFactory, tier_settings: dict[str, str]) -> Iterator[Runtime]:
     data_dir: Path = tmp_path_factory.mktemp("keel-data")
-    runtime = Runtime.build(Settings(data_dir=data_dir, _env_file=None))  # type: ignore[call-arg]
+    runtime = Runtime.build(Settings(data_dir=data_dir, **tier_settings))  # type: ignore[arg-type]
     yield runtime
     runtime.close()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry.trace import NoOpTracer, Tracer
@@ -60,8 +62,10 @@ class Copilot:
         memory: ConversationMemory,
         reviews: ReviewQueue,
         tracer: Tracer | None = None,
+        on_reply: Callable[[str, list[str]], None] | None = None,
     ) -> None:
         self._tracer = tracer or NoOpTracer()
+        self._on_reply = on_reply
         self._settings = settings
         self._model = settings.model or chat_alias
         self._database = database
@@ -89,6 +93,8 @@ class Copilot:
             span.set_attribute(attributes.ESCALATION_REASONS, response.escalation_reasons)
             span.set_attribute(attributes.PROMPT_VERSION, PROMPT_VERSION)
             span.set_attribute("keel.reply_id", response.id)
+            if self._on_reply is not None:
+                self._on_reply(response.status, response.escalation_reasons)
             return response
 
     async def _reply(self, request: ReplyRequest, caller: Caller, trace_id: str) -> ReplyResponse:
@@ -208,7 +214,7 @@ class Copilot:
             }
         )
         try:
-            completion, _ = await self._gateway.chat(request, caller)
+            completion, _ = await self._gateway.chat(request, replace(caller, feature="support"))
             parsed = json.loads(completion.choices[0].message.content)
         except (KeelError, json.JSONDecodeError) as exc:
             log.warning("copilot_model_failed", error=getattr(exc, "code", type(exc).__name__))

@@ -29,6 +29,9 @@ class CallRecord:
     fallback_used: bool = False
     stream: bool = False
     outcome: str = "ok"
+    prompt_version: str | None = None
+    feature: str = "api"
+    trace_id: str | None = None
 
 
 class UsageLedger:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, Span, Status, StatusCode, Tracer
 
 from keel.config import GatewaySettings
@@ -55,6 +56,8 @@ from keel.observe.redact import redact
 class Caller:
     tenant: str
     key_id: str
+    # Which part of Keel makes the call, for usage reports.
+    feature: str = "api"
 
 
 @dataclass
@@ -90,8 +93,10 @@ class Gateway:
         default_completion_tokens: int,
         tracer: Tracer | None = None,
         capture_content: bool = False,
+        on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_call = on_call
         self._tracer = tracer or NoOpTracer()
         self._capture_content = capture_content
         self.dispatcher = dispatcher
@@ -154,7 +159,13 @@ class Gateway:
 
     async def _chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallInfo]:
         started = time.perf_counter()
-        record = CallRecord(tenant=caller.tenant, key_id=caller.key_id, alias=request.model)
+        record = CallRecord(
+            tenant=caller.tenant,
+            key_id=caller.key_id,
+            alias=request.model,
+            prompt_version=request.prompt_version,
+            feature=caller.feature,
+        )
         info = CallInfo()
         generation: Generation | None = None
         try:
@@ -221,7 +232,14 @@ class Gateway:
         """Chunks in OpenAI's order: the role, content deltas, then the finish reason with usage."""
         info = info or CallInfo()
         started = time.perf_counter()
-        record = CallRecord(tenant=caller.tenant, key_id=caller.key_id, alias=request.model, stream=True)
+        record = CallRecord(
+            tenant=caller.tenant,
+            key_id=caller.key_id,
+            alias=request.model,
+            stream=True,
+            prompt_version=request.prompt_version,
+            feature=caller.feature,
+        )
         stream_id, created = completion_id(), int(time.time())
 
         def chunk(delta: Delta, finish: Any = None, **extra: Any) -> ChatCompletionChunk:
@@ -343,6 +361,11 @@ class Gateway:
         if generation is not None and info.cache == "miss":
             record.prompt_tokens = generation.usage.prompt_tokens
             record.completion_tokens = generation.usage.completion_tokens
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = f"{context.trace_id:032x}"
+        if self._on_call is not None:
+            self._on_call(record)
         await self._ledger.awrite(record)
 
     # -- embeddings ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from keel.logs import get_logger
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import RequestMiddleware
-from keel.server.routers import health, knowledge, openai_compat, support
+from keel.server.routers import health, knowledge, observe, openai_compat, support
 
 log = get_logger(__name__)
 
@@ -46,12 +46,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app = FastAPI(title="Keel", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
-    app.add_middleware(RequestMiddleware, tracer=runtime.tracing.tracer)
+    app.add_middleware(RequestMiddleware, tracer=runtime.tracing.tracer, metrics=runtime.metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(openai_compat.router)
     app.include_router(knowledge.router)
     app.include_router(support.router)
+    app.include_router(observe.router)
     return app
 
 

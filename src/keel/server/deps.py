@@ -72,3 +72,7 @@ SearchCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, 
 ReviewCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.REVIEWER))]
 # Reading a support reply: the application that asked, reviewers and administrators.
 SupportReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]
+# Reports on cost and usage: administrators.
+AdminCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+# Feedback on an answer: the application (for its end users), reviewers and administrators.
+FeedbackCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]

@@ -10,14 +10,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.logs import get_logger
+from keel.observe.metrics import KeelMetrics
 
 log = get_logger("keel.request")
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
+    def __init__(self, app: ASGIApp, tracer: Tracer, metrics: KeelMetrics) -> None:
         self.app = app
         self.tracer = tracer
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -26,12 +28,17 @@ class RequestMiddleware:
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         status = 500
+        trace_id = ""
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                if trace_id:
+                    # Feedback on this answer names the trace (POST /v1/feedback).
+                    headers.append((b"x-keel-trace-id", trace_id.encode()))
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -41,13 +48,18 @@ class RequestMiddleware:
             span.set_attribute("http.request.method", scope["method"])
             span.set_attribute("url.path", scope["path"])
             span.set_attribute("keel.request_id", request_id)
+            context = span.get_span_context()
+            trace_id = f"{context.trace_id:032x}" if context.is_valid else ""
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
                 route = scope.get("route")
-                if route is not None and hasattr(route, "path"):
-                    # The route template keeps span names few: "GET /v1/jobs/{job_id}".
-                    span.update_name(f"{scope['method']} {route.path}")
+                # The route template keeps span names and metric labels few: "GET /v1/jobs/{job_id}".
+                template = route.path if route is not None and hasattr(route, "path") else "unmatched"
+                span.update_name(f"{scope['method']} {template}")
+                elapsed = time.perf_counter() - started
+                self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+                self.metrics.latency.labels(scope["method"], template).observe(elapsed)
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))

@@ -228,6 +228,10 @@ class UsageRecord(Base):
     fallback_used: Mapped[bool] = mapped_column(default=False)
     stream: Mapped[bool] = mapped_column(default=False)
     outcome: Mapped[str] = mapped_column(String(64), default="ok")
+    prompt_version: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Which part of Keel made the call: "api" (the OpenAI-compatible routes), "support" (the copilot)...
+    feature: Mapped[str] = mapped_column(String(32), default="api")
+    trace_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
 
 
 class Conversation(Base):
@@ -314,6 +318,7 @@ class Feedback(Base):
     score: Mapped[float] = mapped_column()
     comment: Mapped[str | None] = mapped_column(Text, default=None)
     correction: Mapped[str | None] = mapped_column(Text, default=None)
+    prompt_version: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

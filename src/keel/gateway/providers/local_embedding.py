@@ -7,6 +7,7 @@ and is as fast as parallel calls on a few cores. Encoding runs on a worker threa
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from pathlib import Path
@@ -36,6 +37,13 @@ class LocalEmbeddingProvider:
     @property
     def model_id(self) -> str:
         return f"sentence-transformers:{self.model_path.parent.name}/{self.model_path.name}"
+
+    def declared_dimensions(self) -> int:
+        """The vector size from the model folder's pooling config, without loading the model."""
+        pooling = self.model_path / "1_Pooling" / "config.json"
+        if pooling.is_file():
+            return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+        return self.dimensions
 
     @property
     def dimensions(self) -> int:

@@ -116,6 +116,11 @@ class SqliteIndex:
             }
             for e in entries
         ]
+        # FTS5 has no primary key: remove an earlier copy so a re-add replaces, as the vectors do.
+        session.execute(
+            text("DELETE FROM chunk_fts WHERE chunk_id IN :ids").bindparams(bindparam("ids", expanding=True)),
+            {"ids": [e.chunk_id for e in entries]},
+        )
         session.execute(
             text(
                 "INSERT INTO chunk_fts (text, chunk_id, document_id, tenant, doc_type, source, acl) "

@@ -1,0 +1,64 @@
+"""Feedback on answers from end users or reviewers: thumbs or 1-5 stars, normalised to 0-1, linked to
+the trace, the reply and the prompt version it was given under."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from keel.store.engine import Database
+from keel.store.models import Feedback, SupportReply, UsageRecord
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class FeedbackRequest(BaseModel):
+    trace_id: str = Field(pattern=_TRACE_ID.pattern)
+    # "up" / "down", or 1-5 stars.
+    score: Literal["up", "down"] | int = Field(...)
+    comment: str | None = Field(None, max_length=4000)
+    correction: str | None = Field(None, max_length=8000)
+
+    def normalised(self) -> float:
+        if self.score == "up":
+            return 1.0
+        if self.score == "down":
+            return 0.0
+        if not 1 <= int(self.score) <= 5:
+            raise ValueError("stars go from 1 to 5")
+        return (int(self.score) - 1) / 4
+
+
+class FeedbackStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def record(self, tenant: str, request: FeedbackRequest, source: str) -> Feedback:
+        with self._database.session() as session:
+            reply = session.scalar(
+                select(SupportReply).where(
+                    SupportReply.trace_id == request.trace_id, SupportReply.tenant == tenant
+                )
+            )
+            # The prompt version the answer was generated under, from the model call of the same trace.
+            prompt_version = session.scalar(
+                select(UsageRecord.prompt_version)
+                .where(UsageRecord.trace_id == request.trace_id, UsageRecord.tenant == tenant)
+                .limit(1)
+            )
+            feedback = Feedback(
+                tenant=tenant,
+                trace_id=request.trace_id,
+                reply_id=reply.id if reply else None,
+                source=source,
+                score=request.normalised(),
+                comment=request.comment,
+                correction=request.correction,
+                prompt_version=prompt_version,
+            )
+            session.add(feedback)
+            session.flush()
+            return feedback
