@@ -17,5 +17,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         # The tier is the first folder under tests/: tests/unit/knowledge/... is a unit test.
         tier = Path(str(item.fspath)).relative_to(root).parts[0]
-        if tier in ("unit", "integration", "services"):
+        if tier in ("unit", "integration", "services", "browser"):
             item.add_marker(getattr(pytest.mark, tier))

@@ -268,6 +268,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # JSON lines for machines; False prints readable lines for a terminal.
     log_json: bool = True
+    # Signs dashboard sessions; replicas behind one load balancer must share it. None: a random secret
+    # kept in <data_dir>/ui-secret.
+    ui_secret: str | None = None
     # Load the models when the server starts (False: on first use; useful for CLI commands that need none).
     preload_models: bool = True
     chat: LocalChatSettings = LocalChatSettings()

@@ -112,6 +112,16 @@ class KeyStore:
                 record.revoked_at = datetime.now(UTC)
             return record
 
+    def principal(self, key_id: str) -> Principal | None:
+        """The caller behind a key id (a dashboard session), or None once the key is revoked."""
+        with self._database.session() as session:
+            record = session.get(ApiKey, key_id)
+            if record is None or record.revoked_at is not None:
+                return None
+            return Principal(
+                key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role)
+            )
+
     def authenticate(self, secret: str) -> Principal:
         if not secret.startswith(KEY_PREFIX):
             raise AuthenticationError("Invalid API key.", code="invalid_api_key")

@@ -305,5 +305,6 @@ class Copilot:
                 intent=record.intent,
                 escalation_reasons=review.reasons if review else [],
                 final_reply=record.final_reply,
+                question=record.question,
                 review_status=review.status if review else None,
             )

@@ -36,6 +36,8 @@ class ReplyResponse(BaseModel):
     conversation_id: str
     intent: str
     escalation_reasons: list[str] = Field(default_factory=list)
+    # The customer's message this answers.
+    question: str | None = None
     # Set once a reviewer decided; what the customer should finally see.
     final_reply: str | None = None
     review_status: str | None = None

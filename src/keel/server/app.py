@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 from keel import __version__
 from keel.config import Settings
@@ -16,6 +17,9 @@ from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import RequestMiddleware
 from keel.server.routers import health, knowledge, observe, openai_compat, support
+from keel.server.ui import pages
+from keel.server.ui.pages import LoginRequired
+from keel.server.ui.session import Sessions, load_secret
 
 log = get_logger(__name__)
 
@@ -48,11 +52,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = runtime
     app.add_middleware(RequestMiddleware, tracer=runtime.tracing.tracer, metrics=runtime.metrics)
     install_error_handlers(app)
+    app.state.ui_sessions = Sessions(load_secret(runtime.settings.data_dir, runtime.settings.ui_secret))
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(_: Request, __: LoginRequired) -> RedirectResponse:
+        return RedirectResponse("/ui/login", status_code=303)
+
     app.include_router(health.router)
     app.include_router(openai_compat.router)
     app.include_router(knowledge.router)
     app.include_router(support.router)
     app.include_router(observe.router)
+    app.include_router(pages.router)
     return app
 
 

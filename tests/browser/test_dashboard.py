@@ -1,0 +1,119 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright): log in, read the overview,
+open a trace, and decide a review item. Screenshots land in test-artifacts/ for a person to look at."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.integration.live import create_key, free_port, start_server
+
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    data_dir = tmp_path_factory.mktemp("keel-ui")
+    app_key = create_key(data_dir, "demo", "app")
+    reviewer_key = create_key(data_dir, "demo", "reviewer")
+    port = free_port()
+    process = start_server(data_dir, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Traffic for the pages to show: a chat completion and an escalated copilot reply.
+        headers = {"Authorization": f"Bearer {app_key}"}
+        hello = {"model": "keel-local", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}
+        httpx.post(f"{base}/v1/chat/completions", headers=headers, timeout=120, json=hello)
+        reply = httpx.post(
+            f"{base}/v1/support/replies",
+            headers=headers,
+            timeout=120,
+            json={"message": "I want to talk to a person, please."},
+        ).json()
+        assert reply["status"] == "escalated", reply
+        yield {"base": base, "reviewer": reviewer_key, "app": app_key, "review_id": reply["review_id"]}
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run installs it).", pytrace=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def log_in(page: Page, base: str, key: str) -> None:
+    page.goto(f"{base}/ui/")
+    expect(page).to_have_url(f"{base}/ui/login")
+    page.get_by_label("API key").fill(key)
+    page.locator("input[type=submit]").click()
+    expect(page).to_have_url(f"{base}/ui/")
+
+
+def test_login_rejects_a_bad_key(browser: Browser, server: dict[str, str]) -> None:
+    page = browser.new_page()
+    page.goto(f"{server['base']}/ui/login")
+    page.get_by_label("API key").fill("keel_wrong")
+    page.locator("input[type=submit]").click()
+    expect(page.get_by_role("alert")).to_contain_text("not valid")
+    page.close()
+
+
+def test_overview_trace_and_review(browser: Browser, server: dict[str, str]) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, server["base"], server["reviewer"])
+    expect(page.get_by_role("heading", name="Overview · last 14 days")).to_be_visible()
+    expect(page.locator("[data-metric=requests]")).not_to_have_text("0")
+    expect(page.locator("svg.chart")).to_have_count(4)
+    page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+
+    page.get_by_role("link", name="Traces").click()
+    page.locator("a.trace-link", has_text="POST /v1/support/replies").first.click()
+    expect(page.locator(".span-row[data-span='support.reply']")).to_be_visible()
+    expect(page.locator(".span-row[data-span='retrieve']")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "trace.png"), full_page=True)
+
+    page.goto(f"{server['base']}/ui/reviews/{server['review_id']}")
+    expect(page.locator("#question")).to_have_text("I want to talk to a person, please.")
+    page.locator("#claim").click()
+    expect(page.locator("#review-status")).to_have_text("claimed")
+    page.locator("#approve").click()
+    expect(page.locator("#review-status")).to_have_text("approved")
+    page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+    page.close()
+
+
+def test_an_app_key_cannot_open_the_review_queue(browser: Browser, server: dict[str, str]) -> None:
+    page = browser.new_page()
+    log_in(page, server["base"], server["app"])
+    response = page.goto(f"{server['base']}/ui/reviews")
+    assert response is not None and response.status == 403
+    page.close()
+
+
+def test_forged_form_posts_are_refused(server: dict[str, str]) -> None:
+    with httpx.Client(base_url=server["base"], follow_redirects=False) as client:
+        login = client.post("/ui/login", data={"api_key": server["reviewer"]})
+        assert login.status_code == 303
+        forged = client.post(f"/ui/reviews/{server['review_id']}/claim", data={"csrf": "forged"})
+        assert forged.status_code == 403
