@@ -15,6 +15,50 @@ from keel.gateway.service import Caller
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    def usage(
+        tenant: Annotated[str, typer.Option(help="Tenant to report on.")] = "demo",
+        group_by: Annotated[
+            list[str], typer.Option("--by", help="day, key, model, deployment, prompt, feature.")
+        ] = [  # noqa: B006
+            "day",
+            "model",
+        ],
+        csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    ) -> None:
+        """Cost and usage from the ledger, grouped as asked."""
+        from rich.table import Table
+
+        from keel.observe.usage import to_csv, usage_report
+        from keel.store.engine import Database
+
+        settings = command_settings()
+        database = Database(settings.sqlalchemy_url)
+        database.migrate()
+        dimensions = [d for d in group_by if d in ("day", "key", "model", "deployment", "prompt", "feature")]
+        if len(dimensions) != len(group_by):
+            raise typer.BadParameter("--by takes day, key, model, deployment, prompt or feature")
+        report = usage_report(database, tenant, dimensions)  # type: ignore[arg-type]
+        database.dispose()
+        if csv:
+            out.print(to_csv(report), end="", highlight=False)
+            return
+        table = Table(
+            *dimensions, "requests", "errors", "cache hits", "tokens in", "tokens out", "cost", "avg ms"
+        )
+        for row in report.rows:
+            table.add_row(
+                *(row.group[d] or "" for d in dimensions),
+                str(row.requests),
+                str(row.errors),
+                str(row.cache_hits),
+                str(row.prompt_tokens),
+                str(row.completion_tokens),
+                f"{row.cost:f}",
+                f"{row.avg_latency_ms:.0f}",
+            )
+        out.print(table)
+
+    @app.command()
     def ask(
         question: Annotated[str, typer.Argument(help="The customer's message.")],
         tenant: Annotated[str, typer.Option(help="Tenant whose knowledge and CRM to use.")] = "demo",
