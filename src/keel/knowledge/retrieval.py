@@ -137,14 +137,19 @@ class Retriever:
 
     async def _search(self, request: SearchRequest, scope: SearchScope) -> SearchResponse:
         candidates = max(request.candidates or self._settings.candidates, request.k)
-        ranked: dict[str, list[Hit]] = {}
-        if request.mode in ("keyword", "hybrid"):
-            ranked["keyword"] = await asyncio.to_thread(
-                self._index.keyword_search, request.query, scope, candidates
-            )
-        if request.mode in ("vector", "hybrid"):
+
+        async def keyword() -> list[Hit]:
+            return await asyncio.to_thread(self._index.keyword_search, request.query, scope, candidates)
+
+        async def by_vector() -> list[Hit]:
             vector = (await self._embedder.aembed([request.query]))[0]
-            ranked["vector"] = await asyncio.to_thread(self._index.vector_search, vector, scope, candidates)
+            return await asyncio.to_thread(self._index.vector_search, vector, scope, candidates)
+
+        # Both retrievers release the interpreter lock (SQLite, numpy, torch): run them side by side.
+        stages = {"keyword": keyword, "vector": by_vector}
+        wanted = [name for name in stages if request.mode in (name, "hybrid")]
+        found = await asyncio.gather(*(stages[name]() for name in wanted))
+        ranked: dict[str, list[Hit]] = dict(zip(wanted, found, strict=True))
         fused = self._fuse(request, ranked)
         if request.rerank:
             reranker = self._reranker

@@ -2,8 +2,9 @@
 
 Vectors live in a table of the same database (so they commit with their chunks) and are searched as
 one in-memory numpy matrix per tenant, reloaded when the tenant's index generation changes (any
-process that writes bumps it). Exact search over 100k x 384 takes a few milliseconds on two cores,
-faster than sqlite-vec's brute force and with no second SQLite build in the process.
+process that writes bumps it). Exact search over 100k x 384 reads the whole matrix (~150 MB), about
+10-30 ms on two cores (bench/retrieval_scale.py): faster than sqlite-vec's brute force, with no second
+SQLite build in the process.
 """
 
 from __future__ import annotations
@@ -185,8 +186,10 @@ class SqliteIndex:
             clauses.append("substr(source, 1, length(:prefix)) = :prefix")
             params["prefix"] = scope.source_prefix
         statement = text(
-            f"SELECT chunk_id, -bm25(chunk_fts) AS score FROM chunk_fts WHERE {' AND '.join(clauses)} "
-            "ORDER BY bm25(chunk_fts) LIMIT :k"
+            # `rank` is FTS5's bm25(); ordering by it lets SQLite stop after k rows instead of reading
+            # every matching row's stored columns first (2x faster at 100k chunks).
+            f"SELECT chunk_id, -rank AS score FROM chunk_fts WHERE {' AND '.join(clauses)} "
+            "ORDER BY rank LIMIT :k"
         ).bindparams(*binds)
         with self._database.session() as session:
             return [Hit(row.chunk_id, float(row.score)) for row in session.execute(statement, params)]
@@ -196,6 +199,9 @@ class SqliteIndex:
         if tenant is None or not tenant.chunk_ids:
             return []
         allowed = np.ones(len(tenant.chunk_ids), dtype=bool)
+        filtered = bool(
+            scope.acl_groups is not None or scope.doc_types or scope.document_ids or scope.source_prefix
+        )
         if scope.acl_groups is not None:
             groups = scope.acl_groups
             allowed &= np.fromiter(
@@ -208,14 +214,18 @@ class SqliteIndex:
         if scope.source_prefix:
             prefix = scope.source_prefix
             allowed &= np.fromiter((s.startswith(prefix) for s in tenant.sources), bool, len(tenant.sources))
-        candidates = np.flatnonzero(allowed)
-        if candidates.size == 0:
+        count = int(allowed.sum()) if filtered else len(allowed)
+        if count == 0:
             return []
-        scores = tenant.matrix[candidates] @ np.asarray(vector, dtype=np.float32)
-        top = min(k, candidates.size)
+        # Score every row in place and mask the disallowed ones: copying the allowed rows out first would
+        # move the whole matrix (150 MB at 100k chunks) on every query.
+        scores = tenant.matrix @ np.asarray(vector, dtype=np.float32)
+        if filtered:
+            scores = np.where(allowed, scores, -np.inf)
+        top = min(k, count)
         best = np.argpartition(-scores, top - 1)[:top]
         best = best[np.argsort(-scores[best])]
-        return [Hit(tenant.chunk_ids[candidates[i]], float(scores[i])) for i in best]
+        return [Hit(tenant.chunk_ids[i], float(scores[i])) for i in best]
 
     def _matrix(self, tenant: str) -> _TenantMatrix | None:
         with self._database.session() as session:
@@ -231,8 +241,9 @@ class SqliteIndex:
             with self._database.session() as session:
                 rows = session.execute(
                     text(
+                        # rowid order avoids sorting every row, vectors included, in a temporary B-tree.
                         "SELECT chunk_id, document_id, doc_type, source, acl, vector FROM chunk_vectors "
-                        "WHERE tenant = :tenant ORDER BY chunk_id"
+                        "WHERE tenant = :tenant ORDER BY rowid"
                     ),
                     {"tenant": tenant},
                 ).all()
@@ -248,7 +259,7 @@ class SqliteIndex:
                 document_ids=np.array([row.document_id for row in rows]),
                 doc_types=np.array([row.doc_type for row in rows]),
                 sources=[row.source for row in rows],
-                acls=[frozenset(json.loads(row.acl)) for row in rows],
+                acls=[frozenset(json.loads(row.acl)) if row.acl != "[]" else frozenset() for row in rows],
             )
             self._matrices[tenant] = loaded
             return loaded

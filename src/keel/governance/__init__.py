@@ -1,0 +1,1 @@
+"""Governance: the tamper-evident audit log, retention, and data-subject requests (GDPR)."""

@@ -1,0 +1,1 @@
+"""Guardrails: prompt injection, personal data, output policy."""
