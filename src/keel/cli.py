@@ -11,6 +11,7 @@ from rich.table import Table
 from keel import cli_knowledge, cli_support
 from keel.cli_common import command_settings, err, fail, migrated_database, out
 from keel.errors import KeelError
+from keel.governance.audit import AuditLog
 from keel.keys import Role
 
 app = typer.Typer(help="Keel: the system around the model.", no_args_is_help=True)
@@ -18,6 +19,10 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention of stored data.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 
 
 @app.command()
@@ -60,10 +65,14 @@ def keys_create(
     """Create a key and print it once; only its hash is stored."""
     from keel.keys import KeyStore
 
+    database = migrated_database(command_settings())
     try:
-        issued = KeyStore(migrated_database(command_settings())).create(tenant, role, name)
+        issued = KeyStore(database).create(tenant, role, name)
     except KeelError as exc:
         raise fail(exc) from exc
+    AuditLog(database).append(
+        issued.record.tenant, "cli", "key.create", issued.record.id, {"role": role.value}
+    )
     err.print(
         f"created {issued.record.id} ({issued.record.role} for tenant {issued.record.tenant}); "
         "store it now, it is not shown again:"
@@ -98,11 +107,36 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or its dis
     """Revoke a key; requests with it fail with 401 from then on."""
     from keel.keys import KeyStore
 
+    database = migrated_database(command_settings())
     try:
-        record = KeyStore(migrated_database(command_settings())).revoke(key)
+        record = KeyStore(database).revoke(key)
     except KeelError as exc:
         raise fail(exc) from exc
+    AuditLog(database).append(record.tenant, "cli", "key.revoke", record.id)
     out.print(f"revoked {record.id} ({record.prefix}…)")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exits 1 and names the first broken entry if it was tampered with."""
+    result = AuditLog(migrated_database(command_settings())).verify()
+    if result.ok:
+        out.print(f"audit log intact: {result.entries} entries")
+        return
+    err.print(f"[red]audit log broken at entry {result.first_broken_seq}:[/red] {result.problem}")
+    raise typer.Exit(code=1)
+
+
+@retention_app.command("purge")
+def retention_purge() -> None:
+    """Delete what is older than its retention period (settings: retention.*)."""
+    from keel.governance.retention import purge
+
+    settings = command_settings()
+    database = migrated_database(settings)
+    counts = purge(database, settings.retention)
+    AuditLog(database).append("*", "cli", "retention.purge", "all", {"deleted": counts})
+    out.print("deleted: " + ", ".join(f"{kind}={count}" for kind, count in counts.items()))
 
 
 @app.command()

@@ -125,4 +125,4 @@ def register(app: typer.Typer) -> None:
         runtime = Runtime.build(command_settings(quiet=False))
         runtime.prepare()
         runtime.jobs.resume_unfinished()
-        runtime.queue.create_consumer(workers=workers, worker_type="thread", periodic=False).run()
+        runtime.queue.create_consumer(workers=workers, worker_type="thread", periodic=True).run()

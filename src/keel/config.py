@@ -249,6 +249,18 @@ class ObserveSettings(BaseModel):
     capture_content: bool = True
 
 
+class RetentionSettings(BaseModel):
+    """How long each kind of data is kept, in days; None keeps it. `keel retention purge` (and a daily
+    job in the server) deletes what is older."""
+
+    traces_days: int | None = Field(30, ge=1)
+    conversations_days: int | None = Field(180, ge=1)
+    replies_days: int | None = Field(365, ge=1)
+    feedback_days: int | None = Field(365, ge=1)
+    usage_days: int | None = Field(400, ge=1)
+    jobs_days: int | None = Field(30, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KEEL_",
@@ -279,6 +291,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     copilot: CopilotSettings = CopilotSettings()
     observe: ObserveSettings = ObserveSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -27,7 +27,10 @@ from keel.gateway.limits import RateLimiter
 from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.gateway.service import Gateway
+from keel.governance.audit import AuditLog
+from keel.governance.subjects import SubjectRequests
 from keel.jobs.ingestion_jobs import IngestionJobs
+from keel.jobs.maintenance import register_maintenance
 from keel.jobs.queue import build_queue
 from keel.keys import KeyStore
 from keel.knowledge.embedding_cache import CachedEmbedder
@@ -97,6 +100,8 @@ class Runtime:
     reviews: ReviewQueue
     tracing: Tracing
     metrics: KeelMetrics
+    audit: AuditLog
+    subjects: SubjectRequests
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -134,6 +139,8 @@ class Runtime:
         )
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
+        audit = AuditLog(database)
+        register_maintenance(queue, database, settings.retention, audit)
         metrics.watch(
             lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},
             lambda: len(queue),
@@ -154,7 +161,7 @@ class Runtime:
             if copilot_settings.webhook_secret_env
             else None
         )
-        reviews = ReviewQueue(database, WebhookSender(copilot_settings.webhook_url, secret))
+        reviews = ReviewQueue(database, WebhookSender(copilot_settings.webhook_url, secret), audit)
         copilot = Copilot(
             copilot_settings,
             settings.chat.alias,
@@ -185,6 +192,8 @@ class Runtime:
             reviews=reviews,
             tracing=tracing,
             metrics=metrics,
+            audit=audit,
+            subjects=SubjectRequests(database),
         )
 
     def prepare(self) -> None:

@@ -32,7 +32,7 @@ def start_embedded_consumer(queue: Huey, workers: int = 1) -> EmbeddedConsumer:
         queue,
         workers=workers,
         worker_type="thread",
-        periodic=False,
+        periodic=True,
         initial_delay=0.05,
         max_delay=0.5,
         check_worker_health=False,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select, update
 
 from keel.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from keel.governance.audit import AuditLog
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
 from keel.store.models import EvalExample, Feedback, ReviewItem, SupportReply
@@ -32,9 +33,10 @@ class Decision(BaseModel):
 
 
 class ReviewQueue:
-    def __init__(self, database: Database, webhooks: WebhookSender) -> None:
+    def __init__(self, database: Database, webhooks: WebhookSender, audit: AuditLog | None = None) -> None:
         self._database = database
         self._webhooks = webhooks
+        self._audit = audit
 
     def enqueue(self, tenant: str, reply_id: str, draft: str, reasons: list[str]) -> str:
         with self._database.session() as session:
@@ -132,6 +134,8 @@ class ReviewQueue:
                 "decision": DECIDED[decision.action],
                 "final_reply": final,
             }
+        if self._audit is not None:
+            self._audit.append(tenant, reviewer, f"review.{decision.action}", review_id)
         await self._webhooks.send("support.reply.decided", payload)
         return self.get(tenant, review_id)
 

@@ -16,7 +16,7 @@ from keel.logs import get_logger
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
 from keel.server.middleware import RequestMiddleware
-from keel.server.routers import health, knowledge, observe, openai_compat, support
+from keel.server.routers import admin, health, knowledge, observe, openai_compat, support
 from keel.server.ui import pages
 from keel.server.ui.pages import LoginRequired
 from keel.server.ui.session import Sessions, load_secret
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(knowledge.router)
     app.include_router(support.router)
     app.include_router(observe.router)
+    app.include_router(admin.router)
     app.include_router(pages.router)
     return app
 

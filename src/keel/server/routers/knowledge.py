@@ -227,6 +227,7 @@ def get_document(document_id: str, runtime: RuntimeDep, caller: AnyCaller) -> Do
 @router.delete("/documents/{document_id}", status_code=204)
 def delete_document(document_id: str, runtime: RuntimeDep, caller: KnowledgeWriter) -> Response:
     runtime.ingestion.delete(caller.tenant, document_id)
+    runtime.audit.append(caller.tenant, caller.key_id, "document.delete", document_id)
     return Response(status_code=204)
 
 
