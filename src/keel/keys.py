@@ -91,7 +91,7 @@ class KeyStore:
             query = query.where(ApiKey.tenant == tenant)
         if not include_revoked:
             query = query.where(ApiKey.revoked_at.is_(None))
-        with self._database.session() as session:
+        with self._database.reading() as session:
             return list(session.scalars(query))
 
     def revoke(self, key_id_or_prefix: str) -> ApiKey:
@@ -114,7 +114,7 @@ class KeyStore:
 
     def principal(self, key_id: str) -> Principal | None:
         """The caller behind a key id (a dashboard session), or None once the key is revoked."""
-        with self._database.session() as session:
+        with self._database.reading() as session:
             record = session.get(ApiKey, key_id)
             if record is None or record.revoked_at is not None:
                 return None
@@ -126,7 +126,7 @@ class KeyStore:
         if not secret.startswith(KEY_PREFIX):
             raise AuthenticationError("Invalid API key.", code="invalid_api_key")
         digest = hash_key(secret)
-        with self._database.session() as session:
+        with self._database.reading() as session:
             record = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             if (
                 record is None

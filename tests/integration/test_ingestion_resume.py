@@ -64,7 +64,8 @@ def test_kill_9_mid_ingestion_then_resume_exactly_once(tmp_path: Path) -> None:
         while (state := job_state(base, key, job_id))["status"] in ("queued", "running"):
             assert time.monotonic() < deadline, state
             time.sleep(0.2)
-        assert state["status"] == "succeeded", state
+        failed = [i for i in state["items"] if i["status"] == "failed"]  # type: ignore[attr-defined]
+        assert state["status"] == "succeeded", failed[:3]
     finally:
         server.terminate()
         server.wait(timeout=60)

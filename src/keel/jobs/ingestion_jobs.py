@@ -69,7 +69,7 @@ class IngestionJobs:
         return job
 
     def get(self, tenant: str, job_id: str) -> Job:
-        with self._database.session() as session:
+        with self._database.reading() as session:
             job = session.scalar(
                 select(Job).options(selectinload(Job.items)).where(Job.id == job_id, Job.tenant == tenant)
             )

@@ -52,7 +52,7 @@ class CachedEmbedder:
 
     def _lookup(self, model: str, keys: list[str]) -> dict[str, npt.NDArray[np.float32]]:
         found: dict[str, npt.NDArray[np.float32]] = {}
-        with self._database.session() as session:
+        with self._database.reading() as session:
             for start in range(0, len(keys), _LOOKUP_BATCH):
                 rows = session.execute(
                     select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(

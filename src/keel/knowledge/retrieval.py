@@ -185,7 +185,7 @@ class Retriever:
     def _hydrate(self, tenant: str, fused: list[Fused]) -> list[SearchResult]:
         if not fused:
             return []
-        with self._database.session() as session:
+        with self._database.reading() as session:
             rows = session.execute(
                 select(Chunk, Document)
                 .join(Document, Chunk.document_id == Document.id)

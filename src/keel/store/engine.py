@@ -22,6 +22,15 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself, instead of the driver's implicit BEGIN.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Database:
     """Owns the engine and hands out sessions; one per process."""
 
@@ -33,14 +42,29 @@ class Database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {}
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        self.read_engine: Engine = self.engine
         if self.is_sqlite:
             event.listen(self.engine, "connect", _on_sqlite_connect)
+            # A deferred SQLite transaction that reads, then writes after another connection committed,
+            # fails at once with SQLITE_BUSY (busy_timeout does not apply). Writers therefore start with
+            # BEGIN IMMEDIATE, which waits its turn; reads go through a second engine with plain BEGIN.
+            event.listen(self.engine, "connect", _manual_transactions)
+            event.listen(self.engine, "begin", _begin_immediate)
+            self.read_engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+            event.listen(self.read_engine, "connect", _on_sqlite_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits when the block ends, rolls back when it raises."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only unit of work that never waits for writers (use it on hot read paths)."""
+        with self._read_sessions() as session, session.begin():
             yield session
 
     def ping(self) -> None:
@@ -54,3 +78,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()

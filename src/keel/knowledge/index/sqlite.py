@@ -191,7 +191,7 @@ class SqliteIndex:
             f"SELECT chunk_id, -rank AS score FROM chunk_fts WHERE {' AND '.join(clauses)} "
             "ORDER BY rank LIMIT :k"
         ).bindparams(*binds)
-        with self._database.session() as session:
+        with self._database.reading() as session:
             return [Hit(row.chunk_id, float(row.score)) for row in session.execute(statement, params)]
 
     def vector_search(self, vector: npt.NDArray[np.float32], scope: SearchScope, k: int) -> list[Hit]:
@@ -228,7 +228,7 @@ class SqliteIndex:
         return [Hit(tenant.chunk_ids[i], float(scores[i])) for i in best]
 
     def _matrix(self, tenant: str) -> _TenantMatrix | None:
-        with self._database.session() as session:
+        with self._database.reading() as session:
             generation = session.execute(
                 text("SELECT generation FROM index_generation WHERE tenant = :tenant"), {"tenant": tenant}
             ).scalar()
@@ -238,7 +238,7 @@ class SqliteIndex:
             cached = self._matrices.get(tenant)
             if cached is not None and cached.generation == generation:
                 return cached
-            with self._database.session() as session:
+            with self._database.reading() as session:
                 rows = session.execute(
                     text(
                         # rowid order avoids sorting every row, vectors included, in a temporary B-tree.
