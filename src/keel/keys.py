@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from cachetools import TTLCache
 from sqlalchemy import select
 
 from keel.errors import AuthenticationError, InvalidRequestError, NotFoundError
@@ -66,11 +68,18 @@ def validate_tenant(tenant: str) -> str:
     return tenant
 
 
+# A verified key is remembered this long, so a busy client costs one database read per window, not per
+# request; a revocation reaches this process at once and other replicas within the window.
+AUTH_CACHE_SECONDS = 5.0
+
+
 class KeyStore:
     """Creates, lists, revokes and authenticates API keys."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._verified: TTLCache[str, Principal] = TTLCache(maxsize=10_000, ttl=AUTH_CACHE_SECONDS)
+        self._lock = threading.Lock()
 
     def create(self, tenant: str, role: Role, name: str = "") -> IssuedKey:
         secret = generate_key()
@@ -110,7 +119,9 @@ class KeyStore:
             record = matches[0]
             if record.revoked_at is None:
                 record.revoked_at = datetime.now(UTC)
-            return record
+        with self._lock:
+            self._verified.clear()
+        return record
 
     def principal(self, key_id: str) -> Principal | None:
         """The caller behind a key id (a dashboard session), or None once the key is revoked."""
@@ -118,14 +129,16 @@ class KeyStore:
             record = session.get(ApiKey, key_id)
             if record is None or record.revoked_at is not None:
                 return None
-            return Principal(
-                key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role)
-            )
+            return Principal(key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role))
 
     def authenticate(self, secret: str) -> Principal:
         if not secret.startswith(KEY_PREFIX):
             raise AuthenticationError("Invalid API key.", code="invalid_api_key")
         digest = hash_key(secret)
+        with self._lock:
+            cached = self._verified.get(digest)
+        if cached is not None:
+            return cached
         with self._database.reading() as session:
             record = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             if (
@@ -134,6 +147,9 @@ class KeyStore:
                 or record.revoked_at is not None
             ):
                 raise AuthenticationError("Invalid API key.", code="invalid_api_key")
-            return Principal(
+            principal = Principal(
                 key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role)
             )
+        with self._lock:
+            self._verified[digest] = principal
+        return principal

@@ -97,6 +97,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self._on_call = on_call
+        self._pending_writes: set[asyncio.Task[None]] = set()
         self._tracer = tracer or NoOpTracer()
         self._capture_content = capture_content
         self.dispatcher = dispatcher
@@ -366,7 +367,15 @@ class Gateway:
             record.trace_id = f"{context.trace_id:032x}"
         if self._on_call is not None:
             self._on_call(record)
-        await self._ledger.awrite(record)
+        # Written off the request path; `drain()` waits for what is still pending at shutdown.
+        task = asyncio.create_task(self._ledger.awrite(record))
+        self._pending_writes.add(task)
+        task.add_done_callback(self._pending_writes.discard)
+
+    async def drain(self) -> None:
+        """Waits for the usage records still being written (a clean shutdown loses none)."""
+        if self._pending_writes:
+            await asyncio.gather(*self._pending_writes, return_exceptions=True)
 
     # -- embeddings ----------------------------------------------------------------------------------
 

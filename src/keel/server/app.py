@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             if warm_up is not None and not warm_up.done():
                 await asyncio.wait([warm_up])
+            await runtime.gateway.drain()
             # Lets the document in progress finish; what is left stays pending for the next start.
             await asyncio.to_thread(consumer.stop, True)
             runtime.close()
