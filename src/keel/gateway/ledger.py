@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
@@ -44,9 +43,9 @@ class UsageLedger:
         with self._database.session() as session:
             session.add(UsageRecord(**fields, cost_micros=to_micros(cost)))
 
-    async def awrite(self, record: CallRecord) -> None:
+    def write_safely(self, record: CallRecord) -> None:
         try:
-            await asyncio.to_thread(self.write, record)
+            self.write(record)
         except Exception:
             # The answer was given; a failed ledger write is logged, never turned into a failed request.
             log.exception("usage_record_failed", alias=record.alias, tenant=record.tenant)

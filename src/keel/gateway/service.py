@@ -97,7 +97,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self._on_call = on_call
-        self._pending_writes: set[asyncio.Task[None]] = set()
+        self._pending_writes: set[asyncio.Future[None]] = set()
         self._tracer = tracer or NoOpTracer()
         self._capture_content = capture_content
         self.dispatcher = dispatcher
@@ -367,10 +367,11 @@ class Gateway:
             record.trace_id = f"{context.trace_id:032x}"
         if self._on_call is not None:
             self._on_call(record)
-        # Written off the request path; `drain()` waits for what is still pending at shutdown.
-        task = asyncio.create_task(self._ledger.awrite(record))
-        self._pending_writes.add(task)
-        task.add_done_callback(self._pending_writes.discard)
+        # Handed to a worker thread at once and not awaited: off the request path, and still written when
+        # the event loop ends first (the loop's executor finishes its work); `drain()` waits for them.
+        write = asyncio.get_running_loop().run_in_executor(None, self._ledger.write_safely, record)
+        self._pending_writes.add(write)
+        write.add_done_callback(self._pending_writes.discard)
 
     async def drain(self) -> None:
         """Waits for the usage records still being written (a clean shutdown loses none)."""
