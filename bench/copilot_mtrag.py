@@ -49,7 +49,7 @@ from sqlalchemy import select
 
 from bench.harness import summary, write_results
 from keel.config import CopilotSettings, LocalChatSettings, Settings
-from keel.copilot.grounding import GroundingChecker
+from keel.copilot.grounding import GroundingChecker, sentences
 from keel.copilot.memory import ConversationMemory, rewrite_query
 from keel.copilot.types import ReplyRequest, ReplyResponse
 from keel.gateway.service import Caller
@@ -149,9 +149,11 @@ class Outcome:
     similarity: float
     cited_relevant: list[bool]
     grounding_failed: bool | None  # None: not answered
+    retrieved_reference: bool
+    top_cosine: float | None  # the best source's vector cosine: what the pipeline turns into relevance
+    draft: str | None  # the model's raw answer to the last turn (or its error); None: the model was not asked
     unsupported: list[str] = field(default_factory=list)
-    retrieved_reference: bool = False
-    draft: str | None = None  # the model's raw JSON answer to the last turn; None: the model was not asked
+    unknown_names: list[str] = field(default_factory=list)
 
 
 def chunk_texts(runtime: Runtime, chunk_ids: list[str]) -> dict[str, str]:
@@ -198,17 +200,42 @@ async def ask(
 
 
 def record_drafts(runtime: Runtime) -> list[str]:
-    """The model's raw completions, for the report's examples: wraps this runtime's gateway.chat."""
+    """The model's raw completions (or the error it raised), for the report's examples: wraps this
+    runtime's `gateway.chat`; the pipeline itself is unchanged."""
     drafts: list[str] = []
     chat = runtime.gateway.chat
 
     async def recording(request: Any, caller: Caller) -> Any:
-        result = await chat(request, caller)
+        try:
+            result = await chat(request, caller)
+        except Exception as exc:
+            drafts.append(f"<error {getattr(exc, 'code', type(exc).__name__)}: {exc}>")
+            raise
         drafts.append(result[0].choices[0].message.content or "")
         return result
 
     runtime.gateway.chat = recording  # type: ignore[method-assign]
     return drafts
+
+
+def unknown_names(reply: str, cited: list[str]) -> list[str]:
+    """Capitalised words after a sentence's first (names of places, offices, programmes) that no cited
+    chunk contains: the grounding check verifies numbers and negation, not names."""
+    known = " ".join(cited).lower()
+    words = [
+        w.strip(string.punctuation + "\u2018\u2019\u201c\u201d")
+        for s in sentences(reply)
+        for w in s.split()[1:]
+    ]
+    return sorted({w for w in words if len(w) > 2 and w[0].isupper() and w.lower() not in known})
+
+
+def empty_draft(draft: str) -> bool:
+    """A completion whose reply has no letter or digit (the small model's `"reply": "]["`), or no reply."""
+    try:
+        return not re.search(r"[^\W_]", str(json.loads(draft)["reply"]))
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return True
 
 
 async def evaluate(
@@ -221,14 +248,13 @@ async def evaluate(
     for number, task in enumerate(tasks, start=1):
         drafts.clear()
         reply, latency = await ask(runtime, memory, task, replay)
-        draft = drafts[-1] if drafts else None
         # What the pipeline searched with, to tell retrieval misses from answering misses.
         query = rewrite_query(task.question, task.history[-6:])
         found = await runtime.retriever.search(
             SearchRequest(query=query, k=runtime.settings.copilot.sources), SearchScope(tenant=TENANT)
         )
         references = set(task.passages)
-        retrieved = any(passages.get(r.source, ("", ""))[0] in references for r in found.results)
+        top = [r for r in found.results if "vector" in r.scores] or found.results
 
         texts = chunk_texts(runtime, [c.chunk_id for c in reply.citations])
         cited_relevant = [
@@ -236,35 +262,33 @@ async def evaluate(
             or any(containment(texts.get(c.chunk_id, ""), p) >= CONTAINMENT for p in references)
             for c in reply.citations
         ]
-        grounding_failed: bool | None = None
-        unsupported: list[str] = []
+        outcome = Outcome(
+            task=task,
+            reply=reply,
+            latency_s=latency,
+            f1=max(token_f1(reply.reply, gold) for gold in task.golds),
+            similarity=0.0,
+            cited_relevant=cited_relevant,
+            grounding_failed=None,
+            retrieved_reference=any(passages.get(r.source, ("", ""))[0] in references for r in found.results),
+            top_cosine=top[0].scores["vector"].score if top and "vector" in top[0].scores else None,
+            draft=drafts[-1] if drafts else None,
+        )
         if reply.status == "answered":
+            cited = [texts.get(c.chunk_id, "") for c in reply.citations]
             verdict = checker.check(
                 reply.reply, [(c.chunk_id, texts.get(c.chunk_id, "")) for c in reply.citations]
             )
-            unsupported = [s.sentence for s in verdict.sentences if not s.supported]
-            grounding_failed = bool(unsupported) or not verdict.sentences
-
+            outcome.unsupported = [s.sentence for s in verdict.sentences if not s.supported]
+            outcome.grounding_failed = bool(outcome.unsupported) or not verdict.sentences
+            outcome.unknown_names = unknown_names(reply.reply, cited)
         vectors = runtime.embedding_model.embed([reply.reply, *task.golds])
-        similarity = max(float(vectors[0] @ vectors[i]) for i in range(1, len(vectors)))
-        f1 = max(token_f1(reply.reply, gold) for gold in task.golds)
-        outcomes.append(
-            Outcome(
-                task,
-                reply,
-                latency,
-                f1,
-                similarity,
-                cited_relevant,
-                grounding_failed,
-                unsupported,
-                retrieved,
-                draft,
-            )
-        )
+        outcome.similarity = max(float(vectors[0] @ vectors[i]) for i in range(1, len(vectors)))
+        outcomes.append(outcome)
         print(
             f"[{number}/{len(tasks)}] {task.answerability:<14} {reply.status:<19} {latency:5.1f}s "
-            f"f1={f1:.2f} cos={similarity:.2f} intent={reply.intent} reasons={reply.escalation_reasons}",
+            f"f1={outcome.f1:.2f} cos={outcome.similarity:.2f} intent={reply.intent} "
+            f"reasons={reply.escalation_reasons}",
             flush=True,
         )
     return outcomes
@@ -294,6 +318,8 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
     unanswerable = [o for o in outcomes if o.task.answerability == "UNANSWERABLE"]
     answerable = [o for o in outcomes if o.task.answerability in ("ANSWERABLE", "PARTIAL")]
     asked = [o.latency_s for o in outcomes if asked_model(o)]
+    drafts = [o.draft for o in outcomes if o.draft is not None]
+    declined = by_status["needs_clarification"]
     distribution = {
         cls: dict(Counter(o.reply.status for o in outcomes if o.task.answerability == cls)) for cls in CLASSES
     }
@@ -325,6 +351,15 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
         "unanswerable_declined": mean([float(o.reply.status == "needs_clarification") for o in unanswerable]),
         "answered_ungrounded": mean([float(bool(o.grounding_failed)) for o in answered]),
         "answered_ungrounded_count": sum(bool(o.grounding_failed) for o in answered),
+        "answered_naming_what_cited_chunks_do_not": sum(bool(o.unknown_names) for o in answered),
+        "declined": len(declined),
+        "declined_with_reference_retrieved": sum(o.retrieved_reference for o in declined),
+        "declined_answerable_with_reference_retrieved": sum(
+            o.retrieved_reference and o.task.answerability == "ANSWERABLE" for o in declined
+        ),
+        "model_drafts": len(drafts),
+        "model_errors": sum(d.startswith("<error") for d in drafts),
+        "model_drafts_empty": sum(empty_draft(d) for d in drafts if not d.startswith("<error")),
         "escalation_rate": len(by_status["escalated"]) / len(outcomes),
         "escalation_reasons": dict(Counter(r for o in outcomes for r in o.reply.escalation_reasons)),
         "intents": dict(Counter(o.reply.intent for o in outcomes).most_common()),
@@ -346,6 +381,8 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
                 "cited_sources": [c.source for c in o.reply.citations],
                 "cited_relevant": o.cited_relevant,
                 "retrieved_reference": o.retrieved_reference,
+                "top_cosine": None if o.top_cosine is None else round(o.top_cosine, 3),
+                "unknown_names": o.unknown_names,
                 "f1": round(o.f1, 3),
                 "similarity": round(o.similarity, 3),
                 "unsupported_sentences": o.unsupported,
@@ -403,6 +440,13 @@ def table(name: str, r: dict[str, Any]) -> list[str]:
         f"| UNANSWERABLE declined (needs_clarification) | {fmt(r['unanswerable_declined'], True)} |",
         f"| answered yet failing grounding (target 0) | {fmt(r['answered_ungrounded'], True)} "
         f"({r['answered_ungrounded_count']}) |",
+        f"| answered replies naming something their cited chunks do not (names are not checked) "
+        f"| {r['answered_naming_what_cited_chunks_do_not']} of {r['status']['answered']} |",
+        f"| declined although a reference passage was in the top sources "
+        f"| {r['declined_with_reference_retrieved']} of {r['declined']} "
+        f"({r['declined_answerable_with_reference_retrieved']} ANSWERABLE) |",
+        f"| model asked / raised an error / answered with an empty reply (`][`) "
+        f"| {r['model_drafts']} / {r['model_errors']} / {r['model_drafts_empty']} |",
         f"| escalation rate | {fmt(r['escalation_rate'], True)} |",
         f"| last-turn reply p50 / p95, all | {lat['median']:.2f} s / {lat['p95']:.2f} s |",
         (

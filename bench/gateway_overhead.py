@@ -20,7 +20,7 @@ Everything runs on 127.0.0.1 in one run:
    near-misses (different questions that look alike: any hit is a false hit); hit latency from
    repeated hits.
 
-    .venv/bin/python -m bench.gateway_overhead [--rounds 3 --per-round 100 --concurrency 16 --seconds 15]
+    .venv/bin/python -m bench.gateway_overhead [--rounds 5 --per-round 60 --concurrency 16 --seconds 15]
 
 LiteLLM: `litellm[proxy]` pins older openai, rich and filelock than Keel's venv holds, so it is looked
 for in its own virtual environment: `--litellm` / `$LITELLM_BIN`, else `litellm` beside this Python,
@@ -667,8 +667,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "loadgen"])
-    parser.add_argument("--rounds", type=int, default=3, help="latency rounds, interleaved across the paths")
-    parser.add_argument("--per-round", type=int, default=100, help="requests per path and round")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds, interleaved across the paths (latency and throughput)"
+    )
+    parser.add_argument("--per-round", type=int, default=60, help="requests per path and round")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15.0, help="throughput window per path")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from keel.cli_common import command_settings, err, out
 from keel.jobs.ingestion_jobs import NewDocument
+from keel.jobs.maintenance import STALE_JOB_SECONDS
 from keel.store.models import JobItem
 
 
@@ -124,5 +125,7 @@ def register(app: typer.Typer) -> None:
 
         runtime = Runtime.build(command_settings(quiet=False))
         runtime.prepare()
-        runtime.jobs.resume_unfinished()
+        # Other workers may be busy: only stale claims are released.
+        runtime.jobs.resume_unfinished(sole_consumer=False)
+        runtime.jobs.requeue_stale(STALE_JOB_SECONDS)
         runtime.queue.create_consumer(workers=workers, worker_type="thread", periodic=True).run()

@@ -129,7 +129,9 @@ class KeyStore:
             record = session.get(ApiKey, key_id)
             if record is None or record.revoked_at is not None:
                 return None
-            return Principal(key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role))
+            return Principal(
+                key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role)
+            )
 
     def authenticate(self, secret: str) -> Principal:
         if not secret.startswith(KEY_PREFIX):

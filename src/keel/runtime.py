@@ -140,7 +140,8 @@ class Runtime:
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
         audit = AuditLog(database)
-        register_maintenance(queue, database, settings.retention, audit)
+        jobs = IngestionJobs(database, ingestion, queue)
+        register_maintenance(queue, database, settings.retention, audit, jobs)
         metrics.watch(
             lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},
             lambda: len(queue),
@@ -186,7 +187,7 @@ class Runtime:
             index=index,
             ingestion=ingestion,
             queue=queue,
-            jobs=IngestionJobs(database, ingestion, queue),
+            jobs=jobs,
             retriever=retriever,
             copilot=copilot,
             reviews=reviews,

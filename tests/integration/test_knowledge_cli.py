@@ -64,3 +64,45 @@ def test_worker_consumes_queued_jobs(tmp_path: Path) -> None:
         worker.terminate()
         worker.wait(timeout=60)
         runtime.close()
+
+
+def test_a_dead_workers_job_is_finished_by_another(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select, update
+
+    from keel.store.models import Document, Job, JobItem
+
+    runtime = Runtime.build(Settings(data_dir=tmp_path))
+    runtime.prepare()
+    documents = [NewDocument(source=f"n{i}.txt", data=f"Note number {i}.".encode()) for i in range(6)]
+    job = runtime.jobs.submit("shop", documents, enqueue=False)
+    with runtime.database.session() as session:
+        first_two = list(
+            session.scalars(select(JobItem.id).where(JobItem.job_id == job.id).order_by(JobItem.ordinal))
+        )[:2]
+    # A worker claimed two items, then died: no heartbeat since.
+    assert runtime.jobs._claim(job.id, first_two) == first_two
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    with runtime.database.session() as session:
+        session.execute(update(JobItem).where(JobItem.id.in_(first_two)).values(claimed_at=long_ago))
+        session.execute(update(Job).where(Job.id == job.id).values(status="running", updated_at=long_ago))
+    assert runtime.jobs.requeue_stale(60) == [job.id]
+    assert runtime.jobs.requeue_stale(60) == [], "requeued once, however many workers notice"
+    worker = subprocess.Popen([*KEEL, "worker"], env=keel_env(tmp_path))
+    try:
+        deadline = time.monotonic() + 120
+        while runtime.jobs.get("shop", job.id).status in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    finished = runtime.jobs.get("shop", job.id)
+    assert finished.status == "succeeded"
+    assert {(i.status, i.outcome) for i in finished.items} == {("done", "created")}
+    with runtime.database.session() as session:
+        assert (
+            session.scalar(select(func.count()).select_from(Document).where(Document.tenant == "shop")) == 6
+        )
+    runtime.close()

@@ -49,7 +49,7 @@ from keel.gateway.providers.base import EmbeddingProvider, Generation, Generatio
 from keel.gateway.router import estimate_tokens, prompt_token_bound
 from keel.gateway.structured import check_structured_output, generation_request, repair_request, wants_json
 from keel.observe import attributes
-from keel.observe.redact import redact
+from keel.guard.pii import redact
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,6 @@
-"""Prompt-injection detection in three tiers: regex rules for the blatant cases (English and German), a
-logistic regression on the local embeddings for the rest, and an optional judge (a model call) for the
-classifier's grey zone only. The classifier is trained once on the examples Keel ships
-(`data/injection_examples.jsonl`, plus an optional extra file) and kept as plain arrays, keyed by the
-examples and the embedding model, like the intent classifier."""
+"""Prompt-injection detection in three tiers: regex rules (English and German), a logistic regression on
+the local embeddings, and an optional judge for the classifier's grey zone. The classifier is fitted once
+on the shipped examples (plus an optional extra file) and cached as plain arrays, like the intents'."""
 
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from keel.gateway.providers.base import EmbeddingProvider
 
@@ -30,99 +28,98 @@ RULE_SCORE = 0.95
 WINDOW_CHARS = 1000
 WINDOW_OVERLAP = 200
 _C = 4.0  # inverse regularisation of the logistic regression; part of the cache key
-_VERSION = 1
 
-Tier = Literal["rules", "classifier", "judge"]
 # Returns an injection probability in [0, 1], or None for "no opinion" (the classifier decides then).
 # It must not raise for a failed model call: it returns None instead.
-Judge = Callable[[str], float | None | Awaitable[float | None]]
+Judge = Callable[[str], float | Awaitable[float | None] | None]
 
-_F = re.IGNORECASE | re.MULTILINE
-_ROLES_EN = (
-    r"(?:system|developer|dev|admin\w*|root|superuser|operator"
-    r"|unrestricted|unfiltered|uncensored|jailbroken|evil)"
-)
 # fmt: off
 _RULE_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("ignore_previous_instructions",
-     r"\b(?:ignore|disregard|forget|skip|override|discard|drop|abandon)\b(?:\W+\w+){0,3}?\W+(?:previous"
-     r"|prior|above|earlier|preceding|foregoing|initial|original|all|any|your|the)\b"
-     r"(?:\W+\w+){0,2}?\W+(?:instructions?|prompts?|rules|directions|guidelines|directives|commands|orders"
-     r"|tasks|assignments|context|programming)\b"),
-    ("forget_everything",
-     r"\bforget\s+(?:about\s+)?everything\b(?:\W+\w+){0,3}?\W*\b(?:above|before|previous|prior|so\s+far|you"
-     r"\s+know|you\s+(?:were|have\s+been)\s+(?:told|given))\b"),
-    ("ignoriere_anweisungen",
-     r"\b(?:ignorier\w*|vergiss|vergessen\s+sie|missachte\w*|verwirf|verwerfen\s+sie|übergeh\w*)\b"
-     r"(?:\W+\w+){0,3}?\W+(?:alle\w*|vorherig\w*|vorig\w*|bisherig\w*|obig\w*|vorangehend\w*"
-     r"|vorangegangen\w*|früher\w*|deine|ihre|die)\b(?:\W+\w+){0,2}?\W+(?:anweisung\w*|instruktion\w*"
-     r"|befehl\w*|regeln|vorgaben|informationen|aufgaben|ausführungen|richtlinien|kontext|prompts?)\b"),
-    ("anweisungen_ignorieren",
-     r"\b(?:vorherig|vorig|bisherig|obig|vorangehend)\w*\s+(?:anweisung|instruktion|befehl|ausführung|regel"
-     r"|vorgabe)\w*\s+(?:ignorieren|vergessen|missachten|verwerfen|gelten\s+nicht\s+mehr|sind"
-     r"\s+(?:irrelevant|ungültig|aufgehoben))"),
-    ("vergiss_alles",
-     r"\b(?:vergiss|vergessen\s+sie)\s+(?:einfach\s+|bitte\s+)?alles\b"),
-    ("you_are_now",
-     r"\byou\s+are\s+now\s+(?:(?:an?|the|my|in)\s+)?(?:\w+\s+){0,2}?(?:dan|ai|assistant|bot|chatbot|model"
-     r"|mode|jailbroken|unrestricted|unfiltered|uncensored|no\s+longer|evil)\b"),
-    ("from_now_on",
-     r"\bfrom\s+now\s+on,?\s+(?:you\s+(?:are|must|shall|only|will\s+(?:be|act|only|always|respond|answer"
-     r"|reply|ignore|pretend|follow|obey|say))|(?:only\s+)?(?:respond|answer|reply)\s+(?:only\s+)?(?:with"
-     r"|as)\b)"),
-    ("du_bist_jetzt",
-     r"\b(?:(?:du\s+bist|sie\s+sind)\s+(?:jetzt|nun|ab\s+(?:jetzt|sofort))|ab\s+(?:jetzt|sofort)\s+(?:bist"
-     r"\s+du|sind\s+sie))\s+(?:\w+\s+){0,2}?(?:dan|ki|assistent\w*|bot|chatbot|modell|uneingeschränkt\w*"
-     r"|unzensiert\w*|böse\w*|nicht\s+mehr)\b"),
-    ("act_as_privileged_role",
-     r"\b(?:act|acting|pretend|pretending|behave|roleplay|role-play|pose|imagine(?:\s+that)?)\w*\s+(?:as|to"
-     rf"\s+be|like|you\s+are)\s+(?:an?\s+|the\s+|my\s+|your\s+)?(?:\w+\s+)?{_ROLES_EN}\b"),
-    ("tu_so_als_ob",
-     r"\b(?:tu|tun\s+sie|stell\s+dir\s+vor)\b,?\s+(?:so,?\s+)?(?:als\s+(?:wärst\s+du|wären\s+sie)|du"
-     r"\s+(?:bist|wärst))\s+(?:\w+\s+){0,2}?(?:system\w*|entwickler\w*|admin\w*|betreiber\w*"
-     r"|uneingeschränkt\w*|unzensiert\w*|böse\w*|(?:ki|modell)\s+ohne)\b"),
-    ("reveal_system_prompt",
-     r"\b(?:reveal|print|show|display|output|repeat|leak|dump|expose|quote|tell\s+me|give\s+me|what\s+(?:is"
-     r"|are|was|were))\b[^.?!\n]{0,40}?\b(?:system|developer|hidden|secret|initial|original|internal)"
-     r"\s+(?:prompt|instructions?|message|rules|configuration)"),
-    ("reveal_your_prompt",
-     r"\b(?:reveal|print|show|display|output|repeat|leak|dump|expose|tell\s+me)\s+(?:me\s+)?your\s+(?:\w+"
-     r"\s+)?(?:prompt|instructions|rules|configuration)\b|\b(?:print|repeat|output|show)\s+(?:me\s+)?(?:all"
-     r"\s+)?(?:the\s+)?(?:text|words|everything|content)\s+(?:above|before)\b"),
-    ("zeige_systemprompt",
-     r"\b(?:zeig\w*|gib\w*|nenn\w*|verrat\w*|wiederhol\w*)\b[^.?!\n]{0,40}?(?:system-?\s?prompt"
-     r"|systemanweisung\w*|systemnachricht\w*|deine\s+(?:\w+\s+)?(?:anweisungen|instruktionen|regeln)"
-     r"|(?:ihre|die)\s+(?:geheimen|internen|versteckten)\s+(?:anweisungen|instruktionen|regeln))|\b(?:was"
-     r"\s+steht\s+in|wie\s+lautet)\s+(?:deinem|ihrem|dem)\s+system-?\s?prompt"),
-    ("new_instructions",
-     r"\b(?:new|updated|additional|real|actual|revised)\s+(?:system\s+)?(?:instructions?|tasks?|rules"
-     r"|orders|directives?)\s*:|\bneue\s+(?:system)?(?:anweisung|instruktion|aufgabe|regel|vorgabe)\w*\s*:"),
-    ("jailbreak_marker",
-     r"(?-i:\bDAN\b)|\bdo\s+anything\s+now\b|\bjailbr(?:ea|o)k\w*|\bgod\s+mode\b|\b(?:enable|activate|enter"
-     r"|switch\s+(?:in)?to|turn\s+on|now\s+in)\s+(?:the\s+)?developer\s+mode\b|\bdeveloper\s+mode"
-     r"\s+(?:enabled|activated|on)\b|\b(?:aktiviere|aktivieren\s+sie)\s+den\s+entwicklermodus\b"),
-    ("no_restrictions",
-     r"\b(?:ai|assistant|model|chatbot|ki|assistent)\s+(?:with\s+no|without(?:\s+any)?|ohne(?:"
-     r"\s+jegliche)?)\s+(?:rules|restrictions|filters|limits|regeln|einschränkungen|filter)\b|\b(?:answer"
-     r"|respond|reply|antworte\w*|beantworte\w*)\s+(?:\w+\s+){0,2}?(?:without|ohne)\s+(?:any\s+|jegliche"
-     r"\s+)?(?:restrictions|filters|limits|censorship|einschränkung\w*|filter|zensur)\b"),
-    ("safety_override",
-     r"\b(?:bypass|override|disable|ignore|switch\s+off|turn\s+off|circumvent)\s+(?:all\s+|any\s+)?(?:your"
-     r"\s+|the\s+)?(?:safety\s+|content\s+|security\s+)?(?:filters?|guardrails?|restrictions|safeguards"
-     r"|polic(?:y|ies)|safety\s+(?:rules|guidelines))\b|\b(?:umgeh\w*|deaktivier\w*|schalte\w*)\s+(?:\w+"
-     r"\s+){0,2}?(?:filter|sicherheitsrichtlinien|inhaltsrichtlinien|schutzmechanismen)\b"),
-    ("role_tag",
-     r"<\|im_start\|>\s*(?:system|assistant)|<\|(?:system|assistant|user|endoftext)\|>|\[/?INST\]|<<SYS>>"
-     r"|(?:^|\s)#{2,}\s*(?:system|assistant)\s*(?::|$)|</?(?:system|instructions?)>"),
-    ("addressed_to_ai",
-     r"\b(?:note|message|instructions?|notice|hint)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|assistant"
-     r"|llm|chatbot|language\s+models?)\b|\bif\s+(?:you\s+are|an?\s+ai\b.{0,20}reads)\s+an?\s+(?:ai|llm"
-     r"|language\s+model|assistant|chatbot|bot)\b|\b(?:hinweis|nachricht|anweisung)\s+(?:an|für)\s+(?:die"
-     r"\s+|den\s+|das\s+|alle\s+)?(?:ki|assistent\w*|sprachmodell\w*|chatbot)\b|\b(?:falls|wenn)\s+du"
-     r"\s+(?:eine?\s+)?(?:ki|sprachmodell|assistent|bot)\s+bist\b"),
+    ("ignore_previous_instructions", r"\b(?:ignor(?:e|ing)|disregard(?:ing)?|forget(?:ting)?|skip|override"
+     r"|discard|drop|abandon)\b(?:\W+\w+){0,3}?\W+(?:previous|prior|above|earlier|preceding|foregoing"
+     r"|initial|original|all|any|your|the)\b(?:\W+\w+){0,2}?\W+(?:instructions?|prompts?|rules|directions"
+     r"|guidelines|directives|commands|orders|tasks|assignments|context|programming|persona|role)\b|"
+     r"\b(?:previous|prior|earlier|above|original)\s+(?:instructions|guidelines|rules|directives)\s+(?:are"
+     r"|have\s+been)\s+(?:cancel+ed|void|revoked|irrelevant|no\s+longer\s+(?:valid|apply))"),
+    ("forget_everything", r"\b(?:ignore|disregard)\s+everything\s*(?:\b(?:above|before|and|previous|prior"
+     r"|so\s+far|you)\b|[,.;:!]|$)|\bforget\s+(?:about\s+)?everything\b(?:\W+\w+){0,3}?\W*\b(?:above|before"
+     r"|previous|prior|so\s+far|you\s+know|you\s+(?:were|have\s+been)\s+(?:told|given))\b"
+     r"|\bleave\s+(?:all\s+)?(?:the\s+)?(?:previous|prior|earlier)\s+(?:\w+\s+)?behind\b"),
+    ("ignoriere_anweisungen", r"\b(?:ignorier\w*|vergiss|vergessen\s+sie|missachte\w*|verwirf"
+     r"|verwerfen\s+sie|übergeh\w*)\b(?:\W+\w+){0,3}?\W+(?:alle\w*|vorherig\w*|vorig\w*|bisherig\w*|obig\w*"
+     r"|vorangehend\w*|vorangegangen\w*|früher\w*|deine|ihre|die)\b(?:\W+\w+){0,2}?\W+(?:anweisung\w*"
+     r"|instruktion\w*|befehl\w*|regeln|vorgaben|informationen|angaben|aufgaben|ausführungen|richtlinien"
+     r"|kontext|prompts?|rolle)\b"),
+    ("anweisungen_ignorieren", r"\b(?:vorherig|vorig|bisherig|obig|vorangehend)\w*\s+(?:anweisung"
+     r"|instruktion|befehl|ausführung|regel|vorgabe)\w*\s+(?:ignorieren|vergessen|missachten|verwerfen"
+     r"|gelten\s+nicht\s+mehr|sind\s+(?:irrelevant|ungültig|aufgehoben))|\b(?:filter|sicherheitsrichtlinien"
+     r"|inhaltsrichtlinien|schutzmechanismen)\s+(?:zu\s+)?(?:umgehen|deaktivieren|ignorieren|abschalten)"
+     r"|\babweichend\s+(?:zu|von)\s+(?:den\s+|deinen\s+|ihren\s+)?(?:vorherig|bisherig"
+     r"|obig)\w*\s+(?:anweisung|instruktion)|\blass\w*\s+(?:sie\s+)?(?:\w+\s+){0,3}?(?:informationen"
+     r"|anweisungen|aufgaben|vorgaben|regeln)\s+hinter\s+(?:dir|sich)\b"),
+    ("vergiss_alles", r"\b(?:vergiss|vergessen\s+sie)\s+(?:einfach\s+|bitte\s+)?alles\b|\b(?:ignorier\w*"
+     r"|vergiss|lass)\s+(?:\w+\s+)?alles\s+(?:obige|bisherige|vorherige)"),
+    ("you_are_now", r"\byou\s+are\s+now\s+(?:(?:an?|the|my|in)\s+)?(?:\w+\s+){0,2}?(?:dan|ai|assistant|bot"
+     r"|chatbot|model|mode|jailbroken|unrestricted|unfiltered|uncensored|no\s+longer|evil)\b"),
+    ("from_now_on", r"\bfrom\s+now\s+on,?\s+(?:you\s+(?:are|must|shall|only|will\s+(?:be|act|only|always"
+     r"|respond|answer|reply|ignore|pretend|follow|obey|say))|(?:only\s+)?(?:respond|answer"
+     r"|reply)\s+(?:\w+\s+){0,3}?(?:with|as)\b)"),
+    ("du_bist_jetzt", r"\b(?:(?:du\s+bist|sie\s+sind)\s+(?:jetzt|nun|ab\s+(?:jetzt|sofort))|ab\s+(?:jetzt"
+     r"|sofort)\s+(?:bist\s+du|sind\s+sie))\s+(?:\w+\s+){0,2}?(?:dan|ki|assistent\w*|bot|chatbot|modell"
+     r"|uneingeschränkt\w*|unzensiert\w*|böse\w*|nicht\s+mehr)\b"),
+    ("act_as_privileged_role", r"\b(?:act|acting|pretend|pretending|behave|roleplay|role-play|pose"
+     r"|imagine(?:\s+that)?)\w*\s+(?:as|to\s+be|like|you\s+are)\s+(?:an?\s+|the\s+|my\s+"
+     r"|your\s+)?(?:\w+\s+)?(?:system|developer|dev|admin\w*|root|superuser|operator|unrestricted"
+     r"|unfiltered|uncensored|jailbroken|evil)\b"),
+    ("tu_so_als_ob", r"\b(?:tu|tun\s+sie|stell\s+dir\s+vor)\b,?\s+(?:so,?\s+)?(?:als\s+(?:wärst\s+du"
+     r"|wären\s+sie)|du\s+(?:bist|wärst))\s+(?:\w+\s+){0,2}?(?:system\w*|entwickler\w*|admin\w*"
+     r"|betreiber\w*|uneingeschränkt\w*|unzensiert\w*|böse\w*|(?:ki|modell)\s+ohne)\b"),
+    ("reveal_system_prompt", r"\b(?:reveal|print|show|display|output|repeat|leak|dump|expose|quote"
+     r"|tell\s+me|give\s+me|what\s+(?:is|are|was|were))\b[^.?!\n]{0,40}?\b(?:system|developer|hidden|secret"
+     r"|initial|original|internal)\s+(?:prompt|instructions?|message|rules|configuration)"),
+    ("reveal_your_prompt", r"\b(?:reveal|print|show|display|output|repeat|leak|dump|expose"
+     r"|tell\s+me)\s+(?:me\s+)?your\s+(?:\w+\s+)?(?:prompt|instructions|rules|configuration)\b|\b(?:print"
+     r"|output)\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?(?:text|words|everything|content)\s+(?:above|before)\b"
+     r"|\brepeat\s+(?:all\s+of\s+)?everything\s+(?:above|before)\b"),
+    ("zeige_systemprompt", r"\b(?:zeig\w*|gib\w*|nenn\w*|verrat\w*"
+     r"|wiederhol\w*)\b[^.?!\n]{0,40}?(?:system-?\s?prompt|systemanweisung\w*|systemnachricht\w*"
+     r"|deine\s+(?:\w+\s+)?(?:anweisungen|instruktionen|regeln)|(?:ihre|die|alle)\s+(?:geheimen|internen"
+     r"|versteckten)\s+(?:anweisungen|instruktionen|regeln))|\b(?:was\s+steht\s+in"
+     r"|wie\s+lautet)\s+(?:deinem|ihrem|dem)\s+system-?\s?prompt|\bwiederhol\w*\s+(?:den"
+     r"|alle[ns]?)\s+(?:text|inhalt)\w*\s+(?:über|oberhalb|vor)\b"),
+    ("new_instructions", r"\b(?:new|real|actual)\s+(?:system\s+)?instructions?\s*:"
+     r"|\bneue\s+(?:system)?(?:anweisung|instruktion)\w*\s*:"),
+    ("jailbreak_marker", r"\b(?:you\s+are|act\s+as|called|named|become|du\s+bist)\s+(?-i:DAN)\b"
+     r"|(?-i:\bDAN\b)\s+(?:mode|prompt)\b|\bdo\s+anything\s+now\b|\bjailbr(?:ea|o)k\w*|\bgod\s+mode\b|"
+     r"\b(?:enable|activate|enter|switch\s+(?:in)?to|turn\s+on|now\s+in)\s+(?:the\s+)?developer\s+mode\b"
+     r"|\bdeveloper\s+mode\s+(?:enabled|activated|on)\b|\b(?:aktiviere"
+     r"|aktivieren\s+sie)\s+den\s+entwicklermodus\b"),
+    ("no_restrictions", r"\b(?:ai|assistant|model|chatbot|ki|assistent)\s+(?:with\s+no|without(?:\s+any)?"
+     r"|ohne(?:\s+jegliche)?)\s+(?:rules|restrictions|filters|limits|regeln|einschränkungen|filter)\b|"
+     r"\b(?:answer|respond|reply|antworte\w*|beantworte\w*)\s+(?:\w+\s+){0,2}?(?:without|ohne)\s+(?:any\s+"
+     r"|jegliche\s+)?(?:restrictions|filters|limits|censorship|einschränkung\w*|filter|zensur)\b"),
+    ("safety_override", r"\b(?:bypass|override|disable|ignore|switch\s+off|turn\s+off"
+     r"|circumvent)\s+(?:all\s+|any\s+)?(?:your\s+|the\s+)?(?:safety\s+|content\s+|security\s+)?(?:filters?"
+     r"|guardrails?|restrictions|safeguards|polic(?:y|ies)|safety\s+(?:rules|guidelines))\b|\b(?:umgeh\w*"
+     r"|deaktivier\w*|schalte\w*)\s+(?:\w+\s+){0,2}?(?:filter|sicherheitsrichtlinien|inhaltsrichtlinien"
+     r"|schutzmechanismen)\b"),
+    ("role_tag", r"<\|im_start\|>\s*(?:system|assistant)|<\|(?:system|assistant|user|endoftext)\|>"
+     r"|\[/?INST\]|<<SYS>>|(?:^|\s)#{2,}\s*(?:system|assistant)\s*(?::|$)|</?(?:system|instructions?)>"),
+    ("addressed_to_ai", r"\b(?:note|message|instructions?|notice|hint)\s+(?:to|for)\s+(?:the\s+|any\s+"
+     r"|all\s+)?(?:ai|assistant(?=\s*[:,.])|llm|chatbot|language\s+models?)\b"
+     r"|\bif\s+you\s+are\s+an?\s+(?:ai|llm|language\s+model|assistant|chatbot|bot)\b"
+     r"|\bif\s+(?:an?\s+)?(?:ai|llm|language)\s+(?:\w+\s+)?(?:reads|processes|summari[sz]es)\b|\b(?:hinweis"
+     r"|nachricht|anweisung)\s+(?:an|für)\s+(?:die\s+|den\s+|das\s+|alle\s+)?(?:ki|assistent\w*"
+     r"|sprachmodell\w*|chatbot)\b|\b(?:falls|wenn)\s+du\s+(?:eine?\s+)?(?:ki|sprachmodell|assistent"
+     r"|bot)\s+bist\b|<!--[^>]{0,40}\b(?:ai|assistant|llm|ki|assistent|chatbot)\b|\b(?:wenn"
+     r"|falls)\s+(?:eine?\s+)?(?:ki|sprachmodell|assistent)\S*\s+(?:\w+\s+){0,2}?(?:liest|verarbeitet"
+     r"|zusammenfasst)\b"),
+    ("ignore_documents", r"\b(?:do\s+not|don'?t|never)\s+(?:\w+\s+){0,2}?(?:use|look\s+(?:in|at)"
+     r"|answer\s+(?:\w+\s+){0,4}?(?:from|according\s+to))\s+(?:the\s+|any\s+)?(?:provided\s+)?(?:documents"
+     r"|sources|context)\b"),
 )
 # fmt: on
-_RULES = tuple((name, re.compile(pattern, _F)) for name, pattern in _RULE_PATTERNS)
+_RULES = tuple((name, re.compile(pattern, re.IGNORECASE | re.MULTILINE)) for name, pattern in _RULE_PATTERNS)
 
 
 def match_rule(text: str) -> str | None:
@@ -131,26 +128,20 @@ def match_rule(text: str) -> str | None:
 
 
 class InjectionSettings(BaseModel):
-    """`threshold` decides classifier and judge scores; the judge is asked only for classifier scores in
-    [grey_low, grey_high)."""
+    """`threshold` decides classifier and judge scores; the judge sees grey-zone texts only (an empty zone,
+    grey_low >= grey_high, turns it off)."""
 
     rules_enabled: bool = True
     threshold: float = Field(0.5, ge=0, le=1)
     grey_low: float = Field(0.3, ge=0, le=1)
     grey_high: float = Field(0.7, ge=0, le=1)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> InjectionSettings:
-        if self.grey_low > self.grey_high:
-            raise ValueError("grey_low must not exceed grey_high")
-        return self
-
 
 @dataclass(frozen=True)
 class InjectionVerdict:
     score: float
     is_injection: bool
-    tier: Tier
+    tier: Literal["rules", "classifier", "judge"]
     reason: str
 
 
@@ -164,14 +155,15 @@ def load_examples(extra: Path | None = None) -> list[tuple[str, int]]:
 
 
 def _windows(text: str) -> list[str]:
-    if len(text) <= WINDOW_CHARS:
-        return [text]
-    step = WINDOW_CHARS - WINDOW_OVERLAP
-    return [text[start : start + WINDOW_CHARS] for start in range(0, len(text) - WINDOW_OVERLAP, step)]
+    starts = range(0, max(1, len(text) - WINDOW_OVERLAP), WINDOW_CHARS - WINDOW_OVERLAP)
+    return [text[start : start + WINDOW_CHARS] for start in starts]
 
 
-async def _resolve(pending: Awaitable[float | None]) -> float | None:
-    return await pending
+async def _settle(answer: float | Awaitable[float | None] | None) -> float | None:
+    """A judge's answer, awaited when it is awaitable, clipped to [0, 1]."""
+    if answer is not None and not isinstance(answer, int | float):
+        answer = await answer
+    return None if answer is None else min(1.0, max(0.0, float(answer)))
 
 
 class InjectionDetector:
@@ -199,7 +191,7 @@ class InjectionDetector:
     def cache_path(self) -> Path | None:
         if self._embedder is None or self._cache_dir is None:
             return None
-        payload = json.dumps([load_examples(self._extra), self._embedder.model_id, _C, _VERSION])
+        payload = json.dumps([load_examples(self._extra), self._embedder.model_id, _C])
         return self._cache_dir / f"injection-{hashlib.sha256(payload.encode()).hexdigest()[:16]}.npz"
 
     def warm_up(self) -> None:
@@ -230,12 +222,14 @@ class InjectionDetector:
 
     def check_many(self, texts: list[str]) -> list[InjectionVerdict]:
         """One verdict per text; texts no rule caught are embedded in one batch (retrieved chunks)."""
-        verdicts, windows, owners = self._screen(texts)
-        if windows:
+        verdicts, pending = self._screen(texts)
+        if pending:
             assert self._embedder is not None
             self.warm_up()
-            for index, probability in self._probabilities(self._embedder.embed(windows), owners).items():
-                judged = self._judge_sync(texts[index]) if self._in_grey_zone(probability) else None
+            vectors = self._embedder.embed([window for _, window in pending])
+            for index, probability in self._scores(vectors, pending).items():
+                judge = self._judge_for(probability)
+                judged = self._judge_sync(judge, texts[index]) if judge else None
                 verdicts[index] = self._decide(probability, judged)
         return [verdict for verdict in verdicts if verdict is not None]
 
@@ -244,21 +238,21 @@ class InjectionDetector:
 
     async def acheck_many(self, texts: list[str]) -> list[InjectionVerdict]:
         """`check_many` for event loops: embedding on a worker thread, an async judge awaited."""
-        verdicts, windows, owners = self._screen(texts)
-        if windows:
+        verdicts, pending = self._screen(texts)
+        if pending:
             assert self._embedder is not None
             await asyncio.to_thread(self.warm_up)
-            vectors = await self._embedder.aembed(windows)
-            for index, probability in self._probabilities(vectors, owners).items():
-                judged = await self._judge_async(texts[index]) if self._in_grey_zone(probability) else None
+            vectors = await self._embedder.aembed([window for _, window in pending])
+            for index, probability in self._scores(vectors, pending).items():
+                judge = self._judge_for(probability)
+                judged = await _settle(judge(texts[index])) if judge else None
                 verdicts[index] = self._decide(probability, judged)
         return [verdict for verdict in verdicts if verdict is not None]
 
-    def _screen(self, texts: list[str]) -> tuple[list[InjectionVerdict | None], list[str], list[int]]:
-        """Rule verdicts, and the windows (with their text's index) still to be classified."""
+    def _screen(self, texts: list[str]) -> tuple[list[InjectionVerdict | None], list[tuple[int, str]]]:
+        """Rule verdicts, and the windows still to be classified, each with its text's index."""
         verdicts: list[InjectionVerdict | None] = []
-        windows: list[str] = []
-        owners: list[int] = []
+        pending: list[tuple[int, str]] = []
         for index, text in enumerate(texts):
             rule = match_rule(text) if self.settings.rules_enabled else None
             if rule is not None:
@@ -267,48 +261,39 @@ class InjectionDetector:
                 verdicts.append(InjectionVerdict(0.0, False, "rules", "no rule matched"))
             else:
                 verdicts.append(None)
-                parts = _windows(text)
-                windows += parts
-                owners += [index] * len(parts)
-        return verdicts, windows, owners
+                pending += [(index, window) for window in _windows(text)]
+        return verdicts, pending
 
-    def _probabilities(self, vectors: npt.NDArray[np.float32], owners: list[int]) -> dict[int, float]:
+    def _scores(self, vectors: npt.NDArray[np.float32], pending: list[tuple[int, str]]) -> dict[int, float]:
+        """Each pending text's classifier probability: that of its worst window."""
         assert self._weights is not None
-        logits = vectors.astype(np.float64) @ self._weights + self._bias
-        probabilities = 1.0 / (1.0 + np.exp(-logits))
+        probabilities = 1.0 / (1.0 + np.exp(-(vectors.astype(np.float64) @ self._weights + self._bias)))
         worst: dict[int, float] = {}
-        for owner, probability in zip(owners, probabilities.tolist(), strict=True):
-            worst[owner] = max(worst.get(owner, 0.0), float(probability))
+        for (owner, _), probability in zip(pending, probabilities.tolist(), strict=True):
+            worst[owner] = max(worst.get(owner, 0.0), probability)
         return worst
 
-    def _in_grey_zone(self, probability: float) -> bool:
-        return self._judge is not None and self.settings.grey_low <= probability < self.settings.grey_high
+    def _judge_for(self, probability: float) -> Judge | None:
+        """The judge, when there is one and the classifier is unsure."""
+        unsure = self.settings.grey_low <= probability < self.settings.grey_high
+        return self._judge if unsure else None
 
     def _decide(self, probability: float, judged: float | None) -> InjectionVerdict:
         threshold = self.settings.threshold
         if judged is not None:
-            score = min(1.0, max(0.0, judged))
-            reason = f"judge score {score:.2f}; classifier {probability:.2f} was in the grey zone"
-            return InjectionVerdict(score, score >= threshold, "judge", reason)
+            reason = f"judge score {judged:.2f}; classifier {probability:.2f} was in the grey zone"
+            return InjectionVerdict(judged, judged >= threshold, "judge", reason)
         reason = f"classifier score {probability:.2f} (threshold {threshold:.2f})"
         return InjectionVerdict(probability, probability >= threshold, "classifier", reason)
 
-    def _judge_sync(self, text: str) -> float | None:
-        assert self._judge is not None
-        result = self._judge(text)
-        if result is None or isinstance(result, int | float):
-            return None if result is None else float(result)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(_resolve(result))
-        if asyncio.iscoroutine(result):
-            result.close()  # never awaited: close it so no "never awaited" warning leaks
-        raise RuntimeError("An async judge cannot run from check() inside an event loop: use acheck().")
-
-    async def _judge_async(self, text: str) -> float | None:
-        assert self._judge is not None
-        result = self._judge(text)
-        if result is not None and not isinstance(result, int | float):
-            result = await result
-        return None if result is None else float(result)
+    def _judge_sync(self, judge: Judge, text: str) -> float | None:
+        answer = judge(text)
+        if answer is not None and not isinstance(answer, int | float):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(_settle(answer))  # no loop in this thread: run the async judge here
+            if asyncio.iscoroutine(answer):
+                answer.close()  # never awaited: closed so no warning leaks
+            raise RuntimeError("An async judge cannot run from check() inside an event loop: use acheck().")
+        return None if answer is None else min(1.0, max(0.0, float(answer)))

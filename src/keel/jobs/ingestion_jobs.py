@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from huey import Huey
@@ -94,13 +94,32 @@ class IngestionJobs:
                 )
             )
         for start in range(0, len(pending), BATCH):
-            batch = pending[start : start + BATCH]
+            batch = self._claim(job_id, pending[start : start + BATCH])
+            if not batch:
+                continue
             self._run_items(tenant, batch)
             if on_item is not None:
                 with self._database.session() as session:
                     for item_id in batch:
                         on_item(session.get_one(JobItem, item_id))
         self._finish(job_id)
+
+    def _claim(self, job_id: str, item_ids: list[str]) -> list[str]:
+        """Marks the items this worker takes (a second worker on the same job skips them) and beats the
+        job's heartbeat, which tells other workers this job is alive."""
+        now = datetime.now(UTC)
+        claimed = []
+        with self._database.session() as session:
+            for item_id in item_ids:
+                taken = session.execute(
+                    update(JobItem)
+                    .where(JobItem.id == item_id, JobItem.status == "pending")
+                    .values(status="processing", claimed_at=now)
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(item_id)
+            session.execute(update(Job).where(Job.id == job_id).values(updated_at=now))
+        return claimed
 
     def _run_items(self, tenant: str, item_ids: list[str]) -> None:
         with self._database.session() as session:
@@ -142,7 +161,7 @@ class IngestionJobs:
         with self._database.session() as session:
             job = session.get_one(Job, job_id, options=[selectinload(Job.items)])
             statuses = [item.status for item in job.items]
-            if "pending" in statuses:
+            if "pending" in statuses or "processing" in statuses:
                 return
             failed = statuses.count("failed")
             job.status = (
@@ -150,8 +169,17 @@ class IngestionJobs:
             )
             job.finished_at = datetime.now(UTC)
 
-    def resume_unfinished(self) -> list[str]:
-        """Enqueues every job left queued or running (by a crash or a stop); returns their ids."""
+    def resume_unfinished(self, *, sole_consumer: bool) -> list[str]:
+        """Run at start: enqueues every job left queued or running. `sole_consumer` (the embedded tier,
+        where this process is the only consumer) also releases every claimed item at once; with other
+        workers about, only stale claims are released (`requeue_stale`)."""
+        if sole_consumer:
+            with self._database.session() as session:
+                session.execute(
+                    update(JobItem)
+                    .where(JobItem.status == "processing")
+                    .values(status="pending", claimed_at=None)
+                )
         with self._database.session() as session:
             job_ids = list(session.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
         for job_id in job_ids:
@@ -159,3 +187,35 @@ class IngestionJobs:
         if job_ids:
             log.info("jobs_resumed", count=len(job_ids))
         return job_ids
+
+    def requeue_stale(self, stale_after_s: float) -> list[str]:
+        """A worker that died (kill -9, a lost host) leaves claimed items and a silent job behind: after
+        `stale_after_s` without a heartbeat its items go back to pending and the job is queued again, for
+        any live worker. Each item is still stored exactly once: storing it marks it done atomically."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=stale_after_s)
+        requeued = []
+        with self._database.session() as session:
+            session.execute(
+                update(JobItem)
+                .where(JobItem.status == "processing", JobItem.claimed_at < cutoff)
+                .values(status="pending", claimed_at=None)
+            )
+            stale = list(
+                session.scalars(
+                    select(Job.id).where(Job.status.in_(("queued", "running")), Job.updated_at < cutoff)
+                )
+            )
+            for job_id in stale:
+                # Conditional: of several workers noticing at once, one requeues.
+                taken = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.updated_at < cutoff)
+                    .values(updated_at=datetime.now(UTC))
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    requeued.append(job_id)
+        for job_id in requeued:
+            self._task(job_id)
+        if requeued:
+            log.info("stale_jobs_requeued", count=len(requeued))
+        return requeued

@@ -1,4 +1,5 @@
-"""Periodic jobs on the queue: the daily retention purge (the consumer that runs periodic tasks does it)."""
+"""Periodic jobs on the queue: requeueing jobs whose worker died (every minute) and the daily retention
+purge. Every consumer runs them; each is safe to run in several places at once."""
 
 from __future__ import annotations
 
@@ -7,15 +8,27 @@ from huey import Huey, crontab
 from keel.config import RetentionSettings
 from keel.governance.audit import AuditLog
 from keel.governance.retention import purge
+from keel.jobs.ingestion_jobs import IngestionJobs
 from keel.logs import get_logger
 from keel.store.engine import Database
 
 log = get_logger(__name__)
 
+# A job silent this long has lost its worker: its claimed items are released and it is queued again.
+STALE_JOB_SECONDS = 120.0
+
 
 def register_maintenance(
-    queue: Huey, database: Database, retention: RetentionSettings, audit: AuditLog
+    queue: Huey,
+    database: Database,
+    retention: RetentionSettings,
+    audit: AuditLog,
+    jobs: IngestionJobs,
 ) -> None:
+    @queue.periodic_task(crontab(minute="*"), name="keel.requeue_stale_jobs")  # type: ignore[untyped-decorator]
+    def requeue_stale_jobs() -> None:
+        jobs.requeue_stale(STALE_JOB_SECONDS)
+
     @queue.periodic_task(crontab(hour="3", minute="17"), name="keel.retention_purge")  # type: ignore[untyped-decorator]
     def retention_purge() -> None:
         counts = purge(database, retention)

@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(runtime.prepare)
         consumer = start_embedded_consumer(runtime.queue)
-        runtime.jobs.resume_unfinished()
+        runtime.jobs.resume_unfinished(sole_consumer=runtime.settings.redis_url is None)
         warm_up = None
         if runtime.settings.preload_models:
             # Serve /healthz at once; /readyz turns 200 when both models are loaded.

@@ -175,8 +175,9 @@ class JobItem(Base):
     ordinal: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(1000))
     doc_type: Mapped[str | None] = mapped_column(String(32), default=None)
-    # pending → done (created/updated) | unchanged | failed
+    # pending → processing (claimed by a worker) → done | failed; a stale claim goes back to pending
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     outcome: Mapped[str | None] = mapped_column(String(16), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     document_id: Mapped[str | None] = mapped_column(String(40), default=None)

