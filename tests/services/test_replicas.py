@@ -1,0 +1,155 @@
+"""Two stateless `keel serve` replicas on one PostgreSQL (pgvector) and one Redis behave as one system:
+rate limits, the response cache and review claims are shared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.integration.live import KEEL, free_port
+from tests.services.pg import TestPostgres
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    postgres_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    database = postgres_server.create_database()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    shared = {
+        "KEEL_DATABASE_URL": postgres_server.url(database),
+        "KEEL_REDIS_URL": REDIS_URL,
+        "KEEL_UI_SECRET": "replica-test-secret",
+        "KEEL_LOG_LEVEL": "warning",
+        "KEEL_GATEWAY__TENANT_LIMITS__REQUESTS_PER_MINUTE": "6",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    bases = []
+    try:
+        for n in range(2):
+            env = {**os.environ, **shared, "KEEL_DATA_DIR": str(tmp_path_factory.mktemp(f"replica{n}"))}
+            port = free_port()
+            processes.append(subprocess.Popen([*KEEL, "serve", "--port", str(port)], env=env))
+            bases.append(f"http://127.0.0.1:{port}")
+        env = {**os.environ, **shared, "KEEL_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}
+        keys = {
+            role: subprocess.run(
+                [*KEEL, "keys", "create", "--tenant", "acme", "--role", role],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            for role in ("app", "reviewer")
+        }
+        keys["second_reviewer"] = subprocess.run(
+            [*KEEL, "keys", "create", "--tenant", "acme", "--role", "reviewer"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        for base, process in zip(bases, processes, strict=True):
+            _wait_ready(base, process)
+        yield {"bases": bases, "keys": keys}
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+        postgres_server.drop_database(database)
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
+    import time
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, "a replica exited"
+        time.sleep(0.5)
+    pytest.fail("a replica did not become ready")
+
+
+def chat(base: str, key: str, text: str) -> httpx.Response:
+    body = {"model": "keel-local", "messages": [{"role": "user", "content": text}], "max_tokens": 4}
+    return httpx.post(
+        f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120
+    )
+
+
+def test_the_cache_is_shared(cluster: dict[str, Any]) -> None:
+    first, second = cluster["bases"]
+    key = cluster["keys"]["app"]
+    assert chat(first, key, "Shared cache?").headers["x-keel-cache"] == "miss"
+    again = chat(second, key, "Shared cache?")
+    assert again.status_code == 200 and again.headers["x-keel-cache"] == "exact"
+
+
+def test_review_claims_are_shared(cluster: dict[str, Any]) -> None:
+    first, second = cluster["bases"]
+    keys = cluster["keys"]
+    reply = httpx.post(
+        f"{first}/v1/support/replies",
+        json={"message": "Can I talk to a human?"},
+        headers={"Authorization": f"Bearer {keys['app']}"},
+        timeout=120,
+    ).json()
+    review = reply["review_id"]
+    claimed = httpx.post(
+        f"{second}/v1/reviews/{review}/claim", headers={"Authorization": f"Bearer {keys['reviewer']}"}
+    )
+    assert claimed.status_code == 200
+    again = httpx.post(
+        f"{first}/v1/reviews/{review}/claim", headers={"Authorization": f"Bearer {keys['second_reviewer']}"}
+    )
+    assert again.status_code == 400
+
+
+def test_the_rate_limit_is_shared(cluster: dict[str, Any]) -> None:
+    first, second = cluster["bases"]
+    key = cluster["keys"]["app"]
+    # Earlier tests spent some of the tenant's 6 requests per minute (the copilot's model call counts
+    # too); whatever is left is shared by both replicas, then both refuse.
+    statuses = [chat(base, key, f"limit {i}").status_code for i, base in enumerate([first, second] * 4)]
+    assert 200 in statuses and 429 in statuses
+    assert statuses.count(200) <= 4, statuses
+    assert statuses.index(429) >= 1 and all(s == 429 for s in statuses[statuses.index(429) :])
+
+
+def test_a_document_uploaded_to_one_replica_is_found_by_the_other(
+    cluster: dict[str, Any], tmp_path: Path
+) -> None:
+    import time
+
+    first, second = cluster["bases"]
+    headers = {"Authorization": f"Bearer {cluster['keys']['app']}"}
+    job = httpx.post(
+        f"{first}/v1/documents",
+        headers=headers,
+        json={"source": "bells.txt", "text": "Every bike ships with a brass bell."},
+    ).json()
+    deadline = time.monotonic() + 120
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+        job = httpx.get(f"{second}/v1/jobs/{job['id']}", headers=headers).json()
+    assert job["status"] == "succeeded"
+    found = httpx.post(
+        f"{second}/v1/search", headers=headers, json={"query": "brass bell"}, timeout=60
+    ).json()
+    assert found["results"][0]["source"] == "bells.txt"
