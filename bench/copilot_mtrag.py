@@ -8,9 +8,11 @@ Every task's reference passages (deduplicated by text, 435 for the 157 tasks) ar
 documents into one tenant, so each question is answered against the whole collection. Per task the
 conversation before the last user turn is put into the copilot's memory, then the last user turn is asked
 through `runtime.copilot.reply`. By default the memory is seeded with the data set's own turns (user and
-agent, as MTRAG evaluates: the reference history is given) through `ConversationMemory.append`; with
-`--replay` every earlier user turn goes through `reply()` instead (about 4.4 times the model calls, so
-roughly four times the run time), and the copilot's own answers become the history.
+agent, as MTRAG evaluates: the reference history is given) through `ConversationMemory.append`, on the
+same database the copilot reads. With `--replay` every earlier user turn goes through `reply()` instead
+(694 replies instead of 157, past the ~25 minute budget on 2 cores), and the copilot's own answers
+become the history. The default, all 157 tasks with seeded memory, takes 15-20 minutes on 2 cores
+(ingestion 3-4 minutes of it); replies are deterministic run to run.
 
 Measured, for the last turn only:
 - answer correctness against the gold answer: token F1 (SQuAD normalisation) and the cosine of the
@@ -22,7 +24,10 @@ Measured, for the last turn only:
 - replies that reach the user (answered) yet fail Keel's own GroundingChecker against the chunks they cite
   (any unsupported sentence is a failure): the target is 0;
 - escalation rate and reasons, intents, status distribution per answerability class;
-- whether retrieval found a reference passage at all (the pipeline's rewritten query, top `sources`);
+- whether retrieval found a reference passage at all (the pipeline's rewritten query, top `sources`),
+  and how many declined questions had one there;
+- diagnostics: answered replies naming something (a capitalised word) their cited chunks do not, and the
+  model's raw drafts (errors, empty replies), recorded by wrapping this runtime's `gateway.chat`;
 - latency of the last-turn reply (p50/p95).
 
 `--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`).

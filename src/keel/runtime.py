@@ -29,6 +29,10 @@ from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
 from keel.governance.subjects import SubjectRequests
+from keel.guard.inbound import InboundGuard
+from keel.guard.injection import InjectionDetector, InjectionSettings
+from keel.guard.output import OutputPolicy
+from keel.guard.pii import PiiDetector
 from keel.jobs.ingestion_jobs import IngestionJobs
 from keel.jobs.maintenance import register_maintenance
 from keel.jobs.queue import build_queue
@@ -56,6 +60,7 @@ def build_gateway(
     embedding_model: LocalEmbeddingProvider,
     tracer: Tracer,
     metrics: KeelMetrics,
+    guard: InboundGuard | None = None,
 ) -> Gateway:
     config = settings.gateway
     configured = config.deployments or default_local_deployments(settings)
@@ -68,7 +73,9 @@ def build_gateway(
             raise InvalidRequestError(f"Model alias '{name}' names unknown deployments or aliases: {missing}")
     return Gateway(
         config,
-        Dispatcher(aliases, build_deployments(configured, chat_model, config.breaker), config.retry, tracer),
+        Dispatcher(
+            aliases, build_deployments(configured, chat_model, config.breaker), config.retry, tracer, guard
+        ),
         {settings.embedding.alias: embedding_model},
         RateLimiter(config, settings.redis_url or "memory://"),
         BudgetLedger(database, config),
@@ -102,6 +109,7 @@ class Runtime:
     metrics: KeelMetrics
     audit: AuditLog
     subjects: SubjectRequests
+    guard: InboundGuard
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -119,7 +127,14 @@ class Runtime:
         tracing = Tracing(settings.observe, database)
         tracer = tracing.tracer
         metrics = KeelMetrics()
-        gateway = build_gateway(settings, database, chat_model, embedding_model, tracer, metrics)
+        pii = PiiDetector(ner=settings.guard.pii_names)
+        injection = InjectionDetector(
+            embedding_model,
+            cache_dir=settings.data_dir / "models",
+            settings=InjectionSettings(threshold=settings.guard.injection_threshold),
+        )
+        guard = InboundGuard(settings.guard, injection, pii)
+        gateway = build_gateway(settings, database, chat_model, embedding_model, tracer, metrics, guard)
         index: KnowledgeIndex = (
             SqliteIndex(database)
             if database.is_sqlite
@@ -176,6 +191,8 @@ class Runtime:
             reviews,
             tracer,
             on_reply=metrics.observe_reply,
+            guard=guard,
+            output=OutputPolicy(settings.guard.blocked_terms, pii),
         )
         return cls(
             settings=settings,
@@ -195,6 +212,7 @@ class Runtime:
             metrics=metrics,
             audit=audit,
             subjects=SubjectRequests(database),
+            guard=guard,
         )
 
     def prepare(self) -> None:
@@ -207,6 +225,9 @@ class Runtime:
         self.chat_model.warm_up()
         self.embedding_model.warm_up()
         self.copilot.warm_up()
+        self.guard.injection.warm_up()
+        if self.settings.guard.pii_names:
+            self.guard.pii.warm_up()
 
     def close(self) -> None:
         self.tracing.shutdown()

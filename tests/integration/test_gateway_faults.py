@@ -168,3 +168,20 @@ def test_rate_limit_is_exact_and_says_when_to_retry(gateway_app: tuple[TestClien
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_personal_data_never_reaches_an_external_provider(
+    gateway_app: tuple[TestClient, str, Runtime], upstreams: tuple[FaultUpstream, FaultUpstream]
+) -> None:
+    client, key, runtime = gateway_app
+    flaky, _ = upstreams
+    flaky.set_plan(FaultPlan())
+    reset_breakers(runtime)
+    response = ask(client, key, "Please mail jonas.weber@example.com about card 4111 1111 1111 1111")
+    assert response.status_code == 200
+    sent = json.dumps(flaky.received[-1].body)
+    assert "jonas.weber@example.com" not in sent and "4111" not in sent
+    assert "<EMAIL_1>" in sent
+    # The upstream echoes the placeholders; Keel puts the values back for its own caller.
+    answer = response.json()["choices"][0]["message"]["content"]
+    assert "jonas.weber@example.com" in answer and "<EMAIL_1>" not in answer

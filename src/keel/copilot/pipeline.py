@@ -23,12 +23,14 @@ from keel.copilot.grounding import GroundingChecker, GroundingVerdict
 from keel.copilot.intents import IntentClassifier
 from keel.copilot.memory import ConversationMemory, rewrite_query
 from keel.copilot.policy import Signals, confidence, escalation_reasons, relevance_from_cosine
-from keel.copilot.prompt import PROMPT_VERSION, render_messages, reply_schema
+from keel.copilot.prompt import PROMPT_VERSION, SYSTEM, render_messages, reply_schema
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus
 from keel.errors import KeelError, NotFoundError
 from keel.gateway.protocol import ChatCompletionRequest
 from keel.gateway.service import Caller, Gateway
+from keel.guard.inbound import InboundGuard
+from keel.guard.output import OutputPolicy
 from keel.knowledge.index.base import SearchScope
 from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
 from keel.logs import get_logger
@@ -44,6 +46,7 @@ DECLINE = (
     "account. Could you tell me what you need help with?"
 )
 HANDOVER = "I'm passing your message to a colleague, who will reply shortly."
+REFUSAL = "I can't act on that message as it is written. A colleague will look at it and reply."
 # Below this relevance nothing in the knowledge base is about the question.
 NO_KNOWLEDGE = 0.15
 
@@ -63,7 +66,11 @@ class Copilot:
         reviews: ReviewQueue,
         tracer: Tracer | None = None,
         on_reply: Callable[[str, list[str]], None] | None = None,
+        guard: InboundGuard | None = None,
+        output: OutputPolicy | None = None,
     ) -> None:
+        self._guard = guard
+        self._output = output
         self._tracer = tracer or NoOpTracer()
         self._on_reply = on_reply
         self._settings = settings
@@ -109,6 +116,7 @@ class Copilot:
             intent_span.set_attribute(attributes.INTENT, intent.intent)
             intent_span.set_attribute(attributes.INTENT_PROBABILITY, intent.probability)
 
+        injected = await self._screen_message(request.message)
         sources = await self._retrieve(query, caller.tenant)
         relevance = relevance_from_cosine(sources[0].scores["vector"].score) if sources else 0.0
         customer, orders = await self._crm(caller.tenant, request.customer_id)
@@ -117,7 +125,15 @@ class Copilot:
         model_failed = ungrounded = False
         status: ReplyStatus = "answered"
         grounded_share = 0.0
-        if intent.intent == "human_handoff":
+        guard_reasons: list[str] = []
+        if injected:
+            # Never sent to the model; a person reads it (or, by policy, it is refused outright).
+            text = REFUSAL
+            if self._guard is not None and self._guard.settings.injection_copilot == "escalate":
+                guard_reasons.append("guardrail:prompt_injection")
+            else:
+                status = "needs_clarification"
+        elif intent.intent == "human_handoff":
             text = HANDOVER
         elif intent.intent == "out_of_scope" or relevance < NO_KNOWLEDGE:
             text, status = DECLINE.format(company=self._settings.company), "needs_clarification"
@@ -141,6 +157,11 @@ class Copilot:
             else:
                 text = verdict.supported_text
                 citations = self._citations(query, verdict, sources)
+                blocked = self._output_problems(text, customer)
+                if blocked:
+                    guard_reasons.extend(f"guardrail:{reason}" for reason in blocked)
+                    text = extract_reply(query, sources[0])
+                    citations = [self._cite(query, sources[0])]
 
         score = confidence(Signals(relevance, grounded_share, intent.probability, not model_failed))
         reasons = escalation_reasons(
@@ -154,6 +175,7 @@ class Copilot:
         )
         if status == "needs_clarification" and reasons == ["low_confidence"]:
             reasons = []  # a declined question has nothing for a person to check
+        reasons = [*guard_reasons, *reasons]
         if reasons:
             status = "escalated"
         return await asyncio.to_thread(
@@ -170,10 +192,34 @@ class Copilot:
             trace_id,
         )
 
+    async def _screen_message(self, message: str) -> bool:
+        if self._guard is None:
+            return False
+        with self._tracer.start_as_current_span("guard.injection") as span:
+            verdict = await asyncio.to_thread(self._guard.injection.check, message)
+            span.set_attribute("keel.guard.injection_score", verdict.score)
+            span.set_attribute("keel.guard.injection_tier", verdict.tier)
+            return self._guard.acts_on(verdict, self._guard.settings.injection_escalate_score)
+
+    def _output_problems(self, text: str, customer: dict[str, Any] | None) -> list[str]:
+        if self._output is None:
+            return []
+        email = str(customer.get("email", "")).lower() if customer else ""
+        verdict = self._output.check(text, system_prompt=SYSTEM, allowed_emails=frozenset({email} - {""}))
+        return verdict.reasons
+
     async def _retrieve(self, query: str, tenant: str) -> list[SearchResult]:
         scope = SearchScope(tenant=tenant, acl_groups=frozenset(self._settings.acl_groups))
         found = await self._retriever.search(SearchRequest(query=query, k=self._settings.sources), scope)
-        return [r for r in found.results if "vector" in r.scores] or found.results
+        results = [r for r in found.results if "vector" in r.scores] or found.results
+        if self._guard is None or self._guard.settings.injection_in_sources == "off" or not results:
+            return results
+        # Indirect injection: a passage that tries to instruct the model never reaches the prompt.
+        with self._tracer.start_as_current_span("guard.sources") as span:
+            verdicts = await asyncio.to_thread(self._guard.injection.check_many, [r.text for r in results])
+            kept = [r for r, v in zip(results, verdicts, strict=True) if not v.is_injection]
+            span.set_attribute("keel.guard.sources_dropped", len(results) - len(kept))
+        return kept
 
     async def _crm(
         self, tenant: str, customer_id: str | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from opentelemetry.trace import NoOpTracer, Status, StatusCode, Tracer
@@ -27,6 +27,7 @@ from keel.gateway.providers.base import (
 )
 from keel.gateway.retry import call_with_retries, with_timeout
 from keel.gateway.router import order_deployments
+from keel.guard.inbound import InboundGuard
 from keel.observe import attributes
 
 T = TypeVar("T")
@@ -61,11 +62,29 @@ class Dispatcher:
         deployments: dict[str, Deployment],
         retry: RetrySettings,
         tracer: Tracer | None = None,
+        guard: InboundGuard | None = None,
     ) -> None:
+        self.guard = guard
         self.aliases = aliases
         self.deployments = deployments
         self._retry = retry
         self._tracer = tracer or NoOpTracer()
+
+    def _outbound(
+        self, deployment: Deployment, request: GenerationRequest, *, reversible: bool = True
+    ) -> tuple[GenerationRequest, Callable[[str], str]]:
+        if self.guard is None:
+            return request, lambda text: text
+        if (
+            not reversible
+            and deployment.settings.provider != "local"
+            and self.guard.settings.pii_external != "off"
+        ):
+            redacted = [
+                m.model_copy(update={"content": self.guard.pii.redact(m.text())}) for m in request.messages
+            ]
+            return replace(request, messages=redacted), lambda text: text
+        return self.guard.outbound(deployment.settings.provider, request)
 
     def alias(self, name: str) -> AliasSettings:
         if name not in self.aliases:
@@ -84,9 +103,12 @@ class Dispatcher:
         return ordered
 
     async def complete(self, alias_name: str, request: GenerationRequest, stats: DispatchStats) -> Generation:
-        return await self._first_success(
-            alias_name, request, stats, lambda deployment: deployment.provider.complete(request)
-        )
+        async def call(deployment: Deployment) -> Generation:
+            outbound, restore = self._outbound(deployment, request)
+            generation = await deployment.provider.complete(outbound)
+            return replace(generation, text=restore(generation.text))
+
+        return await self._first_success(alias_name, request, stats, call)
 
     async def open_stream(
         self, alias_name: str, request: GenerationRequest, stats: DispatchStats
@@ -94,7 +116,9 @@ class Dispatcher:
         """Retries and fallbacks apply until the first event arrives; after that the stream is committed."""
 
         async def first_event(deployment: Deployment) -> OpenStream:
-            events = aiter(deployment.provider.stream(request))
+            # A stream's placeholders could be split across deltas: external streams get redaction only.
+            outbound, _ = self._outbound(deployment, request, reversible=False)
+            events = aiter(deployment.provider.stream(outbound))
             return OpenStream(first=await anext(events), rest=events)
 
         return await self._first_success(alias_name, request, stats, first_event)

@@ -48,8 +48,8 @@ from keel.gateway.protocol import (
 from keel.gateway.providers.base import EmbeddingProvider, Generation, GenerationRequest, StreamEnd, TextDelta
 from keel.gateway.router import estimate_tokens, prompt_token_bound
 from keel.gateway.structured import check_structured_output, generation_request, repair_request, wants_json
-from keel.observe import attributes
 from keel.guard.pii import redact
+from keel.observe import attributes
 
 
 @dataclass(frozen=True)
@@ -308,6 +308,9 @@ class Gateway:
     ) -> tuple[GenerationRequest, CacheKeys | None, npt.NDArray[np.float32] | None]:
         """Checks the request and the caller's limits; returns what generation and the cache need."""
         self.dispatcher.alias(request.model)
+        if caller.feature == "api" and self.dispatcher.guard is not None:
+            # The copilot screens its customers' messages itself (and escalates rather than refuses).
+            await asyncio.to_thread(self.dispatcher.guard.enforce_on_api, request.messages)
         generation_input = generation_request(request)
         tokens = estimate_tokens(request.messages) + (
             request.token_limit() or self._default_completion_tokens

@@ -23,14 +23,13 @@ from keel.gateway.providers.base import EmbeddingProvider
 
 EXAMPLES = resources.files("keel.guard") / "data" / "injection_examples.jsonl"
 RULE_SCORE = 0.95
-# MiniLM reads 256 tokens (about 1,000 characters); longer texts are scored window by window, so an
-# injection at the end of a retrieved chunk is not truncated away. The text's score is its worst window.
+# MiniLM reads 256 tokens (~1,000 characters): a longer text is scored in windows, and scores its worst piece.
 WINDOW_CHARS = 1000
 WINDOW_OVERLAP = 200
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _C = 4.0  # inverse regularisation of the logistic regression; part of the cache key
 
-# Returns an injection probability in [0, 1], or None for "no opinion" (the classifier decides then).
-# It must not raise for a failed model call: it returns None instead.
+# An injection probability in [0, 1], or None for no opinion (then the classifier decides); never raises.
 Judge = Callable[[str], float | Awaitable[float | None] | None]
 
 # fmt: off
@@ -128,13 +127,14 @@ def match_rule(text: str) -> str | None:
 
 
 class InjectionSettings(BaseModel):
-    """`threshold` decides classifier and judge scores; the judge sees grey-zone texts only (an empty zone,
-    grey_low >= grey_high, turns it off)."""
+    """`threshold` decides classifier and judge scores; only grey-zone scores go to the judge."""
 
     rules_enabled: bool = True
     threshold: float = Field(0.5, ge=0, le=1)
     grey_low: float = Field(0.3, ge=0, le=1)
     grey_high: float = Field(0.7, ge=0, le=1)
+    # Also score each sentence of a multi-sentence text: an appended or hidden injection is not averaged away.
+    sentences: bool = True
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,14 @@ def load_examples(extra: Path | None = None) -> list[tuple[str, int]]:
     return [(str(row["text"]), int(row["label"])) for row in rows]
 
 
-def _windows(text: str) -> list[str]:
+def _pieces(text: str, sentences: bool) -> list[str]:
+    """The text in windows, then (with `sentences`) each of its sentences, when it has several."""
     starts = range(0, max(1, len(text) - WINDOW_OVERLAP), WINDOW_CHARS - WINDOW_OVERLAP)
-    return [text[start : start + WINDOW_CHARS] for start in starts]
+    parts = [part for part in _SENTENCE_END.split(text) if part.strip()] if sentences else []
+    return [text[start : start + WINDOW_CHARS] for start in starts] + (parts if len(parts) > 1 else [])
 
 
-async def _settle(answer: float | Awaitable[float | None] | None) -> float | None:
-    """A judge's answer, awaited when it is awaitable, clipped to [0, 1]."""
+async def _settle(answer: float | Awaitable[float | None] | None) -> float | None:  # awaited, clipped
     if answer is not None and not isinstance(answer, int | float):
         answer = await answer
     return None if answer is None else min(1.0, max(0.0, float(answer)))
@@ -226,7 +227,7 @@ class InjectionDetector:
         if pending:
             assert self._embedder is not None
             self.warm_up()
-            vectors = self._embedder.embed([window for _, window in pending])
+            vectors = self._embedder.embed([piece for _, piece in pending])
             for index, probability in self._scores(vectors, pending).items():
                 judge = self._judge_for(probability)
                 judged = self._judge_sync(judge, texts[index]) if judge else None
@@ -242,7 +243,7 @@ class InjectionDetector:
         if pending:
             assert self._embedder is not None
             await asyncio.to_thread(self.warm_up)
-            vectors = await self._embedder.aembed([window for _, window in pending])
+            vectors = await self._embedder.aembed([piece for _, piece in pending])
             for index, probability in self._scores(vectors, pending).items():
                 judge = self._judge_for(probability)
                 judged = await _settle(judge(texts[index])) if judge else None
@@ -250,7 +251,7 @@ class InjectionDetector:
         return [verdict for verdict in verdicts if verdict is not None]
 
     def _screen(self, texts: list[str]) -> tuple[list[InjectionVerdict | None], list[tuple[int, str]]]:
-        """Rule verdicts, and the windows still to be classified, each with its text's index."""
+        """Rule verdicts, and the pieces still to be classified, each with its text's index."""
         verdicts: list[InjectionVerdict | None] = []
         pending: list[tuple[int, str]] = []
         for index, text in enumerate(texts):
@@ -261,11 +262,11 @@ class InjectionDetector:
                 verdicts.append(InjectionVerdict(0.0, False, "rules", "no rule matched"))
             else:
                 verdicts.append(None)
-                pending += [(index, window) for window in _windows(text)]
+                pending += [(index, piece) for piece in _pieces(text, self.settings.sentences)]
         return verdicts, pending
 
     def _scores(self, vectors: npt.NDArray[np.float32], pending: list[tuple[int, str]]) -> dict[int, float]:
-        """Each pending text's classifier probability: that of its worst window."""
+        """Each pending text's classifier probability: that of its worst piece."""
         assert self._weights is not None
         probabilities = 1.0 / (1.0 + np.exp(-(vectors.astype(np.float64) @ self._weights + self._bias)))
         worst: dict[int, float] = {}
@@ -274,7 +275,6 @@ class InjectionDetector:
         return worst
 
     def _judge_for(self, probability: float) -> Judge | None:
-        """The judge, when there is one and the classifier is unsure."""
         unsure = self.settings.grey_low <= probability < self.settings.grey_high
         return self._judge if unsure else None
 

@@ -1,0 +1,83 @@
+"""Guardrails on what goes into a model: prompt injection in the user's message, and personal data in
+prompts bound for an external provider (replaced by placeholders, put back in the answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from opentelemetry import trace
+
+from keel.config import GuardSettings
+from keel.errors import InvalidRequestError
+from keel.gateway.protocol import ChatMessage
+from keel.gateway.providers.base import GenerationRequest
+from keel.guard.injection import InjectionDetector, InjectionVerdict
+from keel.guard.pii import PiiDetector, restore
+
+# Joins a request's messages for one pseudonymisation pass (the same person gets the same placeholder in
+# every message); a control character no recogniser matches.
+_SEPARATOR = "\n\x1e\n"
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+class InboundGuard:
+    def __init__(self, settings: GuardSettings, injection: InjectionDetector, pii: PiiDetector) -> None:
+        self.settings = settings
+        self.injection = injection
+        self.pii = pii
+
+    def screen(self, messages: list[ChatMessage]) -> InjectionVerdict | None:
+        last_user = next((m.text() for m in reversed(messages) if m.role == "user"), "")
+        return self.injection.check(last_user) if last_user else None
+
+    @staticmethod
+    def acts_on(verdict: InjectionVerdict, score: float) -> bool:
+        """Rule hits are precise enough to act on; the classifier must be surer than its threshold."""
+        return verdict.is_injection and (verdict.tier == "rules" or verdict.score >= score)
+
+    def enforce_on_api(self, messages: list[ChatMessage]) -> None:
+        """The OpenAI-compatible route: refuse (or flag) a message that tries to override instructions."""
+        if self.settings.injection_api == "off":
+            return
+        verdict = self.screen(messages)
+        if verdict is None:
+            return
+        span = trace.get_current_span()
+        span.set_attribute("keel.guard.injection_score", verdict.score)
+        if verdict.is_injection:
+            span.set_attribute("keel.guard.injection_reason", verdict.reason)
+            if self.settings.injection_api == "block" and self.acts_on(
+                verdict, self.settings.injection_block_score
+            ):
+                raise InvalidRequestError(
+                    f"The message looks like a prompt injection ({verdict.reason}); no model saw it.",
+                    code="prompt_injection",
+                )
+
+    def outbound(
+        self, provider: str, request: GenerationRequest
+    ) -> tuple[GenerationRequest, Callable[[str], str]]:
+        """The request as an external provider may see it, and how to restore its answer."""
+        if provider == "local" or self.settings.pii_external == "off":
+            return request, _identity
+        joined = _SEPARATOR.join(m.text() for m in request.messages)
+        mapping: dict[str, str]
+        if self.settings.pii_external == "redact":
+            masked, mapping = self.pii.redact(joined), {}
+        else:
+            masked, mapping = self.pii.pseudonymise(joined)
+        texts = masked.split(_SEPARATOR)
+        if len(texts) != len(request.messages):  # a recogniser swallowed a separator: send nothing raw
+            texts = [self.pii.redact(m.text()) for m in request.messages]
+            mapping = {}
+        messages = [
+            ChatMessage(role=m.role, content=t, name=m.name)
+            for m, t in zip(request.messages, texts, strict=True)
+        ]
+        return replace(request, messages=messages), (
+            lambda text: restore(text, mapping)
+        ) if mapping else _identity
