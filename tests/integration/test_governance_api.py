@@ -77,7 +77,7 @@ def test_a_subject_is_exported_then_erased_everywhere(client: TestClient, runtim
     exported = client.get("/v1/admin/subjects/C-1002/export", headers=admin).json()
     assert exported["customer"]["email"] == "jonas.weber@example.com"
     assert {o["external_id"] for o in exported["orders"]} == {"LC-50877", "LC-50902"}
-    assert [t["text"] for t in exported["turns"]][0] == "Where is my order LC-50877?"
+    assert next(t["text"] for t in exported["turns"]) == "Where is my order LC-50877?"
     assert exported["feedback"] and exported["traces"] and exported["replies"]
 
     erased = client.delete("/v1/admin/subjects/C-1002", headers=admin).json()["deleted"]
