@@ -5,15 +5,18 @@ Everything runs on 127.0.0.1 in one run:
 
 1. A mock upstream (`bench/mock_upstream.py`, raw asyncio, its own process) answers
    `/v1/chat/completions` with a fixed small completion and usage (optional fixed delay, default 0).
-2. Three paths to it: (a) direct, (b) `keel serve` (own data dir, a `keel.toml` with a deployment
-   `mock` {provider "openai"} behind the alias `bench`, an app key; `"cache": false` in the body so the
-   cache is bypassed), (c) `litellm --config` (one openai-compatible model, `drop_params`, a master key,
-   no database, telemetry off, local cost map).
+2. Paths to it: (a) direct, (b) `keel serve` (own data dir, a `keel.toml` with a deployment `mock`
+   {provider "openai"} behind the alias `bench`, an app key; `"cache": false` in the body so the cache
+   is bypassed), (b') where this Keel has `[guard]` settings, a second Keel with the per-request guards
+   of `/v1/chat/completions` off, to show what the gateway itself costs, (c) `litellm --config` (one
+   openai-compatible model, `drop_params`, a master key, no database, telemetry off, local cost map).
 3. The load comes from a separate process (this module's `loadgen` mode: a raw asyncio HTTP/1.1
-   keep-alive client, so the client adds little of its own): latency at 1 request in flight
-   (rounds interleaved across the paths, warm-up first), then requests/s at a fixed concurrency for a
-   fixed time per path. Added latency = a proxy's percentile minus the direct one. Target: Keel's added
-   p50 at most 1/10 of LiteLLM's. Resident memory of each proxy (process tree) after the load.
+   keep-alive client, so the client adds little of its own): latency at 1 request in flight, then
+   requests/s at a fixed concurrency, both in rounds that rotate through the paths so that other work
+   on the machine hits all alike (warm-up first). Added latency = a proxy's percentile minus the direct
+   one. Target: Keel's added p50 at most 1/10 of LiteLLM's. Also each proxy's CPU time per request and
+   resident memory (process tree) after the load, Keel's exact-cache hit latency for scale, and how much
+   CPU other processes used meanwhile (the machine may be shared: read the numbers with that).
 4. Semantic cache: one Keel per threshold (0.90, 0.95, 0.98) with `gateway.cache.semantic = true` in
    front of an echoing mock (the answer names the question, so a hit shows which cached question
    served it). All base questions first (misses), then paraphrases (should hit their own base) and
@@ -882,7 +885,8 @@ def report(data: dict[str, Any]) -> str:
         f"Mock OpenAI-compatible upstream on 127.0.0.1 (fixed completion, delay {settings['upstream_delay_ms']:g} ms); "
         f"load from a separate raw-asyncio client process. Latency: 1 in flight, {settings['rounds']} interleaved rounds "
         f"x {settings['per_round']} requests per path after {settings['warmup']} warm-up. Throughput: {settings['concurrency']} "
-        f'in flight for {settings["seconds"]:g} s per path after 2 s warm-up. Keel bypasses its cache (`"cache": false`).',
+        f"in flight for {settings['seconds']:g} s per path, split into the same rounds (2 s warm-up before the first, 1 s before "
+        f'the others). Keel bypasses its cache (`"cache": false`).',
         "",
     ]
     if data.get("litellm_problem"):

@@ -175,6 +175,7 @@ class Gateway:
             if cached is not None:
                 generation = Generation(cached.text, cached.finish_reason, cached.usage)
             else:
+                await self._guard_input(request, caller)
                 reservation = await asyncio.to_thread(self._reserve, request, generation_input, caller)
                 generation = await self._generate(request.model, generation_input, reservation, info)
                 if keys is not None:
@@ -260,6 +261,7 @@ class Gateway:
                 generation = Generation(cached.text, cached.finish_reason, cached.usage)
                 yield chunk(Delta(content=cached.text))
             else:
+                await self._guard_input(request, caller)
                 reservation = await asyncio.to_thread(self._reserve, request, generation_input, caller)
                 stats = DispatchStats()
                 pieces: list[str] = []
@@ -308,9 +310,6 @@ class Gateway:
     ) -> tuple[GenerationRequest, CacheKeys | None, npt.NDArray[np.float32] | None]:
         """Checks the request and the caller's limits; returns what generation and the cache need."""
         self.dispatcher.alias(request.model)
-        if caller.feature == "api" and self.dispatcher.guard is not None:
-            # The copilot screens its customers' messages itself (and escalates rather than refuses).
-            await asyncio.to_thread(self.dispatcher.guard.enforce_on_api, request.messages)
         generation_input = generation_request(request)
         tokens = estimate_tokens(request.messages) + (
             request.token_limit() or self._default_completion_tokens
@@ -324,6 +323,12 @@ class Gateway:
             if embedder is not None:
                 vector = (await embedder.aembed([keys.last_user_message]))[0]
         return generation_input, keys, vector
+
+    async def _guard_input(self, request: ChatCompletionRequest, caller: Caller) -> None:
+        """Only on a cache miss: a cached answer was made for a request that passed, and a hit costs no
+        model call to protect. The copilot screens its customers' messages itself (and escalates)."""
+        if caller.feature == "api" and self.dispatcher.guard is not None:
+            await asyncio.to_thread(self.dispatcher.guard.enforce_on_api, request.messages)
 
     async def _cached(
         self, keys: CacheKeys | None, vector: npt.NDArray[np.float32] | None, info: CallInfo
