@@ -49,6 +49,9 @@ HANDOVER = "I'm passing your message to a colleague, who will reply shortly."
 REFUSAL = "I can't act on that message as it is written. A colleague will look at it and reply."
 # Below this relevance nothing in the knowledge base is about the question.
 NO_KNOWLEDGE = 0.15
+# The intent model knows the shop's topics only; a question it calls out of scope is still answered
+# when the knowledge base holds something this close to it (the knowledge decides, not the intent list).
+TOPIC_RELEVANCE = 0.5
 
 
 class Copilot:
@@ -135,7 +138,7 @@ class Copilot:
                 status = "needs_clarification"
         elif intent.intent == "human_handoff":
             text = HANDOVER
-        elif intent.intent == "out_of_scope" or relevance < NO_KNOWLEDGE:
+        elif (intent.intent == "out_of_scope" and relevance < TOPIC_RELEVANCE) or relevance < NO_KNOWLEDGE:
             text, status = DECLINE.format(company=self._settings.company), "needs_clarification"
         else:
             answer = await self._ask_model(request.message, sources, customer, orders, history, caller)

@@ -155,10 +155,11 @@ def load_examples(extra: Path | None = None) -> list[tuple[str, int]]:
 
 
 def _pieces(text: str, sentences: bool) -> list[str]:
-    """The text in windows, then (with `sentences`) each of its sentences, when it has several."""
+    """Windows of the text, then its sentences of 4+ words (shorter ones score noise), if it has several."""
     starts = range(0, max(1, len(text) - WINDOW_OVERLAP), WINDOW_CHARS - WINDOW_OVERLAP)
-    parts = [part for part in _SENTENCE_END.split(text) if part.strip()] if sentences else []
-    return [text[start : start + WINDOW_CHARS] for start in starts] + (parts if len(parts) > 1 else [])
+    parts = _SENTENCE_END.split(text.strip()) if sentences else []
+    longer = [part for part in parts if len(part.split()) >= 4] if len(parts) > 1 else []
+    return [text[start : start + WINDOW_CHARS] for start in starts] + longer
 
 
 async def _settle(answer: float | Awaitable[float | None] | None) -> float | None:  # awaited, clipped
@@ -266,7 +267,6 @@ class InjectionDetector:
         return verdicts, pending
 
     def _scores(self, vectors: npt.NDArray[np.float32], pending: list[tuple[int, str]]) -> dict[int, float]:
-        """Each pending text's classifier probability: that of its worst piece."""
         assert self._weights is not None
         probabilities = 1.0 / (1.0 + np.exp(-(vectors.astype(np.float64) @ self._weights + self._bias)))
         worst: dict[int, float] = {}

@@ -143,12 +143,19 @@ def test_a_failing_model_gives_the_cited_extract_and_escalates(tmp_path: Path, f
 
 def test_out_of_scope_and_unknown_questions_are_declined(tmp_path: Path) -> None:
     model = ScriptedModel([answer("Lima.")])
-    copilot, _ = make_copilot(tmp_path, model, intent="out_of_scope")
+    copilot, _ = make_copilot(tmp_path, model, intent="out_of_scope", results=[source(cosine=0.35)])
     reply = ask(copilot, "What is the capital of Peru?")
     assert (reply.status, reply.citations, reply.review_id) == ("needs_clarification", [], None)
     assert model.requests == [], "a declined question never reaches the model"
     unrelated, _ = make_copilot(tmp_path / "b", ScriptedModel([answer("x")]), results=[source(cosine=0.05)])
     assert ask(unrelated, "Tell me about bananas").status == "needs_clarification"
+
+
+def test_an_out_of_scope_intent_with_close_knowledge_is_still_answered(tmp_path: Path) -> None:
+    copilot, _ = make_copilot(
+        tmp_path, ScriptedModel([answer("A full charge takes about 4.5 hours.")]), "out_of_scope"
+    )
+    assert ask(copilot, "How long to fill up the accumulator?").status == "answered"
 
 
 def test_sensitive_requests_go_to_a_person_even_when_grounded(tmp_path: Path) -> None:
