@@ -28,8 +28,8 @@ Measured, for the last turn only:
   and how many declined questions had one there;
 - diagnostics: answered replies naming something (a capitalised word) their cited chunks do not, and the
   model's raw drafts (errors, empty replies), recorded by wrapping this runtime's `gateway.chat`;
-- the injection guard on sources: how many ingested chunks it flags, and for how many questions it drops
-  top sources (or a retrieved reference passage) before the prompt;
+- the injection guard on sources: how many of the retrieved chunks it flags, and for how many questions
+  it drops top sources (or a retrieved reference passage) before the prompt;
 - latency of the last-turn reply (p50/p95).
 
 `--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`).
@@ -161,6 +161,8 @@ class Outcome:
     draft: str | None  # the model's raw answer to the last turn (or its error); None: the model was not asked
     sources_dropped: int  # of the top sources, those the injection guard keeps from the prompt
     sources_kept: int
+    top_chunks: dict[str, bool]  # chunk id: flagged by the injection guard
+    flagged_texts: list[str]
     reference_after_guard: bool  # a reference passage among the top sources the guard lets through
     unsupported: list[str] = field(default_factory=list)
     unknown_names: list[str] = field(default_factory=list)
@@ -172,19 +174,6 @@ def injection_flags(runtime: Runtime, texts: list[str]) -> list[bool]:
     if guard is None or not texts:
         return [False] * len(texts)
     return [v.is_injection for v in guard.injection.check_many(texts)]
-
-
-def flagged_chunks(runtime: Runtime) -> tuple[int, list[str]]:
-    """How many of the tenant's chunks the injection guard flags, and the start of a few of them."""
-    with runtime.database.session() as session:
-        texts = list(session.scalars(select(Chunk.text).where(Chunk.tenant == TENANT).order_by(Chunk.id)))
-    flags = [
-        flag
-        for start in range(0, len(texts), 64)
-        for flag in injection_flags(runtime, texts[start : start + 64])
-    ]
-    flagged = [t for t, bad in zip(texts, flags, strict=True) if bad]
-    return len(texts), [" ".join(t.split())[:160] for t in flagged]
 
 
 def chunk_texts(runtime: Runtime, chunk_ids: list[str]) -> dict[str, str]:
@@ -307,6 +296,10 @@ async def evaluate(
             top_cosine=top[0].scores["vector"].score if top and "vector" in top[0].scores else None,
             sources_dropped=sum(flagged),
             sources_kept=len(kept),
+            top_chunks={r.chunk_id: flag for r, flag in zip(top, flagged, strict=True)},
+            flagged_texts=[
+                " ".join(r.text.split())[:200] for r, bad in zip(top, flagged, strict=True) if bad
+            ],
             reference_after_guard=any(passages.get(r.source, ("", ""))[0] in references for r in kept),
             draft=drafts[-1] if drafts else None,
         )
@@ -355,6 +348,7 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
     answerable = [o for o in outcomes if o.task.answerability in ("ANSWERABLE", "PARTIAL")]
     asked = [o.latency_s for o in outcomes if asked_model(o)]
     drafts = [o.draft for o in outcomes if o.draft is not None]
+    top_chunks = {chunk: flag for o in outcomes for chunk, flag in o.top_chunks.items()}
     declined = by_status["needs_clarification"]
     distribution = {
         cls: dict(Counter(o.reply.status for o in outcomes if o.task.answerability == cls)) for cls in CLASSES
@@ -396,6 +390,8 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
         "reference_retrieved_but_dropped_by_guard": sum(
             o.retrieved_reference and not o.reference_after_guard for o in with_refs
         ),
+        "top_chunks": len(top_chunks),
+        "top_chunks_flagged": sum(top_chunks.values()),
         "tasks_with_sources_dropped": sum(o.sources_dropped > 0 for o in outcomes),
         "tasks_with_all_sources_dropped": sum(
             o.sources_dropped > 0 and o.sources_kept == 0 for o in outcomes
@@ -427,6 +423,7 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
                 "top_cosine": None if o.top_cosine is None else round(o.top_cosine, 3),
                 "unknown_names": o.unknown_names,
                 "sources_dropped_by_guard": o.sources_dropped,
+                "flagged_sources": o.flagged_texts,
                 "f1": round(o.f1, 3),
                 "similarity": round(o.similarity, 3),
                 "unsupported_sentences": o.unsupported,
@@ -450,15 +447,11 @@ def run_model(
         runtime.prepare()
         runtime.warm_up()
         ingest_s = ingest(runtime, passages)
-        chunks, flagged = flagged_chunks(runtime)
         started = time.perf_counter()
         outcomes = asyncio.run(evaluate(runtime, tasks, passages, replay))
         result = aggregate(outcomes)
         result["model"] = settings.chat.resolved_model_path().name
         result["ingest_s"] = ingest_s
-        result["chunks"] = chunks
-        result["chunks_flagged_injection"] = len(flagged)
-        result["chunks_flagged_injection_examples"] = flagged[:10]
         result["replies_s"] = time.perf_counter() - started
         runtime.close()
     return result
@@ -496,7 +489,7 @@ def table(name: str, r: dict[str, Any]) -> list[str]:
         f"| injection guard: tasks with top sources dropped / all dropped / a retrieved reference passage dropped "
         f"| {r['tasks_with_sources_dropped']} / {r['tasks_with_all_sources_dropped']} / "
         f"{r['reference_retrieved_but_dropped_by_guard']} |",
-        f"| injection guard: ingested chunks it flags | {r['chunks_flagged_injection']} of {r['chunks']} |",
+        f"| injection guard: distinct top-source chunks it flags | {r['top_chunks_flagged']} of {r['top_chunks']} |",
         f"| model asked / raised an error / answered with an empty reply (`][`) "
         f"| {r['model_drafts']} / {r['model_errors']} / {r['model_drafts_empty']} |",
         f"| escalation rate | {fmt(r['escalation_rate'], True)} |",

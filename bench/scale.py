@@ -846,6 +846,9 @@ def stop_mid_job(
         "job_at_exit": after,
         "others": [p.name for p in consumers if p is not victim],
     }
+    if victim.process.returncode not in (0, -signal.SIGTERM):
+        # -15 is uvicorn re-raising SIGTERM after its graceful shutdown; anything else is worth reading.
+        result["log_tail"] = victim.log_tail(3000)
     if after["status"] in ("queued", "running") and result["others"]:
         finished_after, final = wait_job(database_url, job_id, "finished", recovery_s)
         result["finished_by_others_after_s"] = finished_after
@@ -1059,15 +1062,17 @@ def report(data: dict[str, Any]) -> str:
         f"connections from a separate client process, {plan['gateway_rounds']} alternating round(s) of "
         f"{plan['gateway_seconds']:g} s per layout; with two replicas the connections are split evenly.",
         "",
-        "| layout | req/s | p50 ms | p95 ms | p99 ms | errors | replica CPU ms / request | requests per replica |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| layout | req/s | p50 ms | p95 ms | p99 ms | errors | replica CPU ms / request | "
+        "PostgreSQL CPU ms / request | requests per replica |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, g in data["gateway"].items():
         errors = g["non_200"] + g["transport_errors"]
         split = " / ".join(str(v) for v in g["requests_by_port"].values())
         lines.append(
             f"| {name} | {g['requests_per_s']:.0f} | {fmt(g['p50_ms'])} | {fmt(g['p95_ms'])} | "
-            f"{fmt(g['p99_ms'])} | {errors} | {g['replica_cpu_ms_per_request']:.2f} | {split} |"
+            f"{fmt(g['p99_ms'])} | {errors} | {g['replica_cpu_ms_per_request']:.2f} | "
+            f"{g['postgres_cpu_ms_per_request']:.2f} | {split} |"
         )
     search = data["search"]
     lines += [
@@ -1106,7 +1111,8 @@ def report(data: dict[str, Any]) -> str:
         "",
         "## Ingestion: 1 vs 2 workers",
         "",
-        f"{ingestion['documents']} small text documents (2-4 paragraphs, fresh text per run) uploaded as "
+        f"{ingestion['documents']} small text documents (2-3 paragraphs of 25-45 English words from the demo "
+        "articles, ~600 characters, one chunk each; fresh text per run) uploaded as "
         f"{ingestion['jobs']} jobs through `POST /v1/documents` (alternating replicas), timed until every job "
         "finished. **Each `keel serve` replica runs a job consumer of its own** (started in the server's "
         "lifespan; no setting turns it off), so the consumers are the two replicas plus the workers; the "
@@ -1182,6 +1188,9 @@ def stop_report(stop: dict[str, Any]) -> list[str]:
         f"{stop['recovery_wait_s']:.0f} s for the remaining consumer to finish the job. Idle workers stopped on "
         "SIGTERM in " + ", ".join(f"{s:.1f} s" for s in stop["idle_worker_stop_s"].values()) + ".",
         "",
+        "Exit code -15 after SIGTERM is uvicorn re-raising the signal once its own shutdown is done; -6 is "
+        "SIGABRT (the process aborted while exiting).",
+        "",
         "| stopped | signal | exit took s | exit code | job items before | job at exit | finished by the others after |",
         "| --- | --- | ---: | ---: | --- | --- | --- |",
     ]
@@ -1205,6 +1214,10 @@ def stop_report(stop: dict[str, Any]) -> list[str]:
             f"| {r['stopped']} | {r['signal']} | {r['stop_s']:.1f} | {r['exit_code']} | {items(r['job_before_stop'])} | "
             f"{r['job_at_exit']['status']}: {items(r['job_at_exit'])} | {recovered} |"
         )
+    for case in ("replica_sigterm", "worker_sigterm", "worker_sigint"):
+        if "log_tail" in stop[case]:
+            tail = stop[case]["log_tail"].strip().splitlines()[-6:]
+            lines += ["", f"The end of {stop[case]['stopped']}'s output:", "", "```", *tail, "```"]
     return lines
 
 
