@@ -8,7 +8,6 @@ cache → usage ledger. Streams follow the same path; retries and fallbacks appl
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,11 +20,12 @@ from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, Span, Status, StatusCode, Tracer
 
 from keel.config import GatewaySettings
-from keel.errors import InvalidRequestError, KeelError, ModelNotFoundError
+from keel.errors import KeelError, ModelNotFoundError
 from keel.gateway.budgets import BudgetLedger, Reservation
 from keel.gateway.cache import CachedAnswer, CacheKeys, ResponseCache, cache_keys
 from keel.gateway.cost import cost_of
 from keel.gateway.dispatch import Dispatcher, DispatchStats
+from keel.gateway.embeddings import embed
 from keel.gateway.ledger import CallRecord, UsageLedger
 from keel.gateway.limits import RateLimiter
 from keel.gateway.protocol import (
@@ -36,10 +36,8 @@ from keel.gateway.protocol import (
     Choice,
     ChunkChoice,
     Delta,
-    Embedding,
     EmbeddingList,
     EmbeddingRequest,
-    EmbeddingUsage,
     ModelCard,
     ModelList,
     Usage,
@@ -395,33 +393,7 @@ class Gateway:
             raise ModelNotFoundError(alias) from None
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingList:
-        provider = self.embedding_model(request.model)
-        texts = request.texts()
-        if not texts:
-            raise InvalidRequestError("'input' must not be empty.", param="input")
-        if any(not text for text in texts):
-            raise InvalidRequestError("'input' must not contain empty strings.", param="input")
-        if request.dimensions is not None and request.dimensions != provider.dimensions:
-            raise InvalidRequestError(
-                f"'{request.model}' returns {provider.dimensions} dimensions; it cannot shorten them.",
-                param="dimensions",
-            )
-        vectors = await provider.aembed(texts)
-        tokens = await provider.acount_tokens(texts)
-        data = [
-            Embedding(
-                index=i,
-                embedding=(
-                    base64.b64encode(vector.astype("<f4").tobytes()).decode()
-                    if request.encoding_format == "base64"
-                    else vector.tolist()
-                ),
-            )
-            for i, vector in enumerate(vectors)
-        ]
-        return EmbeddingList(
-            data=data, model=request.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
-        )
+        return await embed(self.embedding_model(request.model), request)
 
 
 def _answer(generation: Generation, info: CallInfo) -> CachedAnswer:
