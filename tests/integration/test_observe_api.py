@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from keel.runtime import Runtime
-from keel.store.models import Feedback
+from keel.store.models import Feedback, UsageRecord
 from tests.integration.conftest import Keys
 
 
@@ -57,6 +58,12 @@ def test_feedback_links_to_the_trace_and_prompt_version(
     }
     answered = client.post("/v1/chat/completions", headers=keys.header(keys.app), json=body)
     trace_id = answered.headers["x-keel-trace-id"]
+    # The usage ledger is written off the request path: wait until the call's record is there.
+    for _ in range(100):
+        with runtime.database.session() as session:
+            if session.scalars(select(UsageRecord).where(UsageRecord.trace_id == trace_id)).first():
+                break
+        time.sleep(0.05)
     response = client.post(
         "/v1/feedback",
         headers=keys.header(keys.app),
