@@ -171,7 +171,7 @@ class Outcome:
 def injection_flags(runtime: Runtime, texts: list[str]) -> list[bool]:
     """Which texts the copilot's injection guard treats as injected (and so drops from its sources)."""
     guard = getattr(runtime, "guard", None)  # absent before the guardrails existed
-    if guard is None or not texts:
+    if guard is None or guard.settings.injection_in_sources == "off" or not texts:
         return [False] * len(texts)
     return [v.is_injection for v in guard.injection.check_many(texts)]
 
@@ -198,7 +198,7 @@ def ingest(runtime: Runtime, passages: dict[str, tuple[str, str]]) -> float:
 
 
 async def ask(
-    runtime: Runtime, memory: ConversationMemory, task: Task, replay: bool
+    runtime: Runtime, memory: ConversationMemory, task: Task, replay: bool, drafts: list[str]
 ) -> tuple[ReplyResponse, float]:
     conversation_id: str | None = None
     if replay:
@@ -212,6 +212,7 @@ async def ask(
         conversation_id = memory.open(TENANT, None, None, "bench")
         for role, text in task.history:
             memory.append(conversation_id, role, text)
+    drafts.clear()  # only the last turn's model call is kept
     started = time.perf_counter()
     reply = await runtime.copilot.reply(
         ReplyRequest(message=task.question[:4000], conversation_id=conversation_id), CALLER
@@ -266,8 +267,7 @@ async def evaluate(
     checker = GroundingChecker(runtime.embedding_model)
     outcomes = []
     for number, task in enumerate(tasks, start=1):
-        drafts.clear()
-        reply, latency = await ask(runtime, memory, task, replay)
+        reply, latency = await ask(runtime, memory, task, replay, drafts)
         # What the pipeline searched with, to tell retrieval misses from answering misses.
         query = rewrite_query(task.question, task.history[-6:])
         found = await runtime.retriever.search(
@@ -333,10 +333,6 @@ def fmt(value: float | None, percent: bool = False) -> str:
     return f"{value * 100:.1f} %" if percent else f"{value:.3f}"
 
 
-def asked_model(outcome: Outcome) -> bool:
-    return outcome.reply.status != "needs_clarification" and outcome.reply.intent != "human_handoff"
-
-
 def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
     by_status: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
@@ -346,7 +342,7 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
     cited = [flag for o in with_refs for flag in o.cited_relevant]
     unanswerable = [o for o in outcomes if o.task.answerability == "UNANSWERABLE"]
     answerable = [o for o in outcomes if o.task.answerability in ("ANSWERABLE", "PARTIAL")]
-    asked = [o.latency_s for o in outcomes if asked_model(o)]
+    asked = [o.latency_s for o in outcomes if o.draft is not None]
     drafts = [o.draft for o in outcomes if o.draft is not None]
     top_chunks = {chunk: flag for o in outcomes for chunk, flag in o.top_chunks.items()}
     declined = by_status["needs_clarification"]
@@ -403,7 +399,7 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
         "escalation_reasons": dict(Counter(r for o in outcomes for r in o.reply.escalation_reasons)),
         "intents": dict(Counter(o.reply.intent for o in outcomes).most_common()),
         "latency_s": summary([o.latency_s for o in outcomes]),
-        # Declines and hand-overs never reach the model: the replies that did, on their own.
+        # Declines, hand-overs and refusals never reach the model: the replies that did, on their own.
         "latency_model_s": summary(asked) if asked else None,
         "examples": [
             {

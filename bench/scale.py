@@ -700,36 +700,38 @@ def soak_phase(replicas: list[Proc], workers: list[Proc], key: str, plan: Plan) 
 
     started = time.perf_counter()
     sample(0.0)
-    client = subprocess.Popen(
-        [sys.executable, "-m", "bench.scale", "soak"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-        assert client.stdin is not None
-        client.stdin.write(json.dumps(spec).encode())
-        client.stdin.close()
-        next_sample = RSS_EVERY_S
-        while client.poll() is None:
-            elapsed = time.perf_counter() - started
-            if elapsed >= next_sample:
-                sample(elapsed)
-                next_sample += RSS_EVERY_S
-                for proc in watched:
-                    if proc.process.poll() is not None:
-                        raise RuntimeError(f"{proc.name} exited during the soak: {proc.log_tail()}")
-            if elapsed > duration_s + 300:
-                raise RuntimeError("the soak client did not finish")
-            time.sleep(0.5)
-        assert client.stdout is not None
-        output = client.stdout.read()
-        if client.returncode != 0:
-            raise RuntimeError(f"the soak client failed with {client.returncode}")
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
+    # The client's report is larger than a pipe holds: it goes to a file, read after the client exits.
+    with tempfile.TemporaryFile() as report_file:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "bench.scale", "soak"],
+            stdin=subprocess.PIPE,
+            stdout=report_file,
+            cwd=ROOT,
+        )
+        try:
+            assert client.stdin is not None
+            client.stdin.write(json.dumps(spec).encode())
+            client.stdin.close()
+            next_sample = RSS_EVERY_S
+            while client.poll() is None:
+                elapsed = time.perf_counter() - started
+                if elapsed >= next_sample:
+                    sample(elapsed)
+                    next_sample += RSS_EVERY_S
+                    for proc in watched:
+                        if proc.process.poll() is not None:
+                            raise RuntimeError(f"{proc.name} exited during the soak: {proc.log_tail()}")
+                if elapsed > duration_s + 300:
+                    raise RuntimeError("the soak client did not finish")
+                time.sleep(0.5)
+            if client.returncode != 0:
+                raise RuntimeError(f"the soak client failed with {client.returncode}")
+            report_file.seek(0)
+            output = report_file.read()
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
     sample(time.perf_counter() - started)
     data = json.loads(output)
     records: list[dict[str, Any]] = data["records"]
@@ -959,9 +961,10 @@ def postgres_server() -> Iterator[TestPostgres]:
         server.stop()
 
 
-def run(plan: Plan, quick: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {"quick": quick, "plan": vars(plan), "load_average_start": load_average()}
-    phases: dict[str, Any] = {}
+def run(plan: Plan, quick: bool, data: dict[str, Any]) -> dict[str, Any]:
+    """Runs every phase, filling `data` as it goes (so that a failure late in the run keeps the rest)."""
+    data |= {"quick": quick, "plan": vars(plan), "load_average_start": load_average()}
+    phases: dict[str, Any] = data.setdefault("phases", {})
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="keel-scale-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
@@ -1238,7 +1241,12 @@ def main() -> None:
         print(json.dumps(asyncio.run(_soak_load(json.loads(sys.stdin.read())))))
         return
     plan = Plan.of(args.quick, args.soak_minutes)
-    data = run(plan, args.quick)
+    data: dict[str, Any] = {}
+    try:
+        run(plan, args.quick, data)
+    except BaseException:
+        print("partial results:\n" + json.dumps(data, indent=1, default=str), file=sys.stderr)
+        raise
     write_results("scale", data, report({**data, "machine": machine()}))
 
 

@@ -220,7 +220,13 @@ class Copilot:
         # Indirect injection: a passage that tries to instruct the model never reaches the prompt.
         with self._tracer.start_as_current_span("guard.sources") as span:
             verdicts = await asyncio.to_thread(self._guard.injection.check_many, [r.text for r in results])
-            kept = [r for r, v in zip(results, verdicts, strict=True) if not v.is_injection]
+            # Documents are full of instructions ("apply by ...", "you must ..."): on MTRAG the classifier at
+            # its own threshold dropped a reference passage in 37 of 157 tasks, so passages go only on a
+            # rule hit or a sure classifier score.
+            threshold = self._guard.settings.injection_block_score
+            kept = [
+                r for r, v in zip(results, verdicts, strict=True) if not self._guard.acts_on(v, threshold)
+            ]
             span.set_attribute("keel.guard.sources_dropped", len(results) - len(kept))
         return kept
 
@@ -258,7 +264,7 @@ class Copilot:
                 "prompt_version": PROMPT_VERSION,
                 "response_format": {
                     "type": "json_schema",
-                    "json_schema": {"name": "reply", "schema": reply_schema(len(sources))},
+                    "json_schema": {"name": "reply", "schema": reply_schema()},
                 },
             }
         )

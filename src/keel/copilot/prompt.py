@@ -18,14 +18,16 @@ SYSTEM = (
 )
 
 
-def reply_schema(source_count: int) -> dict[str, Any]:
+def reply_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
             "reply": {"type": "string", "minLength": 1, "maxLength": 600},
             "sources": {
                 "type": "array",
-                "items": {"type": "integer", "minimum": 1, "maximum": max(1, source_count)},
+                # No maximum: a number past the sources is dropped by the pipeline, while a schema error
+                # would throw the whole answer away.
+                "items": {"type": "integer", "minimum": 1},
                 "maxItems": 3,
             },
         },
