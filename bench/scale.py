@@ -125,7 +125,7 @@ class Plan:
                 10_000, 30, 8, 1, 4.0, 48, 4, 1.0 if soak_minutes is None else soak_minutes, 4.0, 48, 240.0
             )
         return cls(
-            100_000, 200, 16, 3, 8.0, 400, 8, 10.0 if soak_minutes is None else soak_minutes, 4.0, 96, 240.0
+            100_000, 200, 16, 3, 8.0, 400, 8, 10.0 if soak_minutes is None else soak_minutes, 4.0, 400, 240.0
         )
 
 
@@ -835,7 +835,7 @@ def stop_mid_job(
     waited, _ = wait_job(database_url, job_id, "started", 300)
     if waited is None:
         raise RuntimeError(f"job {job_id} did not start")
-    victim = busiest(consumers)
+    victim = busiest(consumers, 1.0)
     before = job_state(database_url, job_id)
     stop_s = fleet.stop(victim, sig, timeout_s=300)
     after = job_state(database_url, job_id)
