@@ -1,6 +1,6 @@
 """The scale-out tier measured on one machine: PostgreSQL + pgvector, Redis, two API replicas, two workers.
 
-    .venv/bin/python -m bench.scale [--quick] [--soak-minutes N]
+    .venv/bin/python -m bench.scale [--quick] [--soak-minutes N] [--only stop]
 
 Everything runs on 127.0.0.1, bounded in count and time, and every process this bench starts is
 stopped again (try/finally), failures included:
@@ -28,14 +28,15 @@ Measured:
 3. Ingestion through `POST /v1/documents` on the replicas: the same shape of batch (N small text
    documents, split into several jobs, fresh text each run so the embedding cache cannot help), timed
    from the first upload to the last finished job, with 0, 1 and 2 `keel worker` processes running.
-   `keel serve` always starts a consumer thread of its own (server/app.py's lifespan; no setting turns
-   it off), so each replica consumes jobs too: the consumer count is 2 + workers, and the CPU each
+   `keel serve` starts a consumer thread of its own by default (`serve_jobs`; this bench leaves it on),
+   so each replica consumes jobs too: the consumer count is 2 + workers, and the CPU each
    process spent during the run shows who did the work.
 4. Soak: a bounded open-loop load (a few requests/s: chat through the gateway, hybrid search over the
    ingested documents through `/v1/search`, `/healthz`) spread over both replicas for `--soak-minutes`
    (default 10), from a separate process (this module's `soak` mode); errors counted, the replicas' and
    workers' resident memory sampled every 30 s.
 
+`--only stop` runs the stop-mid-job checks again on a fresh tier and replaces just their results.
 `--quick` shortens everything (10k chunks, fewer queries, short windows, a 1-minute soak) for a smoke
 run. Results: bench/results/scale.json and scale.md.
 """
@@ -75,7 +76,7 @@ from bench.gateway_overhead import (
     tree_rss_mib,
     wait_idle,
 )
-from bench.harness import free_port, machine, percentile, summary, write_results
+from bench.harness import RESULTS, free_port, machine, percentile, summary, write_results
 from bench.retrieval_scale import (
     BATCH,
     CANDIDATES,
@@ -868,7 +869,7 @@ def stop_phase(
     plan: Plan,
 ) -> dict[str, Any]:
     """What a rolling restart does to a job in progress: a replica on SIGTERM (what Kubernetes and
-    Docker send), then a `keel worker` on SIGTERM and on SIGINT (huey's graceful signal)."""
+    Docker send), then a `keel worker` on SIGTERM and on SIGINT."""
     from keel.config import Settings
     from keel.jobs.ingestion_jobs import NewDocument
     from keel.runtime import Runtime
@@ -961,11 +962,16 @@ def postgres_server() -> Iterator[TestPostgres]:
         server.stop()
 
 
-def run(plan: Plan, quick: bool, data: dict[str, Any]) -> dict[str, Any]:
-    """Runs every phase, filling `data` as it goes (so that a failure late in the run keeps the rest)."""
-    data |= {"quick": quick, "plan": vars(plan), "load_average_start": load_average()}
+def run(plan: Plan, quick: bool, data: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+    """Runs every phase (or `only` the one named, keeping the other results in `data`), filling `data`
+    as it goes (so that a failure late in the run keeps the rest)."""
+    if only is None:
+        data |= {"quick": quick, "plan": vars(plan), "load_average_start": load_average()}
+    else:
+        data.setdefault("reruns", {})[only] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     phases: dict[str, Any] = data.setdefault("phases", {})
     started = time.perf_counter()
+    load_average_start = load_average()
     with tempfile.TemporaryDirectory(prefix="keel-scale-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         postgres = stack.enter_context(postgres_server())
@@ -974,10 +980,11 @@ def run(plan: Plan, quick: bool, data: dict[str, Any]) -> dict[str, Any]:
         flush_redis()
         stack.callback(flush_redis)
 
-        print("-- hybrid search at scale: pgvector vs SQLite", flush=True)
-        phase_start = time.perf_counter()
-        data["search"] = search_phase(postgres, plan)
-        phases["search"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+        if only is None:
+            print("-- hybrid search at scale: pgvector vs SQLite", flush=True)
+            phase_start = time.perf_counter()
+            data["search"] = search_phase(postgres, plan)
+            phases["search"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
 
         database_url = postgres.url(postgres.create_database())
         upstream = stack.enter_context(mock_upstream(0.0))
@@ -1001,10 +1008,13 @@ def run(plan: Plan, quick: bool, data: dict[str, Any]) -> dict[str, Any]:
         fleet.keel("db", "upgrade")
         key = fleet.keel("keys", "create", "--tenant", TENANT, "--role", "app").splitlines()[-1].strip()
         replicas = [fleet.replica("replica-a"), fleet.replica("replica-b")]
-        data["replica_ready_s"] = {p.name: wait_ready(p) for p in replicas}
-        data["replica_idle_wait_s"] = {p.name: wait_idle(p.pid) for p in replicas}
-        data["replica_rss_idle_mib"] = {p.name: tree_rss_mib(p.pid) for p in replicas}
-        phases["start"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+        ready_s = {p.name: wait_ready(p) for p in replicas}
+        idle_wait_s = {p.name: wait_idle(p.pid) for p in replicas}
+        if only is None:
+            data["replica_ready_s"] = ready_s
+            data["replica_idle_wait_s"] = idle_wait_s
+            data["replica_rss_idle_mib"] = {p.name: tree_rss_mib(p.pid) for p in replicas}
+            phases["start"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
         for replica in replicas:
             check = httpx.post(
                 f"http://127.0.0.1:{replica.port}/v1/chat/completions",
@@ -1015,27 +1025,43 @@ def run(plan: Plan, quick: bool, data: dict[str, Any]) -> dict[str, Any]:
             if check.status_code != 200:
                 raise RuntimeError(f"{replica.name}: {check.status_code} {check.text[:500]}")
 
-        print("-- gateway: one replica vs two", flush=True)
-        phase_start = time.perf_counter()
-        data["gateway"] = gateway_phase(replicas, pg_pid, key, plan)
-        phases["gateway"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+        if only is None:
+            print("-- gateway: one replica vs two", flush=True)
+            phase_start = time.perf_counter()
+            data["gateway"] = gateway_phase(replicas, pg_pid, key, plan)
+            phases["gateway"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
 
-        print("-- ingestion: 0, 1, 2 workers (+ the replicas' own consumers)", flush=True)
-        phase_start = time.perf_counter()
-        data["ingestion"], workers = ingestion_phase(fleet, replicas, pg_pid, key, database_url, plan)
-        phases["ingestion"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+            print("-- ingestion: 0, 1, 2 workers (+ the replicas' own consumers)", flush=True)
+            phase_start = time.perf_counter()
+            data["ingestion"], workers = ingestion_phase(fleet, replicas, pg_pid, key, database_url, plan)
+            phases["ingestion"] = {
+                "s": time.perf_counter() - phase_start,
+                "load_average_after": load_average(),
+            }
 
-        print(f"-- soak: {plan.soak_minutes:g} minutes", flush=True)
-        phase_start = time.perf_counter()
-        data["soak"] = soak_phase(replicas, workers, key, plan)
-        phases["soak"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+            print(f"-- soak: {plan.soak_minutes:g} minutes", flush=True)
+            phase_start = time.perf_counter()
+            data["soak"] = soak_phase(replicas, workers, key, plan)
+            phases["soak"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+        else:
+            workers = [fleet.start("worker-1", ["worker"]), fleet.start("worker-2", ["worker"])]
+            time.sleep(5)
 
         print("-- stopping consumers mid-job", flush=True)
         phase_start = time.perf_counter()
         data["stop"] = stop_phase(fleet, replicas, workers, key, database_url, workdir, plan)
-        phases["stop"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+        if only is None:
+            phases["stop"] = {"s": time.perf_counter() - phase_start, "load_average_after": load_average()}
+        else:
+            data["stop"]["rerun"] = data["reruns"][only]
+            data["reruns"][only] |= {
+                "s": time.perf_counter() - phase_start,
+                "load_average_start": load_average_start,
+                "load_average_after": load_average(),
+            }
     data["phases"] = phases
-    data["total_s"] = time.perf_counter() - started
+    if only is None:
+        data["total_s"] = time.perf_counter() - started
     return data
 
 
@@ -1117,8 +1143,8 @@ def report(data: dict[str, Any]) -> str:
         f"{ingestion['documents']} small text documents (2-3 paragraphs of 25-45 English words from the demo "
         "articles, ~600 characters, one chunk each; fresh text per run) uploaded as "
         f"{ingestion['jobs']} jobs through `POST /v1/documents` (alternating replicas), timed until every job "
-        "finished. **Each `keel serve` replica runs a job consumer of its own** (started in the server's "
-        "lifespan; no setting turns it off), so the consumers are the two replicas plus the workers; the "
+        "finished. **Each `keel serve` replica runs a job consumer of its own** (the default, "
+        "`KEEL_SERVE_JOBS=true`), so the consumers are the two replicas plus the workers; the "
         "CPU seconds each process spent during the run show who did the work.",
         "",
         "| `keel worker`s | consumers | documents/s | chunks/s | wall s | CPU s: "
@@ -1182,10 +1208,21 @@ def stop_report(stop: dict[str, Any]) -> list[str]:
     def items(state: dict[str, Any]) -> str:
         return ", ".join(f"{count} {status}" for status, count in sorted(state["items"].items()))
 
+    rerun = stop.get("rerun")
     lines = [
         "",
         "## Stopping a consumer mid-job",
         "",
+        *(
+            [
+                f"Run again on its own on {rerun['at']} (`--only stop`, load average "
+                f"{', '.join(map(str, rerun['load_average_start']))} at its start), after consumers learned "
+                "to drain: the batch in hand finishes and the rest of the job goes back on the queue.",
+                "",
+            ]
+            if rerun
+            else []
+        ),
         f"One job of {stop['documents_per_job']} documents; once its first item is done, the process using "
         "the most CPU (the one on the job) gets the signal. Then up to "
         f"{stop['recovery_wait_s']:.0f} s for the remaining consumer to finish the job. Idle workers stopped on "
@@ -1233,6 +1270,11 @@ def main() -> None:
     parser.add_argument(
         "--soak-minutes", type=float, default=None, help="soak length (default 10; 1 with --quick)"
     )
+    parser.add_argument(
+        "--only",
+        choices=["stop"],
+        help="run one phase again and replace its results in bench/results/scale.json, keeping the rest",
+    )
     args = parser.parse_args()
     if args.mode == "loadgen":
         print(json.dumps(asyncio.run(_gateway_load(json.loads(sys.stdin.read())))))
@@ -1242,8 +1284,12 @@ def main() -> None:
         return
     plan = Plan.of(args.quick, args.soak_minutes)
     data: dict[str, Any] = {}
+    if args.only:
+        # The first run's stamp stays (it dates the other phases); the report names the rerun.
+        data = json.loads((RESULTS / "scale.json").read_text())
+        plan = Plan(**data["plan"])
     try:
-        run(plan, args.quick, data)
+        run(plan, args.quick, data, args.only)
     except BaseException:
         print("partial results:\n" + json.dumps(data, indent=1, default=str), file=sys.stderr)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -120,7 +121,9 @@ def register(app: typer.Typer) -> None:
     def worker(
         workers: Annotated[int, typer.Option(min=1, help="Worker threads in this process.")] = 1,
     ) -> None:
-        """Consume background jobs (ingestion) until stopped; run any number of these."""
+        """Consume background jobs (ingestion) until stopped; run any number of these. SIGTERM or Ctrl-C
+        drains: the batch in hand finishes and the rest of its job goes back to the queue."""
+        from keel.jobs.queue import DrainingConsumer
         from keel.runtime import Runtime
 
         runtime = Runtime.build(command_settings(quiet=False))
@@ -128,4 +131,14 @@ def register(app: typer.Typer) -> None:
         # Other workers may be busy: only stale claims are released.
         runtime.jobs.resume_unfinished(sole_consumer=False)
         runtime.jobs.requeue_stale(STALE_JOB_SECONDS)
-        runtime.queue.create_consumer(workers=workers, worker_type="thread", periodic=True).run()
+        consumer = DrainingConsumer(runtime.queue, runtime.jobs.stop_claiming, workers=workers)
+        consumer.run()
+        interrupted = consumer.workers_alive()
+        if interrupted:
+            # The drain timed out inside a batch: hand its items back rather than wait for the timeout.
+            runtime.jobs.release_in_flight()
+        runtime.close()
+        if interrupted:
+            # A worker thread is still inside the models; leaving without interpreter teardown avoids
+            # tearing them down under it.
+            os._exit(1)

@@ -311,6 +311,9 @@ class Settings(BaseSettings):
     ui_secret: str | None = None
     # Load the models when the server starts (False: on first use; useful for CLI commands that need none).
     preload_models: bool = True
+    # `keel serve` also consumes background jobs (ingestion, periodic upkeep): the embedded tier needs
+    # it. With Redis and `keel worker`s, False keeps API replicas for requests only.
+    serve_jobs: bool = True
     chat: LocalChatSettings = LocalChatSettings()
     embedding: LocalEmbeddingSettings = LocalEmbeddingSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()

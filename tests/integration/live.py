@@ -34,9 +34,13 @@ def create_key(data_dir: Path, tenant: str, role: str) -> str:
     ).stdout.strip()
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Starts `keel serve` and returns once `/readyz` answers 200."""
-    process = subprocess.Popen([*KEEL, "serve", "--port", str(port)], env=keel_env(data_dir))
+    process = subprocess.Popen(
+        [*KEEL, "serve", "--port", str(port)], env={**keel_env(data_dir), **(extra_env or {})}
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:

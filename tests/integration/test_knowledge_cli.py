@@ -6,10 +6,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
+
 from keel.config import Settings
 from keel.jobs.ingestion_jobs import NewDocument
 from keel.runtime import Runtime
-from tests.integration.live import KEEL, keel_env
+from keel.store.models import Job
+from tests.integration.live import KEEL, create_key, free_port, keel_env, start_server
+from tests.support.workers import stop_a_worker_mid_job, wait_for
 
 
 def keel(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -106,3 +110,69 @@ def test_a_dead_workers_job_is_finished_by_another(tmp_path: Path) -> None:
             session.scalar(select(func.count()).select_from(Document).where(Document.tenant == "shop")) == 6
         )
     runtime.close()
+
+
+def test_a_worker_stopped_mid_job_hands_the_rest_back(tmp_path: Path) -> None:
+    runtime = Runtime.build(Settings(data_dir=tmp_path))
+    runtime.prepare()
+    stop_a_worker_mid_job(
+        runtime, "shop", lambda _: subprocess.Popen([*KEEL, "worker"], env=keel_env(tmp_path))
+    )
+    runtime.close()
+
+
+def test_claims_of_an_interrupted_batch_go_back_to_the_queue(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from keel.store.models import JobItem
+
+    runtime = Runtime.build(Settings(data_dir=tmp_path))
+    runtime.prepare()
+    documents = [NewDocument(source=f"n{i}.txt", data=f"Note number {i}.".encode()) for i in range(4)]
+    job = runtime.jobs.submit("shop", documents, enqueue=False)
+    with runtime.database.session() as session:
+        ids = list(session.scalars(select(JobItem.id).where(JobItem.job_id == job.id)))
+    runtime.jobs._set_in_flight(job.id, runtime.jobs._claim(job.id, ids[:2]))
+    with runtime.database.session() as session:
+        session.get_one(Job, job.id).status = "running"
+
+    assert runtime.jobs.release_in_flight() == [job.id]
+    released = runtime.jobs.get("shop", job.id)
+    assert released.status == "queued"
+    assert {item.status for item in released.items} == {"pending"}
+    assert runtime.jobs.release_in_flight() == [], "released once"
+    runtime.close()
+
+
+def test_a_server_without_its_consumer_leaves_jobs_to_workers(tmp_path: Path) -> None:
+    port = free_port()
+    key = create_key(tmp_path, "shop", "app")
+    server = start_server(tmp_path, port, {"KEEL_SERVE_JOBS": "false"})
+    worker = None
+    try:
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/documents",
+            json={"documents": [{"source": "bell.txt", "text": "Every bike has a bell."}]},
+            headers={"authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert reply.status_code == 202, reply.text
+
+        def status() -> str:
+            job = httpx.get(
+                f"http://127.0.0.1:{port}/v1/jobs/{reply.json()['id']}",
+                headers={"authorization": f"Bearer {key}"},
+                timeout=60,
+            )
+            return str(job.json()["status"])
+
+        time.sleep(3)
+        assert status() == "queued", "the server consumed a job with serve_jobs off"
+        worker = subprocess.Popen([*KEEL, "worker"], env=keel_env(tmp_path))
+        wait_for(lambda: status() == "succeeded", 120, "the worker to run the job")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
+        server.terminate()
+        server.wait(timeout=60)

@@ -1,5 +1,5 @@
 """Two stateless `keel serve` replicas on one PostgreSQL (pgvector) and one Redis behave as one system:
-rate limits, the response cache and review claims are shared."""
+rate limits, budgets, the response cache, review claims and documents are shared."""
 
 from __future__ import annotations
 
@@ -17,6 +17,26 @@ from tests.integration.live import KEEL, free_port
 from tests.services.pg import TestPostgres
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
+# A priced copy of the local model for the budget test: ~24 tokens a request at 400 per million is about
+# 0.01 a request, so tenant `beta`'s daily 0.05 covers a handful of requests.
+CONFIG = """
+[gateway.deployments.local]
+provider = "local"
+timeout_s = 300
+[gateway.deployments.local-priced]
+provider = "local"
+input_price = "400"
+output_price = "400"
+timeout_s = 300
+[gateway.aliases.keel-local]
+deployments = ["local"]
+[gateway.aliases.priced]
+deployments = ["local-priced"]
+[gateway.tenant_budget_overrides.beta]
+daily = "0.05"
+[gateway.tenant_limit_overrides.beta]
+requests_per_minute = 1000
+"""
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +45,10 @@ def cluster(
 ) -> Iterator[dict[str, Any]]:
     database = postgres_server.create_database()
     redis.Redis.from_url(REDIS_URL).flushdb()
+    config = tmp_path_factory.mktemp("config") / "keel.toml"
+    config.write_text(CONFIG)
     shared = {
+        "KEEL_CONFIG_FILE": str(config),
         "KEEL_DATABASE_URL": postgres_server.url(database),
         "KEEL_REDIS_URL": REDIS_URL,
         "KEEL_UI_SECRET": "replica-test-secret",
@@ -42,25 +65,23 @@ def cluster(
             bases.append(f"http://127.0.0.1:{port}")
         env = {**os.environ, **shared, "KEEL_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}
         keys = {
-            role: subprocess.run(
-                [*KEEL, "keys", "create", "--tenant", "acme", "--role", role],
+            name: subprocess.run(
+                [*KEEL, "keys", "create", "--tenant", tenant, "--role", role],
                 env=env,
                 check=True,
                 capture_output=True,
                 text=True,
             ).stdout.strip()
-            for role in ("app", "reviewer")
+            for name, tenant, role in (
+                ("app", "acme", "app"),
+                ("reviewer", "acme", "reviewer"),
+                ("second_reviewer", "acme", "reviewer"),
+                ("beta", "beta", "app"),
+            )
         }
-        keys["second_reviewer"] = subprocess.run(
-            [*KEEL, "keys", "create", "--tenant", "acme", "--role", "reviewer"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
         for base, process in zip(bases, processes, strict=True):
             _wait_ready(base, process)
-        yield {"bases": bases, "keys": keys}
+        yield {"bases": bases, "keys": keys, "database_url": postgres_server.url(database)}
     finally:
         for process in processes:
             process.terminate()
@@ -153,3 +174,43 @@ def test_a_document_uploaded_to_one_replica_is_found_by_the_other(
         f"{second}/v1/search", headers=headers, json={"query": "brass bell"}, timeout=60
     ).json()
     assert found["results"][0]["source"] == "bells.txt"
+
+
+def test_a_budget_is_shared_and_never_overspent(cluster: dict[str, Any]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import create_engine, text
+
+    key = cluster["keys"]["beta"]
+
+    def priced(n: int) -> int:
+        body = {
+            "model": "priced",
+            "messages": [{"role": "user", "content": f"Budget request number {n}."}],
+            "max_tokens": 4,
+            "cache": False,
+        }
+        return httpx.post(
+            f"{cluster['bases'][n % 2]}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=300,
+        ).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(priced, range(12)))
+    assert 200 in statuses and 429 in statuses, statuses
+    assert set(statuses) == {200, 429}
+    engine = create_engine(cluster["database_url"])
+    try:
+        with engine.connect() as connection:
+            spent, reserved = connection.execute(
+                text(
+                    "SELECT spent_micros, reserved_micros FROM budget_counters "
+                    "WHERE scope = 'tenant:beta' AND period LIKE 'd%'"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    assert reserved == 0, "every reservation settled"
+    assert 0 < spent <= 50_000, "spent across both replicas, never past the daily 0.05"

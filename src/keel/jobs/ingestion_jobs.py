@@ -3,11 +3,16 @@
 Items are stored with their payload before the job is queued; each item is processed in its own
 transaction that also marks it done, so a crash at any point leaves every item either done or pending,
 and a resumed job processes each document exactly once.
+
+A consumer that is stopping (`stop_claiming`) finishes the batch in hand and puts the rest of the job
+back on the queue, so another consumer carries on at once instead of after the stale-claim timeout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +31,8 @@ log = get_logger(__name__)
 INGEST_TASK = "keel.ingest"
 # Documents loaded and embedded together: big enough for efficient embedding batches.
 BATCH = 16
+# How often a running job tells other consumers it is alive; well under the stale-claim timeout.
+HEARTBEAT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,14 @@ class IngestionJobs:
         self._ingestion = ingestion
         self._queue = queue
         self._task = queue.task(name=INGEST_TASK, context=False)(self.run)
+        self._stopping = threading.Event()
+        # Items this process has claimed and not yet finished, by job: the heartbeat keeps them claimed.
+        self._in_flight: dict[str, list[str]] = {}
+        self._in_flight_lock = threading.Lock()
+
+    def stop_claiming(self) -> None:
+        """Shutdown has begun: the batch in progress finishes; no job here takes another batch."""
+        self._stopping.set()
 
     def submit(self, tenant: str, documents: list[NewDocument], *, enqueue: bool = True) -> Job:
         """Stores the batch, then queues it (`enqueue=False`: the caller runs it itself)."""
@@ -93,16 +108,93 @@ class IngestionJobs:
                     .order_by(JobItem.ordinal)
                 )
             )
-        for start in range(0, len(pending), BATCH):
-            batch = self._claim(job_id, pending[start : start + BATCH])
-            if not batch:
-                continue
-            self._run_items(tenant, batch)
-            if on_item is not None:
-                with self._database.session() as session:
-                    for item_id in batch:
-                        on_item(session.get_one(JobItem, item_id))
+        with self._heartbeat(job_id):
+            for start in range(0, len(pending), BATCH):
+                if self._stopping.is_set():
+                    self._hand_back(job_id)
+                    return
+                batch = self._claim(job_id, pending[start : start + BATCH])
+                if not batch:
+                    continue
+                self._set_in_flight(job_id, batch)
+                self._run_items(tenant, batch)
+                self._set_in_flight(job_id, [])
+                if on_item is not None:
+                    with self._database.session() as session:
+                        for item_id in batch:
+                            on_item(session.get_one(JobItem, item_id))
         self._finish(job_id)
+
+    def _hand_back(self, job_id: str) -> None:
+        """Queues the job again for whichever consumer is next (with Redis, another process at once; on
+        the embedded tier, this server's next start)."""
+        with self._database.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running")
+                .values(status="queued", updated_at=datetime.now(UTC))
+            )
+        self._task(job_id)
+        log.info("job_handed_back", job_id=job_id)
+
+    def _set_in_flight(self, job_id: str, item_ids: list[str]) -> None:
+        with self._in_flight_lock:
+            if item_ids:
+                self._in_flight[job_id] = item_ids
+            else:
+                self._in_flight.pop(job_id, None)
+
+    @contextmanager
+    def _heartbeat(self, job_id: str) -> Iterator[None]:
+        """Beats while the job runs, also through a long batch (a big PDF), so that no other consumer
+        takes this job's claims for stale."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_S):
+                try:
+                    self._beat(job_id)
+                except Exception:  # A missed beat is retried; the job itself goes on.
+                    log.warning("job_heartbeat_failed", job_id=job_id, exc_info=True)
+
+        beater = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        beater.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beater.join()
+            self._set_in_flight(job_id, [])
+
+    def _beat(self, job_id: str) -> None:
+        now = datetime.now(UTC)
+        with self._in_flight_lock:
+            claimed = list(self._in_flight.get(job_id, []))
+        with self._database.session() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(updated_at=now))
+            if claimed:
+                session.execute(
+                    update(JobItem)
+                    .where(JobItem.id.in_(claimed), JobItem.status == "processing")
+                    .values(claimed_at=now)
+                )
+
+    def release_in_flight(self) -> list[str]:
+        """For a consumer stopped before its batch finished: its claimed items go back to pending and
+        their jobs on the queue, for another consumer now rather than after the stale-claim timeout. An
+        item the interrupted batch still stores is stored once: it is then found unchanged."""
+        with self._in_flight_lock:
+            in_flight = dict(self._in_flight)
+            self._in_flight.clear()
+        for job_id, item_ids in in_flight.items():
+            with self._database.session() as session:
+                session.execute(
+                    update(JobItem)
+                    .where(JobItem.id.in_(item_ids), JobItem.status == "processing")
+                    .values(status="pending", claimed_at=None)
+                )
+            self._hand_back(job_id)
+        return list(in_flight)
 
     def _claim(self, job_id: str, item_ids: list[str]) -> list[str]:
         """Marks the items this worker takes (a second worker on the same job skips them) and beats the

@@ -8,10 +8,16 @@ found unfinished and enqueued again on the next start.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
+
+# How long a stopping consumer waits for the batch in hand; under Kubernetes' default 30 s grace period.
+DRAIN_TIMEOUT_S = 25.0
 
 
 def build_queue(data_dir: Path, redis_url: str | None = None, *, name: str = "keel") -> Huey:
@@ -36,6 +42,34 @@ def start_embedded_consumer(queue: Huey, workers: int = 1) -> EmbeddedConsumer:
         initial_delay=0.05,
         max_delay=0.5,
         check_worker_health=False,
+        shutdown_timeout=DRAIN_TIMEOUT_S,
     )
     consumer.start()
     return consumer
+
+
+class DrainingConsumer(Consumer):  # type: ignore[misc]
+    """`keel worker`'s consumer. SIGTERM (what Docker and Kubernetes send) and Ctrl-C both drain: the
+    batch in hand finishes and `on_stop` lets the jobs hand the rest back to the queue; a second signal,
+    or `DRAIN_TIMEOUT_S`, stops at once."""
+
+    def __init__(self, queue: Huey, on_stop: Callable[[], None], workers: int = 1) -> None:
+        super().__init__(
+            queue,
+            workers=workers,
+            worker_type="thread",
+            periodic=True,
+            graceful_signal="TERM",
+            shutdown_timeout=DRAIN_TIMEOUT_S,
+        )
+        self._on_stop = on_stop
+        # huey makes SIGINT the immediate stop once SIGTERM is the graceful one: drain on both.
+        self._signal_actions[signal.SIGINT] = (False, True)
+
+    def _handle_signal(self, signum: int, frame: FrameType | None) -> None:
+        super()._handle_signal(signum, frame)
+        self._on_stop()
+
+    def workers_alive(self) -> bool:
+        """After `run`: True when the drain timed out and a worker is still inside a task."""
+        return any(thread.is_alive() for _, thread in self.worker_threads)

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from keel import __version__
 from keel.config import Settings
-from keel.jobs.queue import start_embedded_consumer
+from keel.jobs.queue import EmbeddedConsumer, start_embedded_consumer
 from keel.logs import get_logger
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
@@ -31,8 +31,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(runtime.prepare)
-        consumer = start_embedded_consumer(runtime.queue)
-        runtime.jobs.resume_unfinished(sole_consumer=runtime.settings.redis_url is None)
+        consumer = None
+        if runtime.settings.serve_jobs:
+            consumer = start_embedded_consumer(runtime.queue)
+            runtime.jobs.resume_unfinished(sole_consumer=runtime.settings.redis_url is None)
         warm_up = None
         if runtime.settings.preload_models:
             # Serve /healthz at once; /readyz turns 200 when both models are loaded.
@@ -45,8 +47,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if warm_up is not None and not warm_up.done():
                 await asyncio.wait([warm_up])
             await runtime.gateway.drain()
-            # Lets the document in progress finish; what is left stays pending for the next start.
-            await asyncio.to_thread(consumer.stop, True)
+            if consumer is not None:
+                await asyncio.to_thread(_drain, runtime, consumer)
             runtime.close()
 
     app = FastAPI(title="Keel", version=__version__, lifespan=lifespan)
@@ -67,6 +69,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(admin.router)
     app.include_router(pages.router)
     return app
+
+
+def _drain(runtime: Runtime, consumer: EmbeddedConsumer) -> None:
+    """The batch in hand finishes; the rest of its job goes back to the queue (another consumer with
+    Redis, this server's next start on the embedded tier)."""
+    runtime.jobs.stop_claiming()
+    consumer.stop(graceful=True)
+    if any(thread.is_alive() for _, thread in consumer.worker_threads):
+        runtime.jobs.release_in_flight()
 
 
 def _report_warm_up(task: asyncio.Task[None]) -> None:
