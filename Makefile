@@ -44,12 +44,15 @@ run: install
 	$(BIN)/keel demo
 	$(BIN)/keel serve
 
-# Integration tests that run on a Runtime of the test session's own: run again on PostgreSQL + Redis.
+# Integration tests whose storage follows the tier (the session's Runtime, or `live_tier_env` for live
+# processes): run again on PostgreSQL + Redis.
 TIERED_TESTS := tests/integration/test_chat_completions.py tests/integration/test_api_errors.py \
 	tests/integration/test_embeddings.py tests/integration/test_knowledge_api.py \
 	tests/integration/test_demo_data.py tests/integration/test_support_api.py \
 	tests/integration/test_tracing.py tests/integration/test_observe_api.py \
-	tests/integration/test_authorization_matrix.py tests/integration/test_governance_api.py
+	tests/integration/test_authorization_matrix.py tests/integration/test_governance_api.py \
+	tests/integration/test_gateway_faults.py tests/integration/test_ingestion_resume.py \
+	tests/integration/test_trace_export_load.py
 
 test: dev
 	$(BIN)/pytest

@@ -13,7 +13,6 @@ from rich.table import Table
 
 from keel.cli_common import command_settings, err, out
 from keel.jobs.ingestion_jobs import NewDocument
-from keel.jobs.maintenance import STALE_JOB_SECONDS
 from keel.store.models import JobItem
 
 
@@ -128,9 +127,8 @@ def register(app: typer.Typer) -> None:
 
         runtime = Runtime.build(command_settings(quiet=False))
         runtime.prepare()
-        # Other workers may be busy: only stale claims are released.
+        # Other consumers may be busy: only stale claims are released.
         runtime.jobs.resume_unfinished(sole_consumer=False)
-        runtime.jobs.requeue_stale(STALE_JOB_SECONDS)
         consumer = DrainingConsumer(runtime.queue, runtime.jobs.stop_claiming, workers=workers)
         consumer.run()
         interrupted = consumer.workers_alive()

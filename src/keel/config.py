@@ -314,6 +314,9 @@ class Settings(BaseSettings):
     # `keel serve` also consumes background jobs (ingestion, periodic upkeep): the embedded tier needs
     # it. With Redis and `keel worker`s, False keeps API replicas for requests only.
     serve_jobs: bool = True
+    # A job whose consumer has not beaten its heartbeat (every quarter of this) for this long has lost
+    # it (kill -9, a lost host): its claimed documents go back to pending for any other consumer.
+    job_stale_after_s: float = Field(60.0, ge=4)
     chat: LocalChatSettings = LocalChatSettings()
     embedding: LocalEmbeddingSettings = LocalEmbeddingSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()

@@ -155,7 +155,7 @@ class Runtime:
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
         audit = AuditLog(database)
-        jobs = IngestionJobs(database, ingestion, queue)
+        jobs = IngestionJobs(database, ingestion, queue, stale_after_s=settings.job_stale_after_s)
         register_maintenance(queue, database, settings.retention, audit, jobs)
         metrics.watch(
             lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},

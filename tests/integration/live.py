@@ -24,10 +24,10 @@ def keel_env(data_dir: Path) -> dict[str, str]:
     return {**os.environ, "KEEL_DATA_DIR": str(data_dir), "KEEL_LOG_LEVEL": "warning"}
 
 
-def create_key(data_dir: Path, tenant: str, role: str) -> str:
+def create_key(data_dir: Path, tenant: str, role: str, extra_env: dict[str, str] | None = None) -> str:
     return subprocess.run(
         [*KEEL, "keys", "create", "--tenant", tenant, "--role", role],
-        env=keel_env(data_dir),
+        env={**keel_env(data_dir), **(extra_env or {})},
         check=True,
         capture_output=True,
         text=True,

@@ -36,7 +36,9 @@ def upstreams() -> Iterator[tuple[FaultUpstream, FaultUpstream]]:
 
 @pytest.fixture(scope="module")
 def gateway_app(
-    tmp_path_factory: pytest.TempPathFactory, upstreams: tuple[FaultUpstream, FaultUpstream]
+    tmp_path_factory: pytest.TempPathFactory,
+    upstreams: tuple[FaultUpstream, FaultUpstream],
+    tier_settings: dict[str, str],
 ) -> Iterator[tuple[TestClient, str, Runtime]]:
     flaky, backup = upstreams
     gateway = GatewaySettings(
@@ -64,7 +66,9 @@ def gateway_app(
         key_limits=RateLimitSettings(requests_per_minute=1000),
     )
     data_dir: Path = tmp_path_factory.mktemp("keel-gateway")
-    runtime = Runtime.build(Settings(data_dir=data_dir, preload_models=False, gateway=gateway))
+    runtime = Runtime.build(
+        Settings(data_dir=data_dir, preload_models=False, gateway=gateway, **tier_settings)  # type: ignore[arg-type]
+    )
     with TestClient(create_app(runtime=runtime)) as client:
         key = runtime.keys.create("acme", Role.APP).secret
         yield client, key, runtime

@@ -38,11 +38,11 @@ def _worker(runtime: Runtime, data_dir: Path) -> subprocess.Popen[bytes]:
         "KEEL_REDIS_URL": REDIS_URL,
         "KEEL_DATA_DIR": str(data_dir),
         "KEEL_LOG_LEVEL": "warning",
+        # No stale-claim requeue during the test: only the hand-back can pass the job on.
+        "KEEL_JOB_STALE_AFTER_S": "600",
     }
     return subprocess.Popen([*KEEL, "worker"], env=env)
 
 
 def test_a_stopped_workers_job_is_taken_over_at_once(runtime: Runtime, tmp_path: Path) -> None:
-    took = stop_a_worker_mid_job(runtime, "acme", lambda name: _worker(runtime, tmp_path / name))
-    # Taken from the queue, not left for the stale-claim requeue (120 s without a heartbeat).
-    assert took < 110
+    stop_a_worker_mid_job(runtime, "acme", lambda name: _worker(runtime, tmp_path / name))

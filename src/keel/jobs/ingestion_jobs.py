@@ -31,8 +31,6 @@ log = get_logger(__name__)
 INGEST_TASK = "keel.ingest"
 # Documents loaded and embedded together: big enough for efficient embedding batches.
 BATCH = 16
-# How often a running job tells other consumers it is alive; well under the stale-claim timeout.
-HEARTBEAT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,12 @@ ItemCallback = Callable[[JobItem], None]
 
 
 class IngestionJobs:
-    def __init__(self, database: Database, ingestion: Ingestion, queue: Huey) -> None:
+    def __init__(
+        self, database: Database, ingestion: Ingestion, queue: Huey, *, stale_after_s: float = 60.0
+    ) -> None:
         self._database = database
+        # A job silent this long has lost its consumer; a running one beats four times as often.
+        self._stale_after_s = stale_after_s
         self._ingestion = ingestion
         self._queue = queue
         self._task = queue.task(name=INGEST_TASK, context=False)(self.run)
@@ -151,7 +153,7 @@ class IngestionJobs:
         done = threading.Event()
 
         def beat() -> None:
-            while not done.wait(HEARTBEAT_S):
+            while not done.wait(self._stale_after_s / 4):
                 try:
                     self._beat(job_id)
                 except Exception:  # A missed beat is retried; the job itself goes on.
@@ -264,7 +266,7 @@ class IngestionJobs:
     def resume_unfinished(self, *, sole_consumer: bool) -> list[str]:
         """Run at start: enqueues every job left queued or running. `sole_consumer` (the embedded tier,
         where this process is the only consumer) also releases every claimed item at once; with other
-        workers about, only stale claims are released (`requeue_stale`)."""
+        consumers about, only stale claims are released (`requeue_stale`)."""
         if sole_consumer:
             with self._database.session() as session:
                 session.execute(
@@ -272,6 +274,8 @@ class IngestionJobs:
                     .where(JobItem.status == "processing")
                     .values(status="pending", claimed_at=None)
                 )
+        else:
+            self.requeue_stale()
         with self._database.session() as session:
             job_ids = list(session.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
         for job_id in job_ids:
@@ -280,11 +284,12 @@ class IngestionJobs:
             log.info("jobs_resumed", count=len(job_ids))
         return job_ids
 
-    def requeue_stale(self, stale_after_s: float) -> list[str]:
-        """A worker that died (kill -9, a lost host) leaves claimed items and a silent job behind: after
-        `stale_after_s` without a heartbeat its items go back to pending and the job is queued again, for
-        any live worker. Each item is still stored exactly once: storing it marks it done atomically."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=stale_after_s)
+    def requeue_stale(self, stale_after_s: float | None = None) -> list[str]:
+        """A consumer that died (kill -9, a lost host) leaves claimed items and a silent job behind: after
+        `stale_after_s` (default: this instance's) without a heartbeat its items go back to pending and
+        the job is queued again, for any live consumer. Each item is still stored exactly once: storing
+        it marks it done atomically."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=stale_after_s or self._stale_after_s)
         requeued = []
         with self._database.session() as session:
             session.execute(

@@ -1,5 +1,5 @@
-"""Periodic jobs on the queue: requeueing jobs whose worker died (every minute) and the daily retention
-purge. Every consumer runs them; each is safe to run in several places at once."""
+"""Periodic jobs on the queue: requeueing jobs whose consumer died (every minute) and the daily
+retention purge. Every consumer runs them; each is safe to run in several places at once."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from keel.store.engine import Database
 
 log = get_logger(__name__)
 
-# A job silent this long has lost its worker: its claimed items are released and it is queued again.
-STALE_JOB_SECONDS = 120.0
-
 
 def register_maintenance(
     queue: Huey,
@@ -27,7 +24,7 @@ def register_maintenance(
 ) -> None:
     @queue.periodic_task(crontab(minute="*"), name="keel.requeue_stale_jobs")  # type: ignore[untyped-decorator]
     def requeue_stale_jobs() -> None:
-        jobs.requeue_stale(STALE_JOB_SECONDS)
+        jobs.requeue_stale()
 
     @queue.periodic_task(crontab(hour="3", minute="17"), name="keel.retention_purge")  # type: ignore[untyped-decorator]
     def retention_purge() -> None:
