@@ -154,12 +154,45 @@ def load_examples(extra: Path | None = None) -> list[tuple[str, int]]:
     return [(str(row["text"]), int(row["label"])) for row in rows]
 
 
-def _pieces(text: str, sentences: bool) -> list[str]:
-    """Windows of the text, then its sentences of 4+ words (shorter ones score noise), if it has several."""
+@dataclass(frozen=True)
+class _Plan:
+    """How one text is classified from a single embedding pass: `pieces` are embedded once each; the
+    pieces in `scored` are scored on their own, and each group in `windows` is scored as the
+    length-weighted mean of its pieces' vectors (a stand-in for the window's own vector, which would
+    cost a second pass). The text's probability is its worst score."""
+
+    pieces: list[str]
+    scored: list[int]
+    windows: list[list[int]]
+
+
+def _windows(text: str) -> list[tuple[int, str]]:
     starts = range(0, max(1, len(text) - WINDOW_OVERLAP), WINDOW_CHARS - WINDOW_OVERLAP)
-    parts = _SENTENCE_END.split(text.strip()) if sentences else []
-    longer = [part for part in parts if len(part.split()) >= 4] if len(parts) > 1 else []
-    return [text[start : start + WINDOW_CHARS] for start in starts] + longer
+    return [(start, text[start : start + WINDOW_CHARS]) for start in starts]
+
+
+def _plan(text: str, sentences: bool) -> _Plan:
+    """Windows of the text; with `sentences`, a multi-sentence text is embedded sentence by sentence
+    instead, its sentences of 4+ words scored alone (shorter ones score noise) and its windows composed
+    from them — so an appended injection is not averaged away, at the cost of one pass over the text."""
+    parts: list[tuple[int, str]] = []
+    if sentences:
+        position = 0
+        for part in _SENTENCE_END.split(text):
+            start = text.find(part, position)
+            position = start + len(part)
+            if part.strip():
+                # A sentence longer than a window is read in windows of its own.
+                parts += [(start + offset, piece) for offset, piece in _windows(part)]
+    if len(parts) <= 1:
+        pieces = [piece for _, piece in _windows(text)]
+        return _Plan(pieces, list(range(len(pieces))), [])
+    scored = [i for i, (_, piece) in enumerate(parts) if len(piece.split()) >= 4]
+    windows = [
+        [i for i, (start, _) in enumerate(parts) if begin <= start < begin + WINDOW_CHARS]
+        for begin, _ in _windows(text)
+    ]
+    return _Plan([piece for _, piece in parts], scored, [group for group in windows if group])
 
 
 async def _settle(answer: float | Awaitable[float | None] | None) -> float | None:  # awaited, clipped
@@ -228,7 +261,7 @@ class InjectionDetector:
         if pending:
             assert self._embedder is not None
             self.warm_up()
-            vectors = self._embedder.embed([piece for _, piece in pending])
+            vectors = self._embedder.embed([piece for _, plan in pending for piece in plan.pieces])
             for index, probability in self._scores(vectors, pending).items():
                 judge = self._judge_for(probability)
                 judged = self._judge_sync(judge, texts[index]) if judge else None
@@ -244,17 +277,17 @@ class InjectionDetector:
         if pending:
             assert self._embedder is not None
             await asyncio.to_thread(self.warm_up)
-            vectors = await self._embedder.aembed([piece for _, piece in pending])
+            vectors = await self._embedder.aembed([piece for _, plan in pending for piece in plan.pieces])
             for index, probability in self._scores(vectors, pending).items():
                 judge = self._judge_for(probability)
                 judged = await _settle(judge(texts[index])) if judge else None
                 verdicts[index] = self._decide(probability, judged)
         return [verdict for verdict in verdicts if verdict is not None]
 
-    def _screen(self, texts: list[str]) -> tuple[list[InjectionVerdict | None], list[tuple[int, str]]]:
-        """Rule verdicts, and the pieces still to be classified, each with its text's index."""
+    def _screen(self, texts: list[str]) -> tuple[list[InjectionVerdict | None], list[tuple[int, _Plan]]]:
+        """Rule verdicts, and the texts still to be classified, each with its index and plan."""
         verdicts: list[InjectionVerdict | None] = []
-        pending: list[tuple[int, str]] = []
+        pending: list[tuple[int, _Plan]] = []
         for index, text in enumerate(texts):
             rule = match_rule(text) if self.settings.rules_enabled else None
             if rule is not None:
@@ -263,15 +296,21 @@ class InjectionDetector:
                 verdicts.append(InjectionVerdict(0.0, False, "rules", "no rule matched"))
             else:
                 verdicts.append(None)
-                pending += [(index, piece) for piece in _pieces(text, self.settings.sentences)]
+                pending.append((index, _plan(text, self.settings.sentences)))
         return verdicts, pending
 
-    def _scores(self, vectors: npt.NDArray[np.float32], pending: list[tuple[int, str]]) -> dict[int, float]:
+    def _scores(self, vectors: npt.NDArray[np.float32], pending: list[tuple[int, _Plan]]) -> dict[int, float]:
         assert self._weights is not None
-        probabilities = 1.0 / (1.0 + np.exp(-(vectors.astype(np.float64) @ self._weights + self._bias)))
         worst: dict[int, float] = {}
-        for (owner, _), probability in zip(pending, probabilities.tolist(), strict=True):
-            worst[owner] = max(worst.get(owner, 0.0), probability)
+        row = 0
+        for index, plan in pending:
+            own = vectors[row : row + len(plan.pieces)].astype(np.float64)
+            row += len(plan.pieces)
+            lengths = np.array([len(piece) for piece in plan.pieces], dtype=np.float64)
+            composed = [lengths[group] @ own[group] for group in plan.windows]
+            candidates = [own[i] for i in plan.scored] + [v / (np.linalg.norm(v) or 1.0) for v in composed]
+            logits = np.stack(candidates) @ self._weights + self._bias
+            worst[index] = float(np.max(1.0 / (1.0 + np.exp(-logits))))
         return worst
 
     def _judge_for(self, probability: float) -> Judge | None:
