@@ -33,6 +33,9 @@ class Reservation:
     micros: int
 
 
+NO_RESERVATION = Reservation((), 0)
+
+
 class BudgetLedger:
     def __init__(self, database: Database, settings: GatewaySettings) -> None:
         self._database = database
@@ -52,11 +55,20 @@ class BudgetLedger:
                     limits.append((scope, period, to_micros(limit)))
         return limits
 
+    def applies(self, tenant: str) -> bool:
+        """Whether any budget could apply to this tenant's calls (else no reservation is needed)."""
+        settings = self._settings
+        tenant_budget = settings.tenant_budget_overrides.get(tenant, settings.tenant_budget)
+        return any(
+            budget.daily is not None or budget.monthly is not None
+            for budget in (settings.key_budget, tenant_budget)
+        )
+
     def reserve(self, key_id: str, tenant: str, amount: Decimal) -> Reservation:
         micros = to_micros(amount)
         limits = self._limits(key_id, tenant, datetime.now(UTC))
         if not limits:
-            return Reservation((), 0)
+            return NO_RESERVATION
         insert = sqlite.insert if self._database.is_sqlite else postgresql.insert
         with self._database.session() as session:
             for scope, period, limit in limits:

@@ -21,7 +21,7 @@ from opentelemetry.trace import NoOpTracer, Span, Status, StatusCode, Tracer
 
 from keel.config import GatewaySettings
 from keel.errors import KeelError, ModelNotFoundError
-from keel.gateway.budgets import BudgetLedger, Reservation
+from keel.gateway.budgets import NO_RESERVATION, BudgetLedger, Reservation
 from keel.gateway.cache import CachedAnswer, CacheKeys, ResponseCache, cache_keys
 from keel.gateway.cost import cost_of
 from keel.gateway.dispatch import Dispatcher, DispatchStats
@@ -174,7 +174,7 @@ class Gateway:
                 generation = Generation(cached.text, cached.finish_reason, cached.usage)
             else:
                 await self._guard_input(request, caller)
-                reservation = await asyncio.to_thread(self._reserve, request, generation_input, caller)
+                reservation = await self._reserve(request, generation_input, caller)
                 generation = await self._generate(request.model, generation_input, reservation, info)
                 if keys is not None:
                     self.cache.put(keys, _answer(generation, info), vector)
@@ -220,7 +220,7 @@ class Gateway:
                     check_structured_output(generation.text, request)
             return generation
         finally:
-            await asyncio.to_thread(self._budgets.settle, reservation, spent)
+            await self._settle(reservation, spent)
             info.deployment = stats.deployment.name if stats.deployment else None
             info.retries, info.fallback_used, info.cost = stats.retries, stats.fallback_used, spent
 
@@ -260,7 +260,7 @@ class Gateway:
                 yield chunk(Delta(content=cached.text))
             else:
                 await self._guard_input(request, caller)
-                reservation = await asyncio.to_thread(self._reserve, request, generation_input, caller)
+                reservation = await self._reserve(request, generation_input, caller)
                 stats = DispatchStats()
                 pieces: list[str] = []
                 end: StreamEnd | None = None
@@ -275,7 +275,7 @@ class Gateway:
                 finally:
                     usage = end.usage if end else Usage.of(0, 0)
                     info.cost = self._cost(stats, usage)
-                    await asyncio.to_thread(self._budgets.settle, reservation, info.cost)
+                    await self._settle(reservation, info.cost)
                     info.deployment = stats.deployment.name if stats.deployment else None
                     info.retries, info.fallback_used = stats.retries, stats.fallback_used
                 assert end is not None, "a provider stream ends with StreamEnd"
@@ -341,7 +341,18 @@ class Gateway:
             return found[0]
         return None
 
-    def _reserve(
+    async def _reserve(
+        self, request: ChatCompletionRequest, generation: GenerationRequest, caller: Caller
+    ) -> Reservation:
+        if not self._budgets.applies(caller.tenant):
+            return NO_RESERVATION  # no budget configured: no database round trip, no thread hop
+        return await asyncio.to_thread(self._worst_case_reservation, request, generation, caller)
+
+    async def _settle(self, reservation: Reservation, spent: Decimal) -> None:
+        if reservation.counters:
+            await asyncio.to_thread(self._budgets.settle, reservation, spent)
+
+    def _worst_case_reservation(
         self, request: ChatCompletionRequest, generation: GenerationRequest, caller: Caller
     ) -> Reservation:
         prompt = prompt_token_bound(request.messages)

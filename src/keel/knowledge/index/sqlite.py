@@ -117,11 +117,23 @@ class SqliteIndex:
             }
             for e in entries
         ]
-        # FTS5 has no primary key: remove an earlier copy so a re-add replaces, as the vectors do.
-        session.execute(
-            text("DELETE FROM chunk_fts WHERE chunk_id IN :ids").bindparams(bindparam("ids", expanding=True)),
-            {"ids": [e.chunk_id for e in entries]},
-        )
+        # FTS5 has no primary key: remove an earlier copy so a re-add replaces, as the vectors do. That
+        # DELETE scans the whole FTS table, so it runs only when the (indexed) vectors hold a copy — new
+        # chunks, nearly every add, skip it and ingestion stays flat as the index grows.
+        ids = [e.chunk_id for e in entries]
+        present = session.execute(
+            text("SELECT 1 FROM chunk_vectors WHERE chunk_id IN :ids LIMIT 1").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": ids},
+        ).first()
+        if present is not None:
+            session.execute(
+                text("DELETE FROM chunk_fts WHERE chunk_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": ids},
+            )
         session.execute(
             text(
                 "INSERT INTO chunk_fts (text, chunk_id, document_id, tenant, doc_type, source, acl) "
