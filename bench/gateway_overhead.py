@@ -52,7 +52,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import free_port, live_server, percentile, rss_mib, summary, write_results
+from bench.harness import RESULTS, free_port, live_server, percentile, rss_mib, summary, write_results
 
 MODEL_ALIAS = "bench"
 LITELLM_MASTER_KEY = "sk-bench-master"
@@ -840,7 +840,9 @@ def main() -> None:
                 added["keel_guards_off"]["p50"] / added["litellm"]["p50"]
             )
 
-    if not args.skip_semantic:
+    if args.skip_semantic:
+        keep_semantic_results(data)
+    else:
         data["semantic"] = []
         with tempfile.TemporaryDirectory() as tmp, mock_upstream(0.0, echo=True) as echo_port:
             for threshold in THRESHOLDS:
@@ -858,6 +860,17 @@ def main() -> None:
         "other_processes_share_of_cores": others / (data["total_s"] * cores),
     }
     write_results("gateway_overhead", data, report(data))
+
+
+def keep_semantic_results(data: dict[str, Any]) -> None:
+    """`--skip-semantic` keeps the semantic-cache results of the last run that measured them, dated."""
+    earlier_file = RESULTS / "gateway_overhead.json"
+    if not earlier_file.is_file():
+        return
+    earlier = json.loads(earlier_file.read_text())
+    if earlier.get("semantic"):
+        data["semantic"] = earlier["semantic"]
+        data["semantic_measured_at"] = earlier.get("semantic_measured_at", earlier["measured_at"])
 
 
 def _litellm_version(binary: str) -> str:
@@ -956,7 +969,12 @@ def report(data: dict[str, Any]) -> str:
             "first (misses), then the probes. A paraphrase hit counts only when served from its own base; a near-miss "
             "served from the cache is a false hit; a base question served from another base's entry is one too. "
             f"Hit latency: each probe that hit, {HIT_REPEATS} more times. Rates are over the pairs whose two questions "
-            "were both answered (a guard may refuse one with a 400; those are listed below the table).",
+            "were both answered (a guard may refuse one with a 400; those are listed below the table)."
+            + (
+                f" Measured {data['semantic_measured_at']}, kept from that run (this one ran `--skip-semantic`)."
+                if "semantic_measured_at" in data
+                else ""
+            ),
             "",
             "| threshold | paraphrase hit rate (pairs) | near-miss false-hit rate (pairs) | paraphrases served from a wrong entry | "
             "bases served from another entry | semantic hit p50 / p95 ms | exact hit p50 ms | miss p50 ms |",

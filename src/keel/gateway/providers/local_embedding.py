@@ -1,4 +1,5 @@
-"""The embedded sentence-embedding model, run in-process by sentence-transformers on the CPU.
+"""The embedded sentence-embedding model, run in-process by sentence-transformers on the CPU (through
+a TorchScript-traced transformer when the model allows it: `traced_encoder.py`).
 
 Loads once from a local folder (never a hub); one lock serialises inference, which keeps memory flat
 and is as fast as parallel calls on a few cores. Encoding runs on a worker thread.
@@ -17,9 +18,12 @@ import numpy as np
 import numpy.typing as npt
 
 from keel.errors import ServiceUnavailableError
+from keel.gateway.providers.traced_encoder import TracedMeanPoolEncoder
 from keel.logs import get_logger
 
 log = get_logger(__name__)
+# Calls of up to this many texts (request-path checks and queries) take the traced path.
+TRACED_MAX_TEXTS = 8
 
 
 class LocalEmbeddingProvider:
@@ -27,6 +31,7 @@ class LocalEmbeddingProvider:
         self.model_path = model_path
         self.batch_size = batch_size
         self._model: Any = None
+        self._traced: TracedMeanPoolEncoder | None = None
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
 
@@ -63,13 +68,17 @@ class LocalEmbeddingProvider:
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-            self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
-            log.info("embedding_model_loaded", model=self.model_path.name)
+            model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+            self._traced = TracedMeanPoolEncoder.build(model)
+            self._model = model
+            log.info("embedding_model_loaded", model=self.model_path.name, traced=self._traced is not None)
 
     def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Unit-length vectors, one row per text (cosine similarity is then a dot product)."""
         self.warm_up()
         with self._lock:
+            if self._traced is not None and len(texts) <= TRACED_MAX_TEXTS:
+                return self._traced.encode(texts, self.batch_size)
             vectors = self._model.encode(
                 texts,
                 batch_size=self.batch_size,

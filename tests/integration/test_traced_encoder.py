@@ -1,0 +1,41 @@
+"""The traced path through the local embedding model gives the vectors sentence-transformers gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from keel.config import packaged_embedding_model
+from keel.gateway.providers.local_embedding import TRACED_MAX_TEXTS, LocalEmbeddingProvider
+from keel.gateway.providers.traced_encoder import TracedMeanPoolEncoder
+
+
+def test_traced_vectors_match_sentence_transformers() -> None:
+    provider = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=4)
+    provider.warm_up()
+    assert provider._traced is not None, "the packaged model's pipeline is traceable"
+    texts = [
+        "hi",
+        "  How do I pump the tyres?  ",
+        "The warranty covers the frame for five years and the motor for two. " * 40,  # past 256 tokens
+        "Rückgabe innerhalb von 30 Tagen.",
+        "",
+    ]
+    assert len(texts) <= TRACED_MAX_TEXTS
+    traced = provider.embed(texts)
+    eager = provider._model.encode(texts, batch_size=4, normalize_embeddings=True, convert_to_numpy=True)
+    assert traced.shape == (len(texts), 384) and traced.dtype == np.float32
+    assert float(np.abs(traced - eager).max()) < 1e-4
+    assert np.allclose(np.linalg.norm(traced, axis=1), 1.0, atol=1e-5)
+    assert provider._traced.encode([], 4).shape[0] == 0
+
+
+def test_a_pipeline_it_does_not_reproduce_is_left_to_sentence_transformers() -> None:
+    def module(kind: str, **attributes: Any) -> Any:
+        return type(kind, (), attributes)()
+
+    cls_pooled = [module("Transformer"), module("Pooling", pooling_mode="cls"), module("Normalize")]
+    unnormalised = [module("Transformer"), module("Pooling", pooling_mode="mean")]
+    assert TracedMeanPoolEncoder.build(cls_pooled) is None
+    assert TracedMeanPoolEncoder.build(unnormalised) is None
