@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, FilePath
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -220,6 +220,11 @@ class CopilotSettings(BaseModel):
     """The support copilot: its model, what it may read, and when it hands over to a person."""
 
     company: str = "Larkspur Cycles"
+    # What the copilot answers about, for the reply to a question outside it ("I can help with …").
+    scope: str = "questions about {company} products, orders, deliveries, returns, warranty and your account"
+    # A JSONL file of {"text", "intent"} lines added to the shipped intent examples: intents of another
+    # business, or more phrasings of the shipped ones. The classifier is retrained when it changes.
+    intent_examples: FilePath | None = None
     # None: the chat model's alias.
     model: str | None = None
     max_tokens: int = Field(200, ge=16)

@@ -184,7 +184,7 @@ class Runtime:
             database,
             gateway,
             retriever,
-            IntentClassifier(embedding_model, settings.data_dir / "models"),
+            IntentClassifier(embedding_model, settings.data_dir / "models", settings.copilot.intent_examples),
             ToolBox(crm_tools(database), settings.redis_url or "memory://", tracer),
             GroundingChecker(embedding_model),
             ConversationMemory(database),

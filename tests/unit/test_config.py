@@ -51,7 +51,14 @@ def test_config_file_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("KEEL_PORT", "0"), ("KEEL_LOG_LEVEL", "loud"), ("KEEL_CHAT__N_CTX", "10")]
+    ("name", "value"),
+    [
+        ("KEEL_PORT", "0"),
+        ("KEEL_LOG_LEVEL", "loud"),
+        ("KEEL_CHAT__N_CTX", "10"),
+        ("KEEL_COPILOT__INTENT_EXAMPLES", "/no/such/intents.jsonl"),
+        ("KEEL_JOB_STALE_AFTER_S", "1"),
+    ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

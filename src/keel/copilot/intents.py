@@ -1,6 +1,7 @@
 """Intent classification on the local embeddings: a logistic regression trained on the examples Keel
-ships (`data/intents.jsonl`), with an out-of-scope class. Trained once and kept in the data directory as
-plain arrays, keyed by the examples and the embedding model, so later starts load it in milliseconds."""
+ships (`data/intents.jsonl`, plus `copilot.intent_examples` when set), with an out-of-scope class.
+Trained once and kept in the data directory as plain arrays, keyed by the examples and the embedding
+model, so later starts load it in milliseconds."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from keel.errors import ServiceUnavailableError
 from keel.gateway.providers.base import EmbeddingProvider
 
 EXAMPLES = resources.files("keel.copilot") / "data" / "intents.jsonl"
@@ -25,8 +27,38 @@ class IntentPrediction:
     probability: float
 
 
-def load_examples() -> list[dict[str, str]]:
-    return [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+def load_examples(extra: Path | None = None) -> list[dict[str, str]]:
+    """The shipped examples, plus an operator's file of the same shape (one `{"text", "intent"}` JSON
+    object per line): new intents for another business, or more phrasings of the shipped ones."""
+    examples = _parse(EXAMPLES.read_text(encoding="utf-8"), "the shipped intent examples")
+    if extra is not None:
+        try:
+            lines = extra.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ServiceUnavailableError(
+                f"Cannot read the intent examples file {extra}: {exc.strerror}."
+            ) from exc
+        examples += _parse(lines, str(extra))
+    return examples
+
+
+def _parse(lines: str, where: str) -> list[dict[str, str]]:
+    examples = []
+    for number, line in enumerate(lines.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ServiceUnavailableError(f"{where}, line {number}: not JSON ({exc.msg}).") from exc
+        if not (
+            isinstance(row, dict) and isinstance(row.get("text"), str) and isinstance(row.get("intent"), str)
+        ):
+            raise ServiceUnavailableError(
+                f'{where}, line {number}: expected {{"text": "...", "intent": "..."}}.'
+            )
+        examples.append({"text": row["text"], "intent": row["intent"]})
+    return examples
 
 
 @dataclass(frozen=True)
@@ -44,9 +76,12 @@ class _LinearModel:
 
 
 class IntentClassifier:
-    def __init__(self, embedder: EmbeddingProvider, cache_dir: Path) -> None:
+    def __init__(
+        self, embedder: EmbeddingProvider, cache_dir: Path, extra_examples: Path | None = None
+    ) -> None:
         self._embedder = embedder
         self._cache_dir = cache_dir
+        self._extra_examples = extra_examples
         self._model: _LinearModel | None = None
         self._lock = threading.Lock()
 
@@ -58,7 +93,7 @@ class IntentClassifier:
         with self._lock:
             if self._model is not None:
                 return
-            examples = load_examples()
+            examples = load_examples(self._extra_examples)
             path = self._cache_dir / f"intents-{self._fingerprint(examples)}.npz"
             if path.is_file():
                 with np.load(path) as saved:

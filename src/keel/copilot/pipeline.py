@@ -41,10 +41,7 @@ from keel.store.models import ReviewItem, SupportReply
 
 log = get_logger(__name__)
 
-DECLINE = (
-    "I can help with questions about {company} products, orders, deliveries, returns, warranty and your "
-    "account. Could you tell me what you need help with?"
-)
+DECLINE = "I can help with {scope}. Could you tell me what you need help with?"
 HANDOVER = "I'm passing your message to a colleague, who will reply shortly."
 REFUSAL = "I can't act on that message as it is written. A colleague will look at it and reply."
 # Below this relevance nothing in the knowledge base is about the question.
@@ -139,7 +136,8 @@ class Copilot:
         elif intent.intent == "human_handoff":
             text = HANDOVER
         elif (intent.intent == "out_of_scope" and relevance < TOPIC_RELEVANCE) or relevance < NO_KNOWLEDGE:
-            text, status = DECLINE.format(company=self._settings.company), "needs_clarification"
+            scope = self._settings.scope.replace("{company}", self._settings.company)
+            text, status = DECLINE.format(scope=scope), "needs_clarification"
         else:
             answer = await self._ask_model(request.message, sources, customer, orders, history, caller)
             if answer is None:

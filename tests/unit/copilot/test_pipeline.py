@@ -87,11 +87,12 @@ def make_copilot(
     model: ScriptedModel,
     intent: str = "battery_charging",
     results: list[SearchResult] | None = None,
+    settings: CopilotSettings | None = None,
 ) -> tuple[Copilot, Database]:
     gateway = make_gateway(tmp_path, {"local": (model, local())}, aliases=None)
     database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
     copilot = Copilot(
-        CopilotSettings(),
+        settings or CopilotSettings(),
         "m",
         database,
         gateway,
@@ -147,8 +148,20 @@ def test_out_of_scope_and_unknown_questions_are_declined(tmp_path: Path) -> None
     reply = ask(copilot, "What is the capital of Peru?")
     assert (reply.status, reply.citations, reply.review_id) == ("needs_clarification", [], None)
     assert model.requests == [], "a declined question never reaches the model"
+    assert reply.reply.startswith("I can help with questions about Larkspur Cycles products")
     unrelated, _ = make_copilot(tmp_path / "b", ScriptedModel([answer("x")]), results=[source(cosine=0.05)])
     assert ask(unrelated, "Tell me about bananas").status == "needs_clarification"
+
+
+def test_the_decline_names_the_configured_scope(tmp_path: Path) -> None:
+    settings = CopilotSettings(
+        company="Harbour Council", scope="{company} services: permits, waste and parking"
+    )
+    copilot, _ = make_copilot(
+        tmp_path, ScriptedModel([]), intent="out_of_scope", results=[source(cosine=0.05)], settings=settings
+    )
+    reply = ask(copilot, "Who won the cup final?")
+    assert reply.reply.startswith("I can help with Harbour Council services: permits, waste and parking.")
 
 
 def test_an_out_of_scope_intent_with_close_knowledge_is_still_answered(tmp_path: Path) -> None:
