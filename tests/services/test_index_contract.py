@@ -283,3 +283,67 @@ def assert_trap_is_real(database: Database, direction: Vectors) -> None:
         plan = "\n".join(row[0] for row in session.execute(text(f"EXPLAIN {statement}"), params))
         assert "ix_chunk_index_embedding" in plan, plan
         assert len(session.execute(text(statement), params).all()) < 10
+
+
+def test_searches_follow_writes_between_them(backend: Backend) -> None:
+    """Search, write, search again: added rows are found, removed and replaced ones are gone (on SQLite
+    this exercises the cached matrix's appends and its reloads)."""
+    first, second, third, moved = unit_vectors(4, seed=7)
+
+    def best(vector: Vectors) -> Hit:
+        return backend.index.vector_search(vector, ACME, 1)[0]
+
+    backend.add([entry("a1", vector=first, document_id="doc-a")])
+    assert best(first).chunk_id == "a1"
+    backend.add([entry("b1", vector=second, document_id="doc-b")])
+    assert best(second).chunk_id == "b1" and best(first).chunk_id == "a1"
+    # The newest rows removed, then new ones written: on SQLite they may take the freed rowids.
+    backend.remove("acme", "doc-b")
+    backend.add([entry("c1", vector=third, document_id="doc-c")])
+    assert best(second).chunk_id != "b1" and best(third).chunk_id == "c1"
+    # The same chunk id written again with another vector replaces the old one.
+    backend.add([entry("a1", vector=moved, document_id="doc-a")])
+    assert best(moved).chunk_id == "a1" and best(moved).score > 0.99
+    assert ids(backend.index.vector_search(first, ACME, 10)) == {"a1", "c1"}
+
+
+def test_sqlite_appends_without_reloading_and_sees_other_writers(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'keel.db'}")
+    database.migrate()
+    reader, writer = SqliteIndex(database), SqliteIndex(database)
+    reader.ensure_schema()
+    vectors = unit_vectors(40, seed=3)
+    with database.session() as session:
+        writer.add(session, [entry(f"x{i}", vector=vectors[i], document_id=f"d{i}") for i in range(20)])
+    assert reader.vector_search(vectors[3], ACME, 1)[0].chunk_id == "x3"
+    before = reader._matrices["acme"]
+    # Another process (here another index object) appends: the reader extends its matrix in place.
+    with database.session() as session:
+        writer.add(session, [entry(f"x{i}", vector=vectors[i], document_id=f"d{i}") for i in range(20, 40)])
+    assert reader.vector_search(vectors[33], ACME, 1)[0].chunk_id == "x33"
+    after = reader._matrices["acme"]
+    assert after.buffer is before.buffer and len(after.chunk_ids) == 40
+    assert before.matrix.shape[0] == 20, "a search holding the earlier matrix keeps its view"
+    with database.session() as session:
+        writer.remove_document(session, "acme", "d39")
+    assert reader.vector_search(vectors[39], ACME, 1)[0].chunk_id != "x39"
+    assert reader._matrices["acme"].buffer is not before.buffer, "a removal reloads"
+    database.dispose()
+
+
+def test_sqlite_index_of_an_earlier_release_gains_the_removals_count(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'keel.db'}")
+    database.migrate()
+    with database.session() as session:
+        session.execute(
+            text("CREATE TABLE index_generation (tenant TEXT PRIMARY KEY, generation INTEGER NOT NULL)")
+        )
+        session.execute(text("INSERT INTO index_generation VALUES ('acme', 7)"))
+    index = SqliteIndex(database)
+    index.ensure_schema()
+    index.ensure_schema()
+    with database.session() as session:
+        index.add(session, [entry("n1", document_id="d1")])
+        row = session.execute(text("SELECT generation, removals FROM index_generation")).one()
+    assert tuple(row) == (8, 0)
+    database.dispose()

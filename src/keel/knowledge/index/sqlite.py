@@ -1,10 +1,11 @@
 """The embedded index: SQLite FTS5 (BM25) for keywords, exact cosine search over vectors kept in SQLite.
 
 Vectors live in a table of the same database (so they commit with their chunks) and are searched as
-one in-memory numpy matrix per tenant, reloaded when the tenant's index generation changes (any
-process that writes bumps it). Exact search over 100k x 384 reads the whole matrix (~150 MB), about
-10-30 ms on two cores (bench/retrieval_scale.py): faster than sqlite-vec's brute force, with no second
-SQLite build in the process.
+one in-memory numpy matrix per tenant, brought up to date when the tenant's index generation changes
+(any process that writes bumps it): rows added since are appended, and only a removal since (a deleted
+or replaced document) reloads the whole matrix. Exact search over 100k x 384 reads the whole matrix
+(~150 MB), about 10-30 ms on two cores (bench/retrieval_scale.py): faster than sqlite-vec's brute
+force, with no second SQLite build in the process.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import BindParameter, bindparam, text
+from sqlalchemy import BindParameter, Row, bindparam, text
 from sqlalchemy.orm import Session
 
 from keel.knowledge.index.base import Hit, IndexEntry, SearchScope
@@ -34,6 +36,8 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS ix_chunk_vectors_document ON chunk_vectors (document_id)",
     "CREATE TABLE IF NOT EXISTS index_generation (tenant TEXT PRIMARY KEY, generation INTEGER NOT NULL)",
 ]
+# Counts removals apart from all writes: while it stands still, rows were only appended (rowids grow).
+_ADD_REMOVALS = "ALTER TABLE index_generation ADD COLUMN removals INTEGER NOT NULL DEFAULT 0"
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to rank by; dropping them keeps OR queries small on large corpora.
 _STOPWORDS = frozenset(
@@ -80,10 +84,14 @@ def keyword_query(query: str) -> str | None:
 @dataclass
 class _TenantMatrix:
     generation: int
+    removals: int
+    last_rowid: int
     chunk_ids: list[str]
+    # The first len(chunk_ids) rows of `buffer`, which has room to grow: an append copies only new rows.
     matrix: npt.NDArray[np.float32]
-    document_ids: npt.NDArray[np.str_]
-    doc_types: npt.NDArray[np.str_]
+    buffer: npt.NDArray[np.float32]
+    document_ids: list[str]
+    doc_types: list[str]
     sources: list[str]
     acls: list[frozenset[str]]
 
@@ -98,6 +106,9 @@ class SqliteIndex:
         with self._database.session() as session:
             for statement in _SCHEMA:
                 session.execute(text(statement))
+            columns = {row[1] for row in session.execute(text("PRAGMA table_info(index_generation)"))}
+            if "removals" not in columns:
+                session.execute(text(_ADD_REMOVALS))
 
     # -- writes, in the caller's transaction ----------------------------------------------------
 
@@ -127,7 +138,8 @@ class SqliteIndex:
             ),
             {"ids": ids},
         ).first()
-        if present is not None:
+        replaced = present is not None
+        if replaced:
             session.execute(
                 text("DELETE FROM chunk_fts WHERE chunk_id IN :ids").bindparams(
                     bindparam("ids", expanding=True)
@@ -150,7 +162,8 @@ class SqliteIndex:
             rows,
         )
         for tenant in {e.tenant for e in entries}:
-            self._bump(session, tenant)
+            # INSERT OR REPLACE deletes the earlier row: a removal, as far as the cached matrix knows.
+            self._bump(session, tenant, removed=replaced)
 
     def remove_document(self, session: Session, tenant: str, document_id: str) -> None:
         params = {"document_id": document_id, "tenant": tenant}
@@ -160,15 +173,16 @@ class SqliteIndex:
         session.execute(
             text("DELETE FROM chunk_vectors WHERE document_id = :document_id AND tenant = :tenant"), params
         )
-        self._bump(session, tenant)
+        self._bump(session, tenant, removed=True)
 
-    def _bump(self, session: Session, tenant: str) -> None:
+    def _bump(self, session: Session, tenant: str, *, removed: bool) -> None:
         session.execute(
             text(
-                "INSERT INTO index_generation (tenant, generation) VALUES (:tenant, 1) "
-                "ON CONFLICT (tenant) DO UPDATE SET generation = generation + 1"
+                "INSERT INTO index_generation (tenant, generation, removals) "
+                "VALUES (:tenant, 1, :removed) ON CONFLICT (tenant) "
+                "DO UPDATE SET generation = generation + 1, removals = removals + :removed"
             ),
-            {"tenant": tenant},
+            {"tenant": tenant, "removed": int(removed)},
         )
 
     # -- searches -------------------------------------------------------------------------------
@@ -220,9 +234,11 @@ class SqliteIndex:
                 (not acl or bool(acl & groups) for acl in tenant.acls), bool, len(tenant.acls)
             )
         if scope.doc_types:
-            allowed &= np.isin(tenant.doc_types, list(scope.doc_types))
+            doc_types = scope.doc_types
+            allowed &= np.fromiter((t in doc_types for t in tenant.doc_types), bool, len(tenant.doc_types))
         if scope.document_ids:
-            allowed &= np.isin(tenant.document_ids, list(scope.document_ids))
+            wanted = scope.document_ids
+            allowed &= np.fromiter((d in wanted for d in tenant.document_ids), bool, len(tenant.document_ids))
         if scope.source_prefix:
             prefix = scope.source_prefix
             allowed &= np.fromiter((s.startswith(prefix) for s in tenant.sources), bool, len(tenant.sources))
@@ -241,37 +257,68 @@ class SqliteIndex:
 
     def _matrix(self, tenant: str) -> _TenantMatrix | None:
         with self._database.reading() as session:
-            generation = session.execute(
-                text("SELECT generation FROM index_generation WHERE tenant = :tenant"), {"tenant": tenant}
-            ).scalar()
-        if generation is None:
+            state = session.execute(
+                text("SELECT generation, removals FROM index_generation WHERE tenant = :tenant"),
+                {"tenant": tenant},
+            ).first()
+        if state is None:
             return None
+        generation, removals = int(state.generation), int(state.removals)
         with self._lock:
             cached = self._matrices.get(tenant)
             if cached is not None and cached.generation == generation:
                 return cached
+            appending = cached is not None and cached.removals == removals
+            after = cached.last_rowid if cached is not None and appending else -1
             with self._database.reading() as session:
                 rows = session.execute(
                     text(
                         # rowid order avoids sorting every row, vectors included, in a temporary B-tree.
-                        "SELECT chunk_id, document_id, doc_type, source, acl, vector FROM chunk_vectors "
-                        "WHERE tenant = :tenant ORDER BY rowid"
+                        "SELECT rowid, chunk_id, document_id, doc_type, source, acl, vector "
+                        "FROM chunk_vectors WHERE tenant = :tenant AND rowid > :after ORDER BY rowid"
                     ),
-                    {"tenant": tenant},
+                    {"tenant": tenant, "after": after},
                 ).all()
-            matrix = (
-                np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
-                if rows
-                else np.zeros((0, 0), dtype=np.float32)
-            )
-            loaded = _TenantMatrix(
-                generation=int(generation),
-                chunk_ids=[row.chunk_id for row in rows],
-                matrix=matrix,
-                document_ids=np.array([row.document_id for row in rows]),
-                doc_types=np.array([row.doc_type for row in rows]),
-                sources=[row.source for row in rows],
-                acls=[frozenset(json.loads(row.acl)) if row.acl != "[]" else frozenset() for row in rows],
-            )
+            loaded = _extend(cached, rows) if appending and cached is not None else _extend(None, rows)
+            loaded.generation, loaded.removals = generation, removals
             self._matrices[tenant] = loaded
             return loaded
+
+
+def _extend(cached: _TenantMatrix | None, rows: Sequence[Row[Any]]) -> _TenantMatrix:
+    """A matrix with `rows` after the cached ones. Searches holding the cached matrix keep their view:
+    new rows go into the buffer past its end (or into a new, larger buffer)."""
+    count = len(cached.chunk_ids) if cached is not None else 0
+    new = (
+        np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
+        if rows
+        else None
+    )
+    if cached is not None and new is None:
+        return replace(cached)
+    if cached is None and new is None:
+        empty = np.zeros((0, 0), dtype=np.float32)
+        return _TenantMatrix(0, 0, -1, [], empty, empty, [], [], [], [])
+    assert new is not None
+    buffer = cached.buffer if cached is not None and cached.buffer.shape[1] == new.shape[1] else None
+    if buffer is None or buffer.shape[0] < count + len(new):
+        # Room for half as much again, so that a stream of small appends copies the matrix rarely.
+        grown = np.empty(((count + len(new)) * 3 // 2 + 16, new.shape[1]), dtype=np.float32)
+        if cached is not None and count:
+            grown[:count] = cached.matrix
+        buffer = grown
+    buffer[count : count + len(new)] = new
+    previous = cached or _TenantMatrix(0, 0, -1, [], buffer[:0], buffer, [], [], [], [])
+    return _TenantMatrix(
+        generation=previous.generation,
+        removals=previous.removals,
+        last_rowid=int(rows[-1].rowid),
+        chunk_ids=previous.chunk_ids + [row.chunk_id for row in rows],
+        matrix=buffer[: count + len(new)],
+        buffer=buffer,
+        document_ids=previous.document_ids + [row.document_id for row in rows],
+        doc_types=previous.doc_types + [row.doc_type for row in rows],
+        sources=previous.sources + [row.source for row in rows],
+        acls=previous.acls
+        + [frozenset(json.loads(row.acl)) if row.acl != "[]" else frozenset() for row in rows],
+    )
