@@ -160,7 +160,11 @@ def test_a_long_document_is_scored_in_windows_and_sentences(
     assert len(counting.batches[-1]) == 40
     assert all(sentence in DOCUMENT for sentence in counting.batches[-1])
     plan = _plan(DOCUMENT, sentences=True)
-    assert len(plan.windows) == 3 and sorted({i for group in plan.windows for i in group}) == list(range(40))
+    assert len(plan.windows) == 3 and sorted({i for group in plan.windows for i, _ in group}) == list(
+        range(40)
+    )
+    # Each window weighs its sentences by the characters of them it holds: 1,000 at most.
+    assert all(sum(chars for _, chars in group) <= 1000 for group in plan.windows)
 
     # An injection hidden in the last sentence is diluted in its window but not on its own.
     assert detector.check(DOCUMENT + HIDDEN).is_injection

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -132,6 +133,12 @@ def test_claims_of_an_interrupted_batch_go_back_to_the_queue(tmp_path: Path) -> 
     job = runtime.jobs.submit("shop", documents, enqueue=False)
     with runtime.database.session() as session:
         ids = list(session.scalars(select(JobItem.id).where(JobItem.job_id == job.id)))
+    # Two threads of one process on the same job (its message delivered twice), one batch each.
+    other_thread = threading.Thread(
+        target=runtime.jobs._set_in_flight, args=(job.id, runtime.jobs._claim(job.id, ids[2:]))
+    )
+    other_thread.start()
+    other_thread.join()
     runtime.jobs._set_in_flight(job.id, runtime.jobs._claim(job.id, ids[:2]))
     with runtime.database.session() as session:
         session.get_one(Job, job.id).status = "running"

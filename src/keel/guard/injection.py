@@ -157,13 +157,13 @@ def load_examples(extra: Path | None = None) -> list[tuple[str, int]]:
 @dataclass(frozen=True)
 class _Plan:
     """How one text is classified from a single embedding pass: `pieces` are embedded once each; the
-    pieces in `scored` are scored on their own, and each group in `windows` is scored as the
-    length-weighted mean of its pieces' vectors (a stand-in for the window's own vector, which would
-    cost a second pass). The text's probability is its worst score."""
+    pieces in `scored` are scored on their own, and each window, a list of (piece, characters of it
+    inside the window), is scored as the overlap-weighted mean of its pieces' vectors (a stand-in for
+    the window's own vector, which would cost a second pass). The text's probability is its worst score."""
 
     pieces: list[str]
     scored: list[int]
-    windows: list[list[int]]
+    windows: list[list[tuple[int, int]]]
 
 
 def _windows(text: str) -> list[tuple[int, str]]:
@@ -189,7 +189,11 @@ def _plan(text: str, sentences: bool) -> _Plan:
         return _Plan(pieces, list(range(len(pieces))), [])
     scored = [i for i, (_, piece) in enumerate(parts) if len(piece.split()) >= 4]
     windows = [
-        [i for i, (start, _) in enumerate(parts) if begin <= start < begin + WINDOW_CHARS]
+        [
+            (i, overlap)
+            for i, (start, piece) in enumerate(parts)
+            if (overlap := min(start + len(piece), begin + WINDOW_CHARS) - max(start, begin)) > 0
+        ]
         for begin, _ in _windows(text)
     ]
     return _Plan([piece for _, piece in parts], scored, [group for group in windows if group])
@@ -306,8 +310,10 @@ class InjectionDetector:
         for index, plan in pending:
             own = vectors[row : row + len(plan.pieces)].astype(np.float64)
             row += len(plan.pieces)
-            lengths = np.array([len(piece) for piece in plan.pieces], dtype=np.float64)
-            composed = [lengths[group] @ own[group] for group in plan.windows]
+            composed = [
+                np.array([weight for _, weight in group], dtype=np.float64) @ own[[i for i, _ in group]]
+                for group in plan.windows
+            ]
             candidates = [own[i] for i in plan.scored] + [v / (np.linalg.norm(v) or 1.0) for v in composed]
             logits = np.stack(candidates) @ self._weights + self._bias
             worst[index] = float(np.max(1.0 / (1.0 + np.exp(-logits))))

@@ -56,8 +56,9 @@ class IngestionJobs:
         self._queue = queue
         self._task = queue.task(name=INGEST_TASK, context=False)(self.run)
         self._stopping = threading.Event()
-        # Items this process has claimed and not yet finished, by job: the heartbeat keeps them claimed.
-        self._in_flight: dict[str, list[str]] = {}
+        # Items this process has claimed and not yet finished, by job and thread (a job's message may be
+        # delivered twice, to two threads of one process): the heartbeat keeps them claimed.
+        self._in_flight: dict[tuple[str, int], list[str]] = {}
         self._in_flight_lock = threading.Lock()
 
     def stop_claiming(self) -> None:
@@ -140,11 +141,12 @@ class IngestionJobs:
         log.info("job_handed_back", job_id=job_id)
 
     def _set_in_flight(self, job_id: str, item_ids: list[str]) -> None:
+        key = (job_id, threading.get_ident())
         with self._in_flight_lock:
             if item_ids:
-                self._in_flight[job_id] = item_ids
+                self._in_flight[key] = item_ids
             else:
-                self._in_flight.pop(job_id, None)
+                self._in_flight.pop(key, None)
 
     @contextmanager
     def _heartbeat(self, job_id: str) -> Iterator[None]:
@@ -171,7 +173,7 @@ class IngestionJobs:
     def _beat(self, job_id: str) -> None:
         now = datetime.now(UTC)
         with self._in_flight_lock:
-            claimed = list(self._in_flight.get(job_id, []))
+            claimed = [item for (job, _), items in self._in_flight.items() if job == job_id for item in items]
         with self._database.session() as session:
             session.execute(update(Job).where(Job.id == job_id).values(updated_at=now))
             if claimed:
@@ -185,8 +187,10 @@ class IngestionJobs:
         """For a consumer stopped before its batch finished: its claimed items go back to pending and
         their jobs on the queue, for another consumer now rather than after the stale-claim timeout. An
         item the interrupted batch still stores is stored once: it is then found unchanged."""
+        in_flight: dict[str, list[str]] = {}
         with self._in_flight_lock:
-            in_flight = dict(self._in_flight)
+            for (job_id, _), items in self._in_flight.items():
+                in_flight.setdefault(job_id, []).extend(items)
             self._in_flight.clear()
         for job_id, item_ids in in_flight.items():
             with self._database.session() as session:
@@ -245,9 +249,11 @@ class IngestionJobs:
 
     def _fail_item(self, item_id: str, reason: str) -> None:
         with self._database.session() as session:
+            # Only a claimed item: one that another consumer stored meanwhile (after its claim was
+            # released) stays done.
             session.execute(
                 update(JobItem)
-                .where(JobItem.id == item_id)
+                .where(JobItem.id == item_id, JobItem.status == "processing")
                 .values(status="failed", error=reason, payload=None)
             )
 
@@ -289,7 +295,8 @@ class IngestionJobs:
         `stale_after_s` (default: this instance's) without a heartbeat its items go back to pending and
         the job is queued again, for any live consumer. Each item is still stored exactly once: storing
         it marks it done atomically."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=stale_after_s or self._stale_after_s)
+        limit = self._stale_after_s if stale_after_s is None else stale_after_s
+        cutoff = datetime.now(UTC) - timedelta(seconds=limit)
         requeued = []
         with self._database.session() as session:
             session.execute(

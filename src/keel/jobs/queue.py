@@ -69,6 +69,9 @@ class DrainingConsumer(Consumer):  # type: ignore[misc]
     def _handle_signal(self, signum: int, frame: FrameType | None) -> None:
         super()._handle_signal(signum, frame)
         self._on_stop()
+        # Whichever signal comes second (Ctrl-C after SIGTERM too) interrupts the drain.
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.default_int_handler)
 
     def workers_alive(self) -> bool:
         """After `run`: True when the drain timed out and a worker is still inside a task."""

