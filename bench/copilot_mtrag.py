@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import re
 import statistics
 import string
@@ -534,6 +535,7 @@ def main() -> None:
     total = len(tasks)
     if args.limit:
         tasks = tasks[: args.limit]
+    load_before = os.getloadavg()
     started = time.perf_counter()
     models: dict[str, dict[str, Any]] = {"embedded": run_model(None, tasks, passages, args.replay)}
     if args.model_path:
@@ -559,7 +561,12 @@ def main() -> None:
             "(run with `--model-path` to add one)."
         )
         lines.append("")
-    lines.append(f"Total run time {elapsed / 60:.1f} min.")
+    load_after = os.getloadavg()
+    lines.append(
+        f"Total run time {elapsed / 60:.1f} min; 1/5/15-min load average "
+        f"{', '.join(f'{v:.2f}' for v in load_before)} before, {', '.join(f'{v:.2f}' for v in load_after)} "
+        "after (latencies are only comparable between runs on an equally quiet machine)."
+    )
     write_results(
         "copilot_mtrag",
         {
@@ -568,6 +575,8 @@ def main() -> None:
             "passages": len(passages),
             "history": "replay" if args.replay else "seeded",
             "run_s": elapsed,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
             "models": models,
         },
         "\n".join(lines),
