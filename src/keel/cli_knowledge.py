@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Consume background jobs (ingestion) until stopped; run any number of these. SIGTERM or Ctrl-C
         drains: the batch in hand finishes and the rest of its job goes back to the queue."""
-        from keel.jobs.queue import DrainingConsumer
+        from keel.jobs.queue import DrainingConsumer, workers_alive
         from keel.runtime import Runtime
 
         runtime = Runtime.build(command_settings(quiet=False))
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         runtime.jobs.resume_unfinished(sole_consumer=False)
         consumer = DrainingConsumer(runtime.queue, runtime.jobs.stop_claiming, workers=workers)
         consumer.run()
-        interrupted = consumer.workers_alive()
+        interrupted = workers_alive(consumer)
         if interrupted:
             # The drain timed out inside a batch: hand its items back rather than wait for the timeout.
             runtime.jobs.release_in_flight()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,21 +53,28 @@ def tier_server() -> Iterator[TestPostgres | None]:
         server.stop()
 
 
+@contextmanager
+def _fresh_stores(server: TestPostgres, redis_url: str) -> Iterator[tuple[str, str]]:
+    """A new database on the tier's PostgreSQL and a flushed Redis database; both cleared after."""
+    import redis
+
+    database = server.create_database()
+    redis.Redis.from_url(redis_url).flushdb()
+    try:
+        yield server.url(database), redis_url
+    finally:
+        server.drop_database(database)
+        redis.Redis.from_url(redis_url).flushdb()
+
+
 @pytest.fixture(scope="session")
 def tier_settings(tier_server: TestPostgres | None) -> Iterator[dict[str, str]]:
     """Settings of the session's shared runtime: {} embedded; a database and Redis db 14 scale-out."""
     if tier_server is None:
         yield {}
         return
-    import redis
-
-    database = tier_server.create_database()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    try:
-        yield {"database_url": tier_server.url(database), "redis_url": REDIS_URL}
-    finally:
-        tier_server.drop_database(database)
-        redis.Redis.from_url(REDIS_URL).flushdb()
+    with _fresh_stores(tier_server, REDIS_URL) as (database_url, redis_url):
+        yield {"database_url": database_url, "redis_url": redis_url}
 
 
 @pytest.fixture
@@ -76,15 +84,8 @@ def live_tier_env(tier_server: TestPostgres | None) -> Iterator[dict[str, str]]:
     if tier_server is None:
         yield {}
         return
-    import redis
-
-    database = tier_server.create_database()
-    redis.Redis.from_url(LIVE_REDIS_URL).flushdb()
-    try:
-        yield {"KEEL_DATABASE_URL": tier_server.url(database), "KEEL_REDIS_URL": LIVE_REDIS_URL}
-    finally:
-        tier_server.drop_database(database)
-        redis.Redis.from_url(LIVE_REDIS_URL).flushdb()
+    with _fresh_stores(tier_server, LIVE_REDIS_URL) as (database_url, redis_url):
+        yield {"KEEL_DATABASE_URL": database_url, "KEEL_REDIS_URL": redis_url}
 
 
 @pytest.fixture(scope="session")

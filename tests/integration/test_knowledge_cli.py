@@ -71,6 +71,24 @@ def test_worker_consumes_queued_jobs(tmp_path: Path) -> None:
         runtime.close()
 
 
+def _unqueued_job(tmp_path: Path, documents: int) -> tuple[Runtime, Job, list[str]]:
+    """A runtime on a fresh data dir with a job of `documents` notes for tenant "shop", not queued, and
+    its item ids in order."""
+    from sqlalchemy import select
+
+    from keel.store.models import JobItem
+
+    runtime = Runtime.build(Settings(data_dir=tmp_path))
+    runtime.prepare()
+    notes = [NewDocument(source=f"n{i}.txt", data=f"Note number {i}.".encode()) for i in range(documents)]
+    job = runtime.jobs.submit("shop", notes, enqueue=False)
+    with runtime.database.session() as session:
+        item_ids = list(
+            session.scalars(select(JobItem.id).where(JobItem.job_id == job.id).order_by(JobItem.ordinal))
+        )
+    return runtime, job, item_ids
+
+
 def test_a_dead_workers_job_is_finished_by_another(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -78,14 +96,8 @@ def test_a_dead_workers_job_is_finished_by_another(tmp_path: Path) -> None:
 
     from keel.store.models import Document, Job, JobItem
 
-    runtime = Runtime.build(Settings(data_dir=tmp_path))
-    runtime.prepare()
-    documents = [NewDocument(source=f"n{i}.txt", data=f"Note number {i}.".encode()) for i in range(6)]
-    job = runtime.jobs.submit("shop", documents, enqueue=False)
-    with runtime.database.session() as session:
-        first_two = list(
-            session.scalars(select(JobItem.id).where(JobItem.job_id == job.id).order_by(JobItem.ordinal))
-        )[:2]
+    runtime, job, item_ids = _unqueued_job(tmp_path, 6)
+    first_two = item_ids[:2]
     # A worker claimed two items, then died: no heartbeat since.
     assert runtime.jobs._claim(job.id, first_two) == first_two
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
@@ -123,16 +135,7 @@ def test_a_worker_stopped_mid_job_hands_the_rest_back(tmp_path: Path) -> None:
 
 
 def test_claims_of_an_interrupted_batch_go_back_to_the_queue(tmp_path: Path) -> None:
-    from sqlalchemy import select
-
-    from keel.store.models import JobItem
-
-    runtime = Runtime.build(Settings(data_dir=tmp_path))
-    runtime.prepare()
-    documents = [NewDocument(source=f"n{i}.txt", data=f"Note number {i}.".encode()) for i in range(4)]
-    job = runtime.jobs.submit("shop", documents, enqueue=False)
-    with runtime.database.session() as session:
-        ids = list(session.scalars(select(JobItem.id).where(JobItem.job_id == job.id)))
+    runtime, job, ids = _unqueued_job(tmp_path, 4)
     # Two threads of one process on the same job (its message delivered twice), one batch each.
     other_thread = threading.Thread(
         target=runtime.jobs._set_in_flight, args=(job.id, runtime.jobs._claim(job.id, ids[2:]))

@@ -55,14 +55,9 @@ class BudgetLedger:
                     limits.append((scope, period, to_micros(limit)))
         return limits
 
-    def applies(self, tenant: str) -> bool:
-        """Whether any budget could apply to this tenant's calls (else no reservation is needed)."""
-        settings = self._settings
-        tenant_budget = settings.tenant_budget_overrides.get(tenant, settings.tenant_budget)
-        return any(
-            budget.daily is not None or budget.monthly is not None
-            for budget in (settings.key_budget, tenant_budget)
-        )
+    def applies(self, key_id: str, tenant: str) -> bool:
+        """Whether any budget applies to this caller (else no reservation is needed)."""
+        return bool(self._limits(key_id, tenant, datetime.now(UTC)))
 
     def reserve(self, key_id: str, tenant: str, amount: Decimal) -> Reservation:
         micros = to_micros(amount)

@@ -344,7 +344,7 @@ class Gateway:
     async def _reserve(
         self, request: ChatCompletionRequest, generation: GenerationRequest, caller: Caller
     ) -> Reservation:
-        if not self._budgets.applies(caller.tenant):
+        if not self._budgets.applies(caller.key_id, caller.tenant):
             return NO_RESERVATION  # no budget configured: no database round trip, no thread hop
         return await asyncio.to_thread(self._worst_case_reservation, request, generation, caller)
 

@@ -73,6 +73,7 @@ class DrainingConsumer(Consumer):  # type: ignore[misc]
         for stop in (signal.SIGINT, signal.SIGTERM):
             signal.signal(stop, signal.default_int_handler)
 
-    def workers_alive(self) -> bool:
-        """After `run`: True when the drain timed out and a worker is still inside a task."""
-        return any(thread.is_alive() for _, thread in self.worker_threads)
+
+def workers_alive(consumer: Consumer) -> bool:
+    """After a graceful stop: True when the drain timed out and a worker is still inside a task."""
+    return any(thread.is_alive() for _, thread in consumer.worker_threads)

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from keel import __version__
 from keel.config import Settings
-from keel.jobs.queue import EmbeddedConsumer, start_embedded_consumer
+from keel.jobs.queue import EmbeddedConsumer, start_embedded_consumer, workers_alive
 from keel.logs import get_logger
 from keel.runtime import Runtime
 from keel.server.errors import install_error_handlers
@@ -76,7 +76,7 @@ def _drain(runtime: Runtime, consumer: EmbeddedConsumer) -> None:
     Redis, this server's next start on the embedded tier)."""
     runtime.jobs.stop_claiming()
     consumer.stop(graceful=True)
-    if any(thread.is_alive() for _, thread in consumer.worker_threads):
+    if workers_alive(consumer):
         runtime.jobs.release_in_flight()
 
 

@@ -279,50 +279,44 @@ class SqliteIndex:
                     {"tenant": tenant, "after": after},
                 ).all()
                 settled = session.execute(_STATE, {"tenant": tenant}).one()
-            loaded = _extend(cached if appending else None, rows)
-            loaded.generation, loaded.removals = generation, removals
-            if (int(settled.generation), int(settled.removals)) != (generation, removals):
-                # A write landed while the rows were read (SQLite reads see each statement's own
-                # snapshot): this search uses them; the next one reloads from scratch.
-                loaded.removals = -1
+            # A write that landed while the rows were read (SQLite reads see each statement's own
+            # snapshot) leaves an impossible removals count: this search uses what it read, the next
+            # one reloads from scratch.
+            steady = (int(settled.generation), int(settled.removals)) == (generation, removals)
+            loaded = _extend(cached if appending else None, rows, generation, removals if steady else -1)
             self._matrices[tenant] = loaded
             return loaded
 
 
-def _extend(cached: _TenantMatrix | None, rows: Sequence[Row[Any]]) -> _TenantMatrix:
-    """A matrix with `rows` after the cached ones. Searches holding the cached matrix keep their view:
-    new rows go into the buffer past its end (or into a new, larger buffer)."""
-    count = len(cached.chunk_ids) if cached is not None else 0
-    new = (
-        np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
-        if rows
-        else None
-    )
-    if cached is not None and new is None:
-        return replace(cached)
-    if cached is None and new is None:
-        empty = np.zeros((0, 0), dtype=np.float32)
-        return _TenantMatrix(0, 0, -1, [], empty, empty, [], [], [], [])
-    assert new is not None
-    buffer = cached.buffer if cached is not None and cached.buffer.shape[1] == new.shape[1] else None
-    if buffer is None or buffer.shape[0] < count + len(new):
+_NO_VECTORS = np.zeros((0, 0), dtype=np.float32)
+
+
+def _extend(
+    cached: _TenantMatrix | None, rows: Sequence[Row[Any]], generation: int, removals: int
+) -> _TenantMatrix:
+    """A matrix with `rows` after the cached ones (none: a fresh load). Searches holding the cached
+    matrix keep their view: new rows go into the buffer past its end, or into a new, larger buffer."""
+    base = cached or _TenantMatrix(0, 0, -1, [], _NO_VECTORS, _NO_VECTORS, [], [], [], [])
+    if not rows:
+        return replace(base, generation=generation, removals=removals)
+    new = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
+    count = len(base.chunk_ids)
+    buffer = base.buffer
+    if buffer.shape[1] != new.shape[1] or buffer.shape[0] < count + len(new):
         # Room for half as much again, so that a stream of small appends copies the matrix rarely.
-        grown = np.empty(((count + len(new)) * 3 // 2 + 16, new.shape[1]), dtype=np.float32)
-        if cached is not None and count:
-            grown[:count] = cached.matrix
-        buffer = grown
+        buffer = np.empty(((count + len(new)) * 3 // 2 + 16, new.shape[1]), dtype=np.float32)
+        if count:
+            buffer[:count] = base.matrix
     buffer[count : count + len(new)] = new
-    previous = cached or _TenantMatrix(0, 0, -1, [], buffer[:0], buffer, [], [], [], [])
     return _TenantMatrix(
-        generation=previous.generation,
-        removals=previous.removals,
+        generation=generation,
+        removals=removals,
         last_rowid=int(rows[-1].rowid),
-        chunk_ids=previous.chunk_ids + [row.chunk_id for row in rows],
+        chunk_ids=base.chunk_ids + [row.chunk_id for row in rows],
         matrix=buffer[: count + len(new)],
         buffer=buffer,
-        document_ids=previous.document_ids + [row.document_id for row in rows],
-        doc_types=previous.doc_types + [row.doc_type for row in rows],
-        sources=previous.sources + [row.source for row in rows],
-        acls=previous.acls
-        + [frozenset(json.loads(row.acl)) if row.acl != "[]" else frozenset() for row in rows],
+        document_ids=base.document_ids + [row.document_id for row in rows],
+        doc_types=base.doc_types + [row.doc_type for row in rows],
+        sources=base.sources + [row.source for row in rows],
+        acls=base.acls + [frozenset(json.loads(row.acl)) if row.acl != "[]" else frozenset() for row in rows],
     )
