@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine, create_engine
 
+import keel.store.eval_models  # noqa: F401  (registers the evaluation tables on Base.metadata)
 from keel.store.models import Base
 
 config = context.config
