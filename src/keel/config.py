@@ -266,6 +266,24 @@ class RetentionSettings(BaseModel):
     jobs_days: int | None = Field(30, ge=1)
 
 
+class EvalSettings(BaseModel):
+    """Evaluation runs (`keel eval run`, `POST /v1/evals/runs`); a run's `--config` file may set these too."""
+
+    # Items scored at once in a run; each trial of an item is one unit of work.
+    concurrency: int = Field(2, ge=1, le=64)
+    # How many passages the retrieval target asks for; recall@k and nDCG@k look at the first k of them.
+    retrieval_k: int = Field(10, ge=1, le=100)
+    retrieval_mode: Literal["keyword", "vector", "hybrid"] = "hybrid"
+    # A model alias that judges correctness and faithfulness (its tokens are counted in the run's cost);
+    # None: no judge, only the metrics that need no model.
+    judge_alias: str | None = None
+    # Bootstrap resamples behind every confidence interval; more is steadier and slower.
+    bootstrap_resamples: int = Field(2000, ge=200, le=100_000)
+    confidence_level: float = Field(0.95, gt=0.5, lt=1)
+    # A run whose worker has not beaten this long has lost it; its claimed items go back to pending.
+    stale_after_s: float = Field(120.0, ge=4)
+
+
 class GuardSettings(BaseModel):
     """Guardrails on input and output."""
 
@@ -330,6 +348,7 @@ class Settings(BaseSettings):
     observe: ObserveSettings = ObserveSettings()
     retention: RetentionSettings = RetentionSettings()
     guard: GuardSettings = GuardSettings()
+    evals: EvalSettings = EvalSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -17,6 +17,9 @@ from keel.copilot.pipeline import Copilot
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.tools.crm import crm_tools
 from keel.errors import InvalidRequestError
+from keel.evals.datasets import EvalDatasets
+from keel.evals.harvest import Harvest
+from keel.evals.service import Evaluation
 from keel.gateway.budgets import BudgetLedger
 from keel.gateway.cache import MemoryResponseCache
 from keel.gateway.cache_redis import RedisResponseCache
@@ -110,6 +113,7 @@ class Runtime:
     audit: AuditLog
     subjects: SubjectRequests
     guard: InboundGuard
+    evals: Evaluation
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -213,6 +217,7 @@ class Runtime:
             audit=audit,
             subjects=SubjectRequests(database),
             guard=guard,
+            evals=Evaluation(EvalDatasets(database), Harvest(reviews, copilot)),
         )
 
     def prepare(self) -> None:

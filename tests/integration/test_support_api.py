@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from keel.demo.loader import load_demo
 from keel.runtime import Runtime
-from keel.store.models import EvalExample, Feedback
+from keel.store.models import Feedback
 from tests.integration.conftest import Keys
 
 
@@ -120,9 +120,12 @@ def test_review_decisions_reach_the_client_and_become_feedback(
         assert (feedback.source, feedback.score, feedback.correction) == ("reviewer", 0.5, final)
     added = client.post(f"/v1/reviews/{review_id}/dataset", headers=reviewer, json={"dataset": "handoffs"})
     assert added.status_code == 201
-    with runtime.database.session() as session:
-        example = session.scalars(select(EvalExample).where(EvalExample.id == added.json()["id"])).one()
-        assert (example.dataset, example.reference_answer) == ("handoffs", final)
+    dataset, items = runtime.evals.datasets.items("acme", "handoffs")
+    (example,) = [i.item for i in items if i.item.key == added.json()["id"]]
+    assert (dataset.name, example.reference_answer, example.question) == ("handoffs", final, "Can I speak to a human?")
+    again = client.post(f"/v1/reviews/{review_id}/dataset", headers=reviewer, json={"dataset": "handoffs"})
+    # The same review again changes nothing: its key is the review id, so no second item or version.
+    assert again.status_code == 201 and again.json()["version"] == added.json()["version"]
 
 
 def test_roles_on_support_routes(client: TestClient, keys: Keys, demo: None) -> None:

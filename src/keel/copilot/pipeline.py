@@ -361,3 +361,15 @@ class Copilot:
                 question=record.question,
                 review_status=review.status if review else None,
             )
+
+    def get_by_trace(self, tenant: str, trace_id: str) -> ReplyResponse:
+        """The reply a trace produced (evaluation datasets are built from traces)."""
+        with self._database.reading() as session:
+            reply_id = session.scalar(
+                select(SupportReply.id).where(
+                    SupportReply.trace_id == trace_id, SupportReply.tenant == tenant
+                )
+            )
+        if reply_id is None:
+            raise NotFoundError(f"No support reply in trace '{trace_id}'.", code="trace_not_found")
+        return self.get(tenant, reply_id)

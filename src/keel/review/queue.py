@@ -13,7 +13,7 @@ from keel.errors import InvalidRequestError, NotFoundError, PermissionDeniedErro
 from keel.governance.audit import AuditLog
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
-from keel.store.models import EvalExample, Feedback, ReviewItem, SupportReply
+from keel.store.models import Feedback, ReviewItem, SupportReply
 
 # Reviewer judgement as feedback: approved answers were right, edited ones partly, rejected ones not.
 DECISION_SCORES = {"approve": 1.0, "edit": 0.5, "reject": 0.0}
@@ -138,21 +138,3 @@ class ReviewQueue:
             self._audit.append(tenant, reviewer, f"review.{decision.action}", review_id)
         await self._webhooks.send("support.reply.decided", payload)
         return self.get(tenant, review_id)
-
-    def add_to_dataset(self, tenant: str, review_id: str, dataset: str) -> EvalExample:
-        item = self.get(tenant, review_id)
-        if item.final_reply is None:
-            raise InvalidRequestError("Only an approved or edited answer can become an example.")
-        with self._database.session() as session:
-            reply = session.get_one(SupportReply, item.reply_id)
-            example = EvalExample(
-                tenant=tenant,
-                dataset=dataset,
-                question=reply.question,
-                reference_answer=item.final_reply,
-                expected_sources=[c["source"] for c in reply.citations],
-                origin=f"review:{review_id}",
-            )
-            session.add(example)
-            session.flush()
-            return example

@@ -54,7 +54,9 @@ class EvalItem(Base):
     """
 
     __tablename__ = "eval_items"
-    __table_args__ = (Index("ix_eval_items_dataset_versions", "dataset_id", "added_version", "removed_version"),)
+    __table_args__ = (
+        Index("ix_eval_items_dataset_versions", "dataset_id", "added_version", "removed_version"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("evi"))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("eval_datasets.id", ondelete="CASCADE"))

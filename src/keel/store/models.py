@@ -323,21 +323,6 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class EvalExample(Base):
-    """One example of an evaluation dataset: a question, its reference answer, the expected sources."""
-
-    __tablename__ = "eval_examples"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ex"))
-    tenant: Mapped[str] = mapped_column(String(64), index=True)
-    dataset: Mapped[str] = mapped_column(String(200), index=True)
-    question: Mapped[str] = mapped_column(Text)
-    reference_answer: Mapped[str] = mapped_column(Text)
-    expected_sources: Mapped[list[Any]] = mapped_column(default=list)
-    origin: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
 class SpanRecord(Base):
     """One OpenTelemetry span, stored for the dashboard's trace explorer (attributes already redacted)."""
 

@@ -101,5 +101,14 @@ async def decide_review(
 def add_review_to_dataset(
     review_id: str, body: DatasetRequest, runtime: RuntimeDep, caller: ReviewCaller
 ) -> dict[str, Any]:
-    example = runtime.reviews.add_to_dataset(caller.tenant, review_id, body.dataset)
-    return {"id": example.id, "object": "eval.example", "dataset": example.dataset}
+    item = runtime.evals.harvest.from_review(caller.tenant, review_id)
+    dataset = runtime.evals.datasets.write(
+        caller.tenant,
+        body.dataset,
+        [item],
+        mode="append",
+        origin="review",
+        note=f"review {review_id}",
+        created_by=caller.key_id,
+    )
+    return {"id": item.key, "object": "eval.item", "dataset": dataset.name, "version": dataset.version}

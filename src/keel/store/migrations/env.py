@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine, create_engine
 
-import keel.store.eval_models  # noqa: F401  (registers the evaluation tables on Base.metadata)
+import keel.store.eval_models  # registers the evaluation tables on Base.metadata
 import keel.store.online_eval_models  # noqa: F401  (online scores and drift states)
 from keel.store.models import Base
 

@@ -210,7 +210,13 @@ def _fold_examples() -> None:
         dataset_id = _id("ds")
         bind.execute(
             datasets.insert().values(
-                id=dataset_id, tenant=tenant, name=name, description="", version=1, created_at=now, updated_at=now
+                id=dataset_id,
+                tenant=tenant,
+                name=name,
+                description="",
+                version=1,
+                created_at=now,
+                updated_at=now,
             )
         )
         bind.execute(

@@ -1,0 +1,1 @@
+"""Evaluation: versioned datasets, runs with confidence intervals, paired comparison and CI gates."""
