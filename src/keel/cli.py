@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from keel import cli_knowledge, cli_support
+from keel import cli_knowledge, cli_reviews, cli_support
 from keel.cli_common import command_settings, err, fail, migrated_database, out
 from keel.errors import KeelError
 from keel.governance.audit import AuditLog
@@ -206,3 +206,4 @@ def chat(
 
 cli_knowledge.register(app)
 cli_support.register(app)
+cli_reviews.register(app)

@@ -284,6 +284,14 @@ class EvalSettings(BaseModel):
     stale_after_s: float = Field(120.0, ge=4)
 
 
+class ReviewSettings(BaseModel):
+    """The human review queue."""
+
+    # A claim lapses this long after it was taken (claiming again renews it): another reviewer may then
+    # take the item over. A claim whose holder's key was revoked lapses at once.
+    claim_ttl_s: int = Field(1800, ge=1, le=7 * 24 * 3600)
+
+
 class GuardSettings(BaseModel):
     """Guardrails on input and output."""
 
@@ -348,6 +356,7 @@ class Settings(BaseSettings):
     observe: ObserveSettings = ObserveSettings()
     retention: RetentionSettings = RetentionSettings()
     guard: GuardSettings = GuardSettings()
+    review: ReviewSettings = ReviewSettings()
     evals: EvalSettings = EvalSettings()
 
     @classmethod

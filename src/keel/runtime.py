@@ -181,7 +181,12 @@ class Runtime:
             if copilot_settings.webhook_secret_env
             else None
         )
-        reviews = ReviewQueue(database, WebhookSender(copilot_settings.webhook_url, secret), audit)
+        reviews = ReviewQueue(
+            database,
+            WebhookSender(copilot_settings.webhook_url, secret),
+            audit,
+            claim_ttl_s=settings.review.claim_ttl_s,
+        )
         copilot = Copilot(
             copilot_settings,
             settings.chat.alias,

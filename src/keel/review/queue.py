@@ -1,23 +1,33 @@
 """The review queue: list, claim and decide escalated replies; each decision becomes feedback, reaches
-the client (poll or signed webhook), and an edited answer can become an evaluation example."""
+the client (poll or signed webhook), and an edited answer can become an evaluation example. Claims lapse
+(claims.py); an administrator can release or reassign one, and every change of hands is audited."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from keel.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from keel.governance.audit import AuditLog
+from keel.keys import Role
+from keel.review.claims import ClaimRules, ClaimState
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
-from keel.store.models import Feedback, ReviewItem, SupportReply
+from keel.store.models import ApiKey, Feedback, ReviewItem, SupportReply, utcnow
 
 # Reviewer judgement as feedback: approved answers were right, edited ones partly, rejected ones not.
 DECISION_SCORES = {"approve": 1.0, "edit": 0.5, "reject": 0.0}
 DECIDED = {"approve": "approved", "edit": "edited", "reject": "rejected"}
+# Roles whose keys may hold a claim: the ones the review routes allow.
+CLAIMING_ROLES = frozenset({Role.REVIEWER.value, Role.ADMIN.value})
+# Skips the ORM's attempt to mirror a conditional UPDATE in loaded objects: results are read afresh.
+_UNSYNCED = {"synchronize_session": False}
 
 
 class Decision(BaseModel):
@@ -32,11 +42,30 @@ class Decision(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Who holds an item and until when, as the claim rules see it now."""
+
+    holder: str | None
+    state: ClaimState
+    expires_at: datetime | None
+
+
 class ReviewQueue:
-    def __init__(self, database: Database, webhooks: WebhookSender, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        webhooks: WebhookSender,
+        audit: AuditLog | None = None,
+        *,
+        claim_ttl_s: float = 1800,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._database = database
         self._webhooks = webhooks
         self._audit = audit
+        self.rules = ClaimRules(timedelta(seconds=claim_ttl_s))
+        self._clock = clock
 
     def enqueue(self, tenant: str, reply_id: str, draft: str, reasons: list[str]) -> str:
         with self._database.session() as session:
@@ -57,7 +86,7 @@ class ReviewQueue:
         if status:
             query = query.where(ReviewItem.status == status)
         if older_than_s is not None:
-            query = query.where(ReviewItem.created_at <= datetime.now(UTC) - timedelta(seconds=older_than_s))
+            query = query.where(ReviewItem.created_at <= self._clock() - timedelta(seconds=older_than_s))
         with self._database.session() as session:
             items = list(session.scalars(query.limit(limit if reason is None else 1000)))
         if reason:
@@ -74,46 +103,165 @@ class ReviewQueue:
                 raise NotFoundError(f"No review item '{review_id}'.", code="review_not_found")
             return item
 
+    def claim_of(self, item: ReviewItem) -> Claim:
+        with self._database.reading() as session:
+            return self._claim_of(session, item, self._clock())
+
+    def _claim_of(self, session: Session, item: ReviewItem, now: datetime) -> Claim:
+        if item.status != "claimed":
+            return Claim(None, "none", None)
+        active = item.claimed_by is not None and (
+            session.scalar(select(ApiKey.id).where(ApiKey.id == item.claimed_by, ApiKey.revoked_at.is_(None)))
+            is not None
+        )
+        state = self.rules.state(item.status, item.claimed_at, active, now)
+        return Claim(item.claimed_by, state, self.rules.expires_at(item.claimed_at))
+
+    def _find(self, session: Session, tenant: str, review_id: str, *, lock: bool = False) -> ReviewItem:
+        query = select(ReviewItem).where(ReviewItem.id == review_id, ReviewItem.tenant == tenant)
+        # The row lock (PostgreSQL) holds off other writers until this unit of work ends; SQLite's
+        # writers already take turns (BEGIN IMMEDIATE), and it ignores FOR UPDATE.
+        item = session.scalar(query.with_for_update() if lock else query)
+        if item is None:
+            raise NotFoundError(f"No review item '{review_id}'.", code="review_not_found")
+        return item
+
     def claim(self, tenant: str, review_id: str, reviewer: str) -> ReviewItem:
-        """Atomic: of two reviewers claiming at once, exactly one gets the item."""
-        self.get(tenant, review_id)
+        """Atomic: of reviewers claiming at once, exactly one gets the item. A pending item, one's own
+        claim (renewed) and a lapsed claim (expired, or its holder's key revoked) can be claimed."""
+        now = self._clock()
         with self._database.session() as session:
+            item = self._find(session, tenant, review_id)
+            before = self._claim_of(session, item, now)
+            # The holder seen here is part of the condition, so the audit names whom the claim was taken from.
+            same_holder = (
+                ReviewItem.claimed_by.is_(None)
+                if item.claimed_by is None
+                else ReviewItem.claimed_by == item.claimed_by
+            )
             claimed = session.execute(
                 update(ReviewItem)
                 .where(
                     ReviewItem.id == review_id,
                     ReviewItem.tenant == tenant,
-                    (ReviewItem.status == "pending")
-                    | ((ReviewItem.status == "claimed") & (ReviewItem.claimed_by == reviewer)),
+                    self.rules.claimable_by(reviewer, now),
+                    same_holder,
                 )
-                .values(status="claimed", claimed_by=reviewer, claimed_at=datetime.now(UTC))
+                .values(status="claimed", claimed_by=reviewer, claimed_at=now),
+                execution_options=_UNSYNCED,
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 raise InvalidRequestError(
                     "This item is already claimed or decided.", code="review_not_claimable"
                 )
+        if before.holder is not None and before.holder != reviewer:
+            self._record(
+                tenant, reviewer, "review.takeover", review_id, {"from": before.holder, "claim": before.state}
+            )
         return self.get(tenant, review_id)
 
+    def release(self, tenant: str, review_id: str, admin: str) -> ReviewItem:
+        """An administrator hands a claimed item back to the queue, whoever holds it."""
+        with self._database.session() as session:
+            item = self._find(session, tenant, review_id, lock=True)
+            if item.status != "claimed":
+                raise InvalidRequestError(
+                    f"Only a claimed item can be released; this one is {item.status}.", code="review_not_held"
+                )
+            before = self._claim_of(session, item, self._clock())
+            item.status, item.claimed_by, item.claimed_at = "pending", None, None
+        self._record(
+            tenant, admin, "review.release", review_id, {"from": before.holder, "claim": before.state}
+        )
+        return self.get(tenant, review_id)
+
+    def assign(self, tenant: str, review_id: str, reviewer: str, admin: str) -> ReviewItem:
+        """An administrator gives a pending or claimed item to a reviewer (a key id or its displayed prefix):
+        an active key of this tenant with the reviewer or admin role. The claim starts afresh."""
+        now = self._clock()
+        with self._database.session() as session:
+            target = self._claiming_key(session, tenant, reviewer)
+            item = self._find(session, tenant, review_id, lock=True)
+            if item.status not in ("pending", "claimed"):
+                raise InvalidRequestError(
+                    f"A decided item cannot be assigned; this one is {item.status}.", code="review_decided"
+                )
+            before = self._claim_of(session, item, now)
+            item.status, item.claimed_by, item.claimed_at = "claimed", target, now
+        self._record(
+            tenant,
+            admin,
+            "review.assign",
+            review_id,
+            {"to": target, "from": before.holder, "claim": before.state},
+        )
+        return self.get(tenant, review_id)
+
+    @staticmethod
+    def _claiming_key(session: Session, tenant: str, reviewer: str) -> str:
+        matches = list(
+            session.scalars(
+                select(ApiKey).where(
+                    ApiKey.tenant == tenant,
+                    ApiKey.revoked_at.is_(None),
+                    (ApiKey.id == reviewer) | (ApiKey.prefix == reviewer),
+                )
+            )
+        )
+        if not matches:
+            raise InvalidRequestError(
+                f"No active API key '{reviewer}' in this tenant.", code="reviewer_not_found", param="reviewer"
+            )
+        if len(matches) > 1:
+            raise InvalidRequestError(
+                "That prefix matches several keys; name the reviewer by key id.",
+                code="reviewer_ambiguous",
+                param="reviewer",
+            )
+        if matches[0].role not in CLAIMING_ROLES:
+            raise InvalidRequestError(
+                f"A '{matches[0].role}' key cannot review; assign a reviewer or admin key.",
+                code="reviewer_not_allowed",
+                param="reviewer",
+            )
+        return matches[0].id
+
+    def _record(self, tenant: str, actor: str, action: str, review_id: str, details: dict[str, Any]) -> None:
+        if self._audit is not None:
+            self._audit.append(tenant, actor, action, review_id, details)
+
     async def decide(self, tenant: str, review_id: str, reviewer: str, decision: Decision) -> ReviewItem:
+        """Only the claim's holder decides, and only while it still holds the claim: a lapsed claim that
+        another reviewer took over fails here, atomically, even if the takeover came mid-request."""
         item = self.get(tenant, review_id)
         if item.status != "claimed" or item.claimed_by != reviewer:
             raise PermissionDeniedError("Claim the item before deciding it.", code="review_not_claimed")
         with self._database.session() as session:
-            reply = session.get_one(SupportReply, item.reply_id)
             final = {"approve": item.draft_reply, "edit": decision.final_reply, "reject": None}[
                 decision.action
             ]
-            session.execute(
+            decided = session.execute(
                 update(ReviewItem)
-                .where(ReviewItem.id == review_id)
+                .where(
+                    ReviewItem.id == review_id,
+                    ReviewItem.status == "claimed",
+                    ReviewItem.claimed_by == reviewer,
+                )
                 .values(
                     status=DECIDED[decision.action],
                     final_reply=final,
                     decided_by=reviewer,
-                    decided_at=datetime.now(UTC),
+                    decided_at=self._clock(),
                     note=decision.note,
-                )
+                ),
+                execution_options=_UNSYNCED,
             )
+            if decided.rowcount != 1:  # type: ignore[attr-defined]
+                raise PermissionDeniedError(
+                    "Another reviewer took this item over; it is no longer yours to decide.",
+                    code="review_not_claimed",
+                )
+            reply = session.get_one(SupportReply, item.reply_id)
             reply.final_reply = final
             reply.status = "answered" if final is not None else "escalated"
             session.add(

@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 
 from keel.copilot.types import ReplyRequest, ReplyResponse
 from keel.gateway.service import Caller
-from keel.review.queue import Decision
-from keel.server.deps import ModelCaller, ReviewCaller, RuntimeDep, SupportReader
+from keel.review.claims import as_utc
+from keel.review.queue import Decision, ReviewQueue
+from keel.server.deps import AdminCaller, ModelCaller, ReviewCaller, RuntimeDep, SupportReader
 from keel.store.models import ReviewItem
 
 router = APIRouter(prefix="/v1", tags=["support"])
@@ -26,13 +27,17 @@ class ReviewView(BaseModel):
     draft_reply: str
     final_reply: str | None
     claimed_by: str | None
+    claimed_at: datetime | None
+    # When the claim lapses and another reviewer may take the item over (claiming again renews it).
+    claim_expires_at: datetime | None
     decided_by: str | None
     note: str | None
     created_at: datetime
     decided_at: datetime | None
 
     @classmethod
-    def of(cls, item: ReviewItem) -> ReviewView:
+    def of(cls, item: ReviewItem, reviews: ReviewQueue) -> ReviewView:
+        claimed = item.status == "claimed"
         return cls(
             id=item.id,
             reply_id=item.reply_id,
@@ -41,6 +46,8 @@ class ReviewView(BaseModel):
             draft_reply=item.draft_reply,
             final_reply=item.final_reply,
             claimed_by=item.claimed_by,
+            claimed_at=as_utc(item.claimed_at) if claimed and item.claimed_at else None,
+            claim_expires_at=reviews.rules.expires_at(item.claimed_at) if claimed else None,
             decided_by=item.decided_by,
             note=item.note,
             created_at=item.created_at,
@@ -55,6 +62,12 @@ class ReviewList(BaseModel):
 
 class DatasetRequest(BaseModel):
     dataset: str = Field(min_length=1, max_length=200)
+
+
+class AssignRequest(BaseModel):
+    reviewer: str = Field(
+        min_length=1, max_length=40, description="The reviewer's API key id, or its displayed prefix."
+    )
 
 
 @router.post("/support/replies", response_model=ReplyResponse)
@@ -77,24 +90,39 @@ def list_reviews(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ReviewList:
     items = runtime.reviews.list(caller.tenant, status, reason, older_than_s, limit)
-    return ReviewList(data=[ReviewView.of(i) for i in items])
+    return ReviewList(data=[ReviewView.of(i, runtime.reviews) for i in items])
 
 
 @router.get("/reviews/{review_id}", response_model=ReviewView)
 def get_review(review_id: str, runtime: RuntimeDep, caller: ReviewCaller) -> ReviewView:
-    return ReviewView.of(runtime.reviews.get(caller.tenant, review_id))
+    return ReviewView.of(runtime.reviews.get(caller.tenant, review_id), runtime.reviews)
 
 
 @router.post("/reviews/{review_id}/claim", response_model=ReviewView)
 def claim_review(review_id: str, runtime: RuntimeDep, caller: ReviewCaller) -> ReviewView:
-    return ReviewView.of(runtime.reviews.claim(caller.tenant, review_id, caller.key_id))
+    return ReviewView.of(runtime.reviews.claim(caller.tenant, review_id, caller.key_id), runtime.reviews)
+
+
+@router.post("/reviews/{review_id}/release", response_model=ReviewView)
+def release_review(review_id: str, runtime: RuntimeDep, caller: AdminCaller) -> ReviewView:
+    item = runtime.reviews.release(caller.tenant, review_id, caller.key_id)
+    return ReviewView.of(item, runtime.reviews)
+
+
+@router.post("/reviews/{review_id}/assign", response_model=ReviewView)
+def assign_review(
+    review_id: str, body: AssignRequest, runtime: RuntimeDep, caller: AdminCaller
+) -> ReviewView:
+    item = runtime.reviews.assign(caller.tenant, review_id, body.reviewer, caller.key_id)
+    return ReviewView.of(item, runtime.reviews)
 
 
 @router.post("/reviews/{review_id}/decision", response_model=ReviewView)
 async def decide_review(
     review_id: str, body: Decision, runtime: RuntimeDep, caller: ReviewCaller
 ) -> ReviewView:
-    return ReviewView.of(await runtime.reviews.decide(caller.tenant, review_id, caller.key_id, body))
+    item = await runtime.reviews.decide(caller.tenant, review_id, caller.key_id, body)
+    return ReviewView.of(item, runtime.reviews)
 
 
 @router.post("/reviews/{review_id}/dataset", status_code=201)

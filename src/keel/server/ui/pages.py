@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from keel.errors import KeelError, PermissionDeniedError
 from keel.keys import Principal, Role
 from keel.observe.dashboard import overview, recent_traces, trace_spans
-from keel.review.queue import Decision
+from keel.review.claims import ClaimRules
+from keel.review.queue import CLAIMING_ROLES, Decision
 from keel.runtime import Runtime
 from keel.server.ui.charts import bar_chart, line_chart
 from keel.server.ui.session import COOKIE, MAX_AGE_S, Sessions
@@ -58,6 +59,7 @@ def page_roles(*roles: Role) -> Callable[[Request], Principal]:
 
 Viewer = Annotated[Principal, Depends(page_roles(*Role))]
 Reviewer = Annotated[Principal, Depends(page_roles(Role.ADMIN, Role.REVIEWER))]
+Admin = Annotated[Principal, Depends(page_roles(Role.ADMIN))]
 
 
 def render(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
@@ -180,13 +182,52 @@ def review_page(request: Request, review_id: str, me: Reviewer) -> HTMLResponse:
     runtime = _runtime(request)
     item = runtime.reviews.get(me.tenant, review_id)
     reply = runtime.copilot.get(me.tenant, item.reply_id)
-    return render(request, "review.html", me, item=item, reply=reply, error=None)
+    claim = runtime.reviews.claim_of(item)
+    keys = {key.id: key for key in runtime.keys.list(me.tenant, include_revoked=True)}
+    # Administrators may hand the item to any active key that can review.
+    reviewers = (
+        [k for k in keys.values() if k.revoked_at is None and k.role in CLAIMING_ROLES]
+        if me.role == Role.ADMIN
+        else []
+    )
+    return render(
+        request,
+        "review.html",
+        me,
+        item=item,
+        reply=reply,
+        claim=claim,
+        holder=keys.get(claim.holder) if claim.holder else None,
+        can_claim=ClaimRules.may_claim(item.status, item.claimed_by, claim.state, me.key_id),
+        reviewers=reviewers,
+        error=None,
+    )
 
 
 @router.post("/reviews/{review_id}/claim")
 def claim(request: Request, review_id: str, me: Reviewer, csrf: Annotated[str, Form()]) -> Response:
     _check_csrf(request, me, csrf)
     _runtime(request).reviews.claim(me.tenant, review_id, me.key_id)
+    return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
+
+
+@router.post("/reviews/{review_id}/release")
+def release(request: Request, review_id: str, me: Admin, csrf: Annotated[str, Form()]) -> Response:
+    _check_csrf(request, me, csrf)
+    _runtime(request).reviews.release(me.tenant, review_id, me.key_id)
+    return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
+
+
+@router.post("/reviews/{review_id}/assign")
+def assign(
+    request: Request,
+    review_id: str,
+    me: Admin,
+    csrf: Annotated[str, Form()],
+    reviewer: Annotated[str, Form(max_length=40)],
+) -> Response:
+    _check_csrf(request, me, csrf)
+    _runtime(request).reviews.assign(me.tenant, review_id, reviewer, me.key_id)
     return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
 
 
