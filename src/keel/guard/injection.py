@@ -5,6 +5,7 @@ on the shipped examples (plus an optional extra file) and cached as plain arrays
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import json
 import re
@@ -26,6 +27,9 @@ RULE_SCORE = 0.95
 # MiniLM reads 256 tokens (~1,000 characters): a longer text is scored in windows, and scores its worst piece.
 WINDOW_CHARS = 1000
 WINDOW_OVERLAP = 200
+# A longer text is classified on this many of its windows, spread from its start to its end (about 13 KB
+# is read whole); the rules read every character of it.
+MAX_WINDOWS = 16
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _C = 4.0  # inverse regularisation of the logistic regression; part of the cache key
 
@@ -166,37 +170,69 @@ class _Plan:
     windows: list[list[tuple[int, int]]]
 
 
+def _window_starts(length: int) -> range:
+    return range(0, max(1, length - WINDOW_OVERLAP), WINDOW_CHARS - WINDOW_OVERLAP)
+
+
 def _windows(text: str) -> list[tuple[int, str]]:
-    starts = range(0, max(1, len(text) - WINDOW_OVERLAP), WINDOW_CHARS - WINDOW_OVERLAP)
-    return [(start, text[start : start + WINDOW_CHARS]) for start in starts]
+    return [(start, text[start : start + WINDOW_CHARS]) for start in _window_starts(len(text))]
+
+
+def _chosen(count: int) -> list[int]:
+    """Which of `count` windows are scored: all of them up to MAX_WINDOWS, else MAX_WINDOWS spread evenly
+    from the first to the last (an injection is most often at either end of a long text)."""
+    if count <= MAX_WINDOWS:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (MAX_WINDOWS - 1)) for i in range(MAX_WINDOWS)})
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the text's non-blank sentences, each longer one cut into windows of its own."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for separator in [*_SENTENCE_END.finditer(text), None]:
+        end = len(text) if separator is None else separator.start()
+        if text[position:end].strip():
+            # A sentence longer than a window is read in windows of its own.
+            spans += [
+                (position + offset, min(end, position + offset + WINDOW_CHARS))
+                for offset in _window_starts(end - position)
+            ]
+        if separator is not None:
+            position = separator.end()
+    return spans
 
 
 def _plan(text: str, sentences: bool) -> _Plan:
     """Windows of the text; with `sentences`, a multi-sentence text is embedded sentence by sentence
     instead, its sentences of 4+ words scored alone (shorter ones score noise) and its windows composed
-    from them — so an appended injection is not averaged away, at the cost of one pass over the text."""
-    parts: list[tuple[int, str]] = []
-    if sentences:
-        position = 0
-        for part in _SENTENCE_END.split(text):
-            start = text.find(part, position)
-            position = start + len(part)
-            if part.strip():
-                # A sentence longer than a window is read in windows of its own.
-                parts += [(start + offset, piece) for offset, piece in _windows(part)]
-    if len(parts) <= 1:
-        pieces = [piece for _, piece in _windows(text)]
-        return _Plan(pieces, list(range(len(pieces))), [])
-    scored = [i for i, (_, piece) in enumerate(parts) if len(piece.split()) >= 4]
-    windows = [
-        [
-            (i, overlap)
-            for i, (start, piece) in enumerate(parts)
-            if (overlap := min(start + len(piece), begin + WINDOW_CHARS) - max(start, begin)) > 0
+    from them — so an appended injection is not averaged away, at the cost of one pass over the text.
+
+    Linear in the text: spans and windows both run left to right, so each window finds its sentences by
+    bisection. A text of more than MAX_WINDOWS windows is classified on MAX_WINDOWS of them (and their
+    sentences), which bounds the embedding work per text; the rules still read all of it."""
+    starts = _window_starts(len(text))
+    chosen = [starts[i] for i in _chosen(len(starts))]
+    spans = _sentence_spans(text) if sentences else []
+    if len(spans) <= 1:
+        return _Plan([text[begin : begin + WINDOW_CHARS] for begin in chosen], list(range(len(chosen))), [])
+    # Spans are ordered by start and, as they never nest, by end too.
+    span_starts = [start for start, _ in spans]
+    span_ends = [end for _, end in spans]
+    used: dict[int, int] = {}  # span index -> piece index, in text order
+    windows: list[list[tuple[int, int]]] = []
+    for begin in chosen:
+        finish = begin + WINDOW_CHARS
+        first, last = bisect.bisect_right(span_ends, begin), bisect.bisect_left(span_starts, finish)
+        group = [
+            (used.setdefault(i, len(used)), min(span_ends[i], finish) - max(span_starts[i], begin))
+            for i in range(first, last)
         ]
-        for begin, _ in _windows(text)
-    ]
-    return _Plan([piece for _, piece in parts], scored, [group for group in windows if group])
+        if group:
+            windows.append(group)
+    pieces = [text[span_starts[i] : span_ends[i]] for i in used]
+    scored = [piece for piece, i in enumerate(used) if len(text[span_starts[i] : span_ends[i]].split()) >= 4]
+    return _Plan(pieces, scored, windows)
 
 
 async def _settle(answer: float | Awaitable[float | None] | None) -> float | None:  # awaited, clipped
