@@ -30,6 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     data_dir = tmp_path_factory.mktemp("keel-ui")
     app_key = create_key(data_dir, "demo", "app")
     reviewer_key = create_key(data_dir, "demo", "reviewer")
+    admin_key = create_key(data_dir, "demo", "admin")
     port = free_port()
     process = start_server(data_dir, port)
     base = f"http://127.0.0.1:{port}"
@@ -45,7 +46,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             json={"message": "I want to talk to a person, please."},
         ).json()
         assert reply["status"] == "escalated", reply
-        yield {"base": base, "reviewer": reviewer_key, "app": app_key, "review_id": reply["review_id"]}
+        # A second item, claimed by the reviewer, for the administrator's controls.
+        held = httpx.post(
+            f"{base}/v1/support/replies",
+            headers=headers,
+            timeout=120,
+            json={"message": "Can I speak to a human?"},
+        ).json()
+        assert held["status"] == "escalated", held
+        claim = httpx.post(
+            f"{base}/v1/reviews/{held['review_id']}/claim",
+            headers={"Authorization": f"Bearer {reviewer_key}"},
+        )
+        assert claim.status_code == 200, claim.text
+        yield {
+            "base": base,
+            "reviewer": reviewer_key,
+            "admin": admin_key,
+            "app": app_key,
+            "review_id": reply["review_id"],
+            "held_review_id": held["review_id"],
+        }
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -97,9 +118,33 @@ def test_overview_trace_and_review(browser: Browser, server: dict[str, str]) -> 
     expect(page.locator("#question")).to_have_text("I want to talk to a person, please.")
     page.locator("#claim").click()
     expect(page.locator("#review-status")).to_have_text("claimed")
+    expect(page.locator("#claim-holder")).to_have_text("you")
+    expect(page.locator("#admin-controls")).to_have_count(0)
     page.locator("#approve").click()
     expect(page.locator("#review-status")).to_have_text("approved")
     page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+    page.close()
+
+
+def test_an_admin_sees_who_holds_a_claim_and_releases_and_reassigns_it(
+    browser: Browser, server: dict[str, str]
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, server["base"], server["admin"])
+    page.goto(f"{server['base']}/ui/reviews/{server['held_review_id']}")
+    reviewer_prefix = server["reviewer"][:12]
+    expect(page.locator("#claim-holder")).to_contain_text(reviewer_prefix)
+    expect(page.locator("#claim-expires")).to_contain_text("UTC")
+    # Held by someone else and not lapsed: nothing to claim, but an administrator may step in.
+    expect(page.locator("#claim")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "review-admin.png"), full_page=True)
+    page.locator("#release").click()
+    expect(page.locator("#review-status")).to_have_text("pending")
+    expect(page.locator("#claim-holder")).to_have_count(0)
+    page.get_by_label("reviewer").select_option(label=f"{reviewer_prefix}… · reviewer")
+    page.locator("#reassign").click()
+    expect(page.locator("#review-status")).to_have_text("claimed")
+    expect(page.locator("#claim-holder")).to_contain_text(reviewer_prefix)
     page.close()
 
 
