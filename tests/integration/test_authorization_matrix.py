@@ -109,6 +109,12 @@ def test_a_foreign_tenant_sees_none_of_another_tenants_resources(
     assert client.get(f"/v1/support/replies/{reply['id']}", headers=theirs).status_code == 404
     assert client.get(f"/v1/reviews/{reply['review_id']}", headers=theirs).status_code == 404
     assert client.post(f"/v1/reviews/{reply['review_id']}/claim", headers=theirs).status_code == 404
+    assert client.post(f"/v1/reviews/{reply['review_id']}/release", headers=theirs).status_code == 404
+    stranger_reviewer = runtime.keys.create("stranger", Role.REVIEWER).record.id
+    assigned = client.post(
+        f"/v1/reviews/{reply['review_id']}/assign", headers=theirs, json={"reviewer": stranger_reviewer}
+    )
+    assert assigned.status_code == 404
     assert (
         client.post(
             "/v1/support/replies",
