@@ -17,9 +17,7 @@ from keel.copilot.pipeline import Copilot
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.tools.crm import crm_tools
 from keel.errors import InvalidRequestError
-from keel.evals.datasets import EvalDatasets
-from keel.evals.harvest import Harvest
-from keel.evals.service import Evaluation
+from keel.evals.service import Evaluation, build_evaluation
 from keel.gateway.budgets import BudgetLedger
 from keel.gateway.cache import MemoryResponseCache
 from keel.gateway.cache_redis import RedisResponseCache
@@ -222,7 +220,9 @@ class Runtime:
             audit=audit,
             subjects=SubjectRequests(database),
             guard=guard,
-            evals=Evaluation(EvalDatasets(database), Harvest(reviews, copilot)),
+            evals=build_evaluation(
+                settings, database, queue, tracer, gateway, copilot, retriever, embedding_model, reviews
+            ),
         )
 
     def prepare(self) -> None:

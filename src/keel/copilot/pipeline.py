@@ -8,6 +8,7 @@ support, the reply becomes the best cited extract from the knowledge base and a 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import uuid
 from collections.abc import Callable
@@ -75,6 +76,9 @@ class Copilot:
         self._on_reply = on_reply
         self._settings = settings
         self._model = settings.model or chat_alias
+        self._chat_alias = chat_alias
+        # An evaluation run's copy (`for_evaluation`): no cached answers, no review queue.
+        self._evaluating = False
         self._database = database
         self._gateway = gateway
         self._retriever = retriever
@@ -260,6 +264,7 @@ class Copilot:
                 "max_tokens": self._settings.max_tokens,
                 "temperature": 0.1,
                 "prompt_version": PROMPT_VERSION,
+                "cache": not self._evaluating,
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "reply", "schema": reply_schema()},
@@ -320,7 +325,9 @@ class Copilot:
             session.add(record)
             session.flush()
             reply_id = record.id
-        review_id = self._reviews.enqueue(tenant, reply_id, text, reasons) if reasons else None
+        # An evaluation's escalations are scored, not sent to reviewers.
+        escalate = bool(reasons) and not self._evaluating
+        review_id = self._reviews.enqueue(tenant, reply_id, text, reasons) if escalate else None
         if review_id is not None:
             with self._database.session() as session:
                 session.get_one(SupportReply, reply_id).review_id = review_id
@@ -361,6 +368,17 @@ class Copilot:
                 question=record.question,
                 review_status=review.status if review else None,
             )
+
+    def for_evaluation(self, settings: CopilotSettings, retriever: Retriever) -> Copilot:
+        """This pipeline under another configuration, for an evaluation run: every trial is a real model
+        call (no cached answers), an escalation reaches no reviewer, and replies feed no live metrics."""
+        variant = copy.copy(self)
+        variant._settings = settings
+        variant._model = settings.model or self._chat_alias
+        variant._retriever = retriever
+        variant._on_reply = None
+        variant._evaluating = True
+        return variant
 
     def get_by_trace(self, tenant: str, trace_id: str) -> ReplyResponse:
         """The reply a trace produced (evaluation datasets are built from traces)."""

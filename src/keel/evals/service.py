@@ -4,11 +4,77 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from huey import Huey
+from opentelemetry.trace import Tracer
+
+from keel.config import Settings
+from keel.copilot.grounding import GroundingChecker
+from keel.copilot.memory import ConversationMemory
+from keel.copilot.pipeline import Copilot
+from keel.evals.costs import trace_cost
 from keel.evals.datasets import EvalDatasets
 from keel.evals.harvest import Harvest
+from keel.evals.judge import Judge
+from keel.evals.run_config import RunConfig
+from keel.evals.runner import EvalRuns, Pipeline
+from keel.evals.scoring import Scorer
+from keel.evals.targets import ChatTarget, CopilotTarget, RetrievalTarget, Target
+from keel.gateway.providers.base import EmbeddingProvider
+from keel.gateway.service import Gateway
+from keel.knowledge.retrieval import Retriever
+from keel.review.queue import ReviewQueue
+from keel.store.engine import Database
 
 
 @dataclass(frozen=True)
 class Evaluation:
     datasets: EvalDatasets
     harvest: Harvest
+    runs: EvalRuns
+
+
+def pipeline(
+    database: Database, gateway: Gateway, copilot: Copilot, retriever: Retriever, embedder: EmbeddingProvider
+) -> Pipeline:
+    """Builds a run's target under the run's configuration, sharing the process's models and index."""
+
+    def build(config: RunConfig, target: str) -> tuple[Target, Scorer]:
+        configured = retriever.with_settings(config.retrieval)
+        alias = config.evals.judge_alias
+        scorer = Scorer(embedder, GroundingChecker(embedder), Judge(gateway, alias) if alias else None)
+        if target == "retrieval":
+            return RetrievalTarget(configured, config.evals.retrieval_k, config.evals.retrieval_mode), scorer
+        if target == "chat":
+            return ChatTarget(gateway, config.model_alias, config.copilot.max_tokens), scorer
+        return (
+            CopilotTarget(
+                copilot.for_evaluation(config.copilot, configured),
+                configured,
+                config.copilot,
+                ConversationMemory(database),
+                gateway,
+                lambda trace_id: trace_cost(database, trace_id),
+                k=max(config.evals.retrieval_k, config.copilot.sources),
+            ),
+            scorer,
+        )
+
+    return build
+
+
+def build_evaluation(
+    settings: Settings,
+    database: Database,
+    queue: Huey,
+    tracer: Tracer,
+    gateway: Gateway,
+    copilot: Copilot,
+    retriever: Retriever,
+    embedder: EmbeddingProvider,
+    reviews: ReviewQueue,
+) -> Evaluation:
+    datasets = EvalDatasets(database)
+    runs = EvalRuns(
+        database, datasets, settings, pipeline(database, gateway, copilot, retriever, embedder), queue, tracer
+    )
+    return Evaluation(datasets, Harvest(reviews, copilot), runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -121,6 +122,13 @@ class Retriever:
         self._embedder = embedder
         self._settings = settings
         self._count_tokens = count_tokens
+
+    def with_settings(self, settings: RetrievalSettings) -> Retriever:
+        """This retriever with other defaults (an evaluation run's configuration); the index, embedder
+        and reranker are shared."""
+        variant = copy.copy(self)
+        variant._settings = settings
+        return variant
 
     async def search(self, request: SearchRequest, scope: SearchScope) -> SearchResponse:
         with self._tracer.start_as_current_span("retrieve") as span:

@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if runtime.settings.serve_jobs:
             consumer = start_embedded_consumer(runtime.queue)
             runtime.jobs.resume_unfinished(sole_consumer=runtime.settings.redis_url is None)
+            runtime.evals.runs.resume_unfinished(sole_consumer=runtime.settings.redis_url is None)
         warm_up = None
         if runtime.settings.preload_models:
             # Serve /healthz at once; /readyz turns 200 when both models are loaded.
@@ -75,6 +76,7 @@ def _drain(runtime: Runtime, consumer: EmbeddedConsumer) -> None:
     """The batch in hand finishes; the rest of its job goes back to the queue (another consumer with
     Redis, this server's next start on the embedded tier)."""
     runtime.jobs.stop_claiming()
+    runtime.evals.runs.stop_claiming()
     consumer.stop(graceful=True)
     if workers_alive(consumer):
         runtime.jobs.release_in_flight()

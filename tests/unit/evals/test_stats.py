@@ -1,0 +1,67 @@
+"""Bootstrap intervals and paired tests on data whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keel.evals import stats
+
+
+def test_interval_covers_the_mean_and_narrows_with_more_items() -> None:
+    rng = np.random.default_rng(11)
+    small = [[float(v)] for v in rng.normal(0.5, 0.1, 30)]
+    large = [[float(v)] for v in rng.normal(0.5, 0.1, 600)]
+    a, b = stats.estimate(small), stats.estimate(large)
+    assert a.low < a.value < a.high and b.low < b.value < b.high
+    assert (b.high - b.low) < (a.high - a.low) / 2
+    assert b.low < 0.5 < b.high
+
+
+def test_interval_is_the_same_for_the_same_scores() -> None:
+    rows = [[0.1, 0.3], [0.9, 0.7], [0.5, 0.4], [0.2, 0.8]]
+    assert stats.estimate(rows) == stats.estimate(rows)
+
+
+def test_no_spread_and_missing_values() -> None:
+    assert stats.estimate([[1.0], [1.0], [1.0]]) == stats.Estimate(1.0, 1.0, 1.0, 3)
+    # An item no trial scored is left out; an item is the mean of its scored trials.
+    found = stats.estimate([[None, None], [1.0, None], [0.0, 0.5]])
+    assert found.n == 2 and found.value == pytest.approx((1.0 + 0.25) / 2)
+    assert stats.estimate([]).n == 0
+
+
+def test_trial_spread() -> None:
+    rows = [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    spread = stats.trial_spread(rows)
+    assert spread.per_trial == [1.0, 0.0, 0.5]
+    assert spread.range == 1.0 and spread.std == pytest.approx(0.5)
+
+
+def test_paired_difference_finds_a_real_shift_and_not_noise() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.random(200)
+    shifted = stats.paired_difference(base, base + 0.05 + rng.normal(0, 0.02, 200))
+    assert shifted.low > 0 and shifted.p_value < 0.001 and shifted.test == "wilcoxon"
+    same = stats.paired_difference(base, base)
+    assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    noise = stats.paired_difference(base, base + rng.normal(0, 0.02, 200))
+    assert noise.low < 0 < noise.high
+
+
+def test_mcnemar_for_pass_fail() -> None:
+    base = np.array([1.0] * 50 + [0.0] * 50)
+    better = base.copy()
+    better[50:70] = 1.0  # 20 items gained, none lost
+    result = stats.paired_difference(base, better, binary=True)
+    assert result.test == "mcnemar"
+    # Exact binomial: 20 of 20 discordant pairs one way, two-sided p = 2 * 0.5**20.
+    assert result.p_value == pytest.approx(2 * 0.5**20)
+    assert result.difference == pytest.approx(0.2)
+
+
+def test_percentile_difference() -> None:
+    base = np.arange(100, dtype=float)
+    slower = base + 10.0
+    result = stats.paired_difference(base, slower, "p95")
+    assert result.difference == pytest.approx(10.0) and result.low == result.high == pytest.approx(10.0)
