@@ -220,7 +220,7 @@ class ReviewQueue:
             )
         if matches[0].role not in CLAIMING_ROLES:
             raise InvalidRequestError(
-                f"A '{matches[0].role}' key cannot review; assign a reviewer or admin key.",
+                f"That key's role is '{matches[0].role}'; only a reviewer or admin key can hold a review.",
                 code="reviewer_not_allowed",
                 param="reviewer",
             )
