@@ -26,7 +26,7 @@ from keel.copilot.memory import ConversationMemory, rewrite_query
 from keel.copilot.policy import Signals, confidence, escalation_reasons, relevance_from_cosine
 from keel.copilot.prompt import PROMPT_VERSION, SYSTEM, render_messages, reply_schema
 from keel.copilot.tools.base import ToolBox
-from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus
+from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus, StoredReply
 from keel.errors import KeelError, NotFoundError
 from keel.gateway.protocol import ChatCompletionRequest
 from keel.gateway.service import Caller, Gateway
@@ -69,11 +69,13 @@ class Copilot:
         on_reply: Callable[[str, list[str]], None] | None = None,
         guard: InboundGuard | None = None,
         output: OutputPolicy | None = None,
+        on_stored: Callable[[StoredReply], object] | None = None,
     ) -> None:
         self._guard = guard
         self._output = output
         self._tracer = tracer or NoOpTracer()
         self._on_reply = on_reply
+        self._on_stored = on_stored
         self._settings = settings
         self._model = settings.model or chat_alias
         self._chat_alias = chat_alias
@@ -123,6 +125,7 @@ class Copilot:
         injected = await self._screen_message(request.message)
         sources = await self._retrieve(query, caller.tenant)
         relevance = relevance_from_cosine(sources[0].scores["vector"].score) if sources else 0.0
+        top_score = max((s.scores["vector"].score for s in sources if "vector" in s.scores), default=None)
         customer, orders = await self._crm(caller.tenant, request.customer_id)
 
         citations: list[Citation] = []
@@ -196,6 +199,9 @@ class Copilot:
             reasons,
             trace_id,
         )
+        if self._on_stored is not None:
+            await asyncio.to_thread(self._on_stored, StoredReply(caller.tenant, response, top_score))
+        return response
 
     async def _screen_message(self, message: str) -> bool:
         if self._guard is None:

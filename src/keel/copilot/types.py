@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -41,3 +42,13 @@ class ReplyResponse(BaseModel):
     # Set once a reviewer decided; what the customer should finally see.
     final_reply: str | None = None
     review_status: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """What the copilot hands on once a reply is stored: online evaluation samples and scores these."""
+
+    tenant: str
+    reply: ReplyResponse
+    # The best cosine similarity of the passages the reply was written from; None when none was found.
+    retrieval_top_score: float | None

@@ -31,7 +31,7 @@ MIN_EXPECTED = 5.0
 
 
 @dataclass(frozen=True)
-class TestResult:
+class Comparison:
     test: str
     statistic: float
     p_value: float
@@ -51,7 +51,7 @@ class AlertRule:
     min_effect: float = 0.0
 
 
-def decide(result: TestResult, rule: AlertRule) -> Verdict:
+def decide(result: Comparison, rule: AlertRule) -> Verdict:
     if min(result.baseline_n, result.recent_n) < rule.min_samples:
         return "insufficient_data"
     if result.p_value < rule.p_value and abs(result.effect) >= rule.min_effect:
@@ -65,7 +65,7 @@ def mmd_test(
     *,
     permutations: int = 500,
     seed: int = 0,
-) -> TestResult:
+) -> Comparison:
     """Two-sample test on vectors (rows): Gaussian-kernel MMD, bandwidth by the median heuristic.
 
     The p-value is (1 + permuted statistics at least the observed one) / (1 + permutations), exact in
@@ -75,7 +75,7 @@ def mmd_test(
     y = np.asarray(recent, dtype=np.float64)
     n, m = len(x), len(y)
     if n < 2 or m < 2:
-        return TestResult("mmd", 0.0, 1.0, 0.0, n, m)
+        return Comparison("mmd", 0.0, 1.0, 0.0, n, m)
     pooled = np.vstack([x, y])
     squares = np.sum(pooled * pooled, axis=1)
     distances = np.maximum(squares[:, None] + squares[None, :] - 2.0 * pooled @ pooled.T, 0.0)
@@ -95,29 +95,29 @@ def mmd_test(
     within_x = (kernel[:n, :n].sum() - n) / (n * (n - 1))
     within_y = (kernel[n:, n:].sum() - m) / (m * (m - 1))
     unbiased = float(within_x + within_y - 2 * kernel[:n, n:].mean())
-    return TestResult("mmd", observed, p_value, max(unbiased, 0.0), n, m, {"bandwidth": bandwidth})
+    return Comparison("mmd", observed, p_value, max(unbiased, 0.0), n, m, {"bandwidth": bandwidth})
 
 
-def distribution_test(baseline: Sequence[float], recent: Sequence[float]) -> TestResult:
+def distribution_test(baseline: Sequence[float], recent: Sequence[float]) -> Comparison:
     """Kolmogorov-Smirnov on scores. With ties (groundedness takes few values) its p-value is
     conservative: it alerts less often than the nominal level, never more."""
     x = np.asarray(baseline, dtype=np.float64)
     y = np.asarray(recent, dtype=np.float64)
     if len(x) == 0 or len(y) == 0:
-        return TestResult("ks", 0.0, 1.0, 0.0, len(x), len(y))
+        return Comparison("ks", 0.0, 1.0, 0.0, len(x), len(y))
     ks = stats.ks_2samp(x, y)
     distance = float(stats.wasserstein_distance(x, y))
     shift = float(np.mean(y) - np.mean(x))
     detail = {"baseline_mean": float(np.mean(x)), "recent_mean": float(np.mean(y)), "mean_shift": shift}
-    return TestResult("ks", float(ks.statistic), float(ks.pvalue), distance, len(x), len(y), detail)
+    return Comparison("ks", float(ks.statistic), float(ks.pvalue), distance, len(x), len(y), detail)
 
 
-def mix_test(baseline: Sequence[str], recent: Sequence[str]) -> TestResult:
+def mix_test(baseline: Sequence[str], recent: Sequence[str]) -> Comparison:
     """Chi-squared test of homogeneity on category counts; rare categories are pooled first."""
     before, after = Counter(baseline), Counter(recent)
     n, m = len(baseline), len(recent)
     if n == 0 or m == 0:
-        return TestResult("chi2", 0.0, 1.0, 0.0, n, m)
+        return Comparison("chi2", 0.0, 1.0, 0.0, n, m)
     total = n + m
     kept, pooled = [], [0, 0]
     for category in sorted(set(before) | set(after)):
@@ -133,22 +133,22 @@ def mix_test(baseline: Sequence[str], recent: Sequence[str]) -> TestResult:
     detail = {f"baseline_share:{c}": old / n for c, old, _ in kept}
     detail |= {f"recent_share:{c}": new / m for c, _, new in kept}
     if len(kept) < 2:
-        return TestResult("chi2", 0.0, 1.0, 0.0, n, m, detail)
+        return Comparison("chi2", 0.0, 1.0, 0.0, n, m, detail)
     table = np.array([[old for _, old, _ in kept], [new for _, _, new in kept]], dtype=np.float64)
     chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
     cramers_v = math.sqrt(float(chi2) / total)
-    return TestResult("chi2", float(chi2), float(p_value), cramers_v, n, m, detail)
+    return Comparison("chi2", float(chi2), float(p_value), cramers_v, n, m, detail)
 
 
-def rate_test(baseline: Sequence[bool], recent: Sequence[bool]) -> TestResult:
+def rate_test(baseline: Sequence[bool], recent: Sequence[bool]) -> Comparison:
     """Two-proportion z-test (pooled variance); the effect is the change of the rate, signed."""
     n, m = len(baseline), len(recent)
     if n == 0 or m == 0:
-        return TestResult("two_proportion", 0.0, 1.0, 0.0, n, m)
+        return Comparison("two_proportion", 0.0, 1.0, 0.0, n, m)
     before, after = sum(baseline) / n, sum(recent) / m
     pooled = (sum(baseline) + sum(recent)) / (n + m)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
     z = (after - before) / spread if spread > 0 else 0.0
     p_value = float(2 * stats.norm.sf(abs(z)))
     detail = {"baseline_rate": before, "recent_rate": after}
-    return TestResult("two_proportion", z, p_value, after - before, n, m, detail)
+    return Comparison("two_proportion", z, p_value, after - before, n, m, detail)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from keel.gateway.ledger import CallRecord
+from keel.logs import get_logger
+
+log = get_logger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
@@ -31,6 +35,61 @@ class _Gauges(Collector):
             breaker.add_metric([deployment], BREAKER_STATES[state])
         yield breaker
         yield GaugeMetricFamily("keel_queue_depth", "Jobs waiting in the queue.", value=self._queue_depth())
+
+
+# Per tenant, per metric: (mean, count) of the online scores of the last hour.
+OnlineMeans = Callable[[], Mapping[str, Mapping[str, tuple[float | None, int]]]]
+# (tenant, monitor, verdict, p-value, effect) of each drift monitor's last check.
+DriftVerdicts = Callable[[], Iterable[tuple[str, str, str, float, float]]]
+
+
+class _EvaluationGauges(Collector):
+    """Online scores and drift verdicts, read from the database when Prometheus scrapes: the scores are
+    computed by whichever consumer ran the job, and every replica reports the same values."""
+
+    def __init__(self, online: OnlineMeans, drift: DriftVerdicts) -> None:
+        self._online = online
+        self._drift = drift
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            online = self._online()
+            drift = list(self._drift())
+        except SQLAlchemyError as exc:
+            # A scrape must not fail with the database: the other metrics still report.
+            log.warning("evaluation_metrics_unavailable", error=type(exc).__name__)
+            return
+        mean = GaugeMetricFamily(
+            "keel_online_score",
+            "Mean online score of sampled copilot replies over the last hour.",
+            labels=["tenant", "metric"],
+        )
+        count = GaugeMetricFamily(
+            "keel_online_score_count",
+            "Sampled copilot replies with this online score over the last hour.",
+            labels=["tenant", "metric"],
+        )
+        for tenant, metrics in online.items():
+            for metric, (value, scored) in metrics.items():
+                count.add_metric([tenant, metric], scored)
+                if value is not None:
+                    mean.add_metric([tenant, metric], value)
+        alert = GaugeMetricFamily(
+            "keel_drift_alert", "1 while a drift monitor alerts, else 0.", labels=["tenant", "monitor"]
+        )
+        p_value = GaugeMetricFamily(
+            "keel_drift_p_value", "P-value of a drift monitor's last check.", labels=["tenant", "monitor"]
+        )
+        effect = GaugeMetricFamily(
+            "keel_drift_effect",
+            "Size of the change a drift monitor measured (in its own unit).",
+            labels=["tenant", "monitor"],
+        )
+        for tenant, monitor, verdict, p, size in drift:
+            alert.add_metric([tenant, monitor], 1 if verdict == "drift" else 0)
+            p_value.add_metric([tenant, monitor], p)
+            effect.add_metric([tenant, monitor], size)
+        yield from (mean, count, alert, p_value, effect)
 
 
 class KeelMetrics:
@@ -82,6 +141,9 @@ class KeelMetrics:
 
     def watch(self, breakers: Callable[[], dict[str, str]], queue_depth: Callable[[], int]) -> None:
         self.registry.register(_Gauges(breakers, queue_depth))
+
+    def watch_evaluation(self, online: OnlineMeans, drift: DriftVerdicts) -> None:
+        self.registry.register(_EvaluationGauges(online, drift))
 
     def observe_call(self, record: CallRecord) -> None:
         outcome = "ok" if record.outcome == "ok" else "error"

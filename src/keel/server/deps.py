@@ -74,5 +74,7 @@ ReviewCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.REVIE
 SupportReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]
 # Reports on cost and usage: administrators.
 AdminCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+# Online evaluation scores and drift monitors: administrators and viewers (dashboards, alerting).
+MonitorReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.VIEWER))]
 # Feedback on an answer: the application (for its end users), reviewers and administrators.
 FeedbackCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]
