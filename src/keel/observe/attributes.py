@@ -31,3 +31,5 @@ CONFIDENCE = "keel.confidence"
 STATUS = "keel.reply.status"
 ESCALATION_REASONS = "keel.escalation.reasons"
 USER = "keel.user"
+# Seconds a call waited for its turns at a local model (summed over its batches and checks).
+MODEL_QUEUE_SECONDS = "keel.model.queue_seconds"

@@ -1,7 +1,10 @@
 """The embedded chat provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
 
-The model loads once; one lock serialises access to the llama context, since a context holds one
-sequence at a time. Generation runs on a worker thread so the event loop stays free.
+The model loads once. A llama context holds one sequence at a time, so each generation is one turn at
+the model (`turns.py`): requests from different requesters take turns in round robin, and a turn is
+bounded by the context window (the prompt and the tokens generated after it together fit `n_ctx`).
+Generation runs on a worker thread so the event loop stays free; when the caller goes away (a client
+disconnects, a timeout), generation stops at the next token and the model passes to the next turn.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from keel.gateway.providers.base import (
     StreamEvent,
     TextDelta,
 )
+from keel.gateway.providers.turns import ModelTurns
 from keel.logs import get_logger
 
 log = get_logger(__name__)
@@ -32,6 +37,8 @@ DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
 # Small models loop easily; a mild repeat penalty keeps them from it.
 REPEAT_PENALTY = 1.1
+# The early context-window check tokenizes a long text in slices of this many characters.
+_SLICE_CHARS = 8192
 
 
 def _finish_reason(raw: str | None) -> FinishReason:
@@ -40,15 +47,22 @@ def _finish_reason(raw: str | None) -> FinishReason:
 
 class LocalChatProvider:
     def __init__(
-        self, model_path: Path, *, n_ctx: int, n_threads: int | None, default_max_tokens: int
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int,
+        n_threads: int | None,
+        default_max_tokens: int,
+        turns: ModelTurns | None = None,
     ) -> None:
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, len(os.sched_getaffinity(0)))
         self.default_max_tokens = default_max_tokens
+        self.turns = turns or ModelTurns()
         self._llama: Any = None
         self._formatter: Any = None
-        self._lock = threading.Lock()
+        self._token_bytes: int | None = None
         self._load_lock = threading.Lock()
 
     @property
@@ -88,10 +102,43 @@ class LocalChatProvider:
         self.warm_up()
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=False))
 
+    @property
+    def context_window(self) -> int:
+        return self.n_ctx
+
+    def count_tokens_up_to(self, text: str, limit: int) -> int:
+        """A lower bound on the text's tokens, exact for a text of up to `_SLICE_CHARS`, that stops as
+        soon as it reaches `limit`: the gateway's early context-window check costs at most the window's
+        worth of tokenizing, however long the text (llama.cpp tokenizes ~150 KB/s here)."""
+        self.warm_up()
+        size = len(text.encode())
+        # A text far longer than the window is judged by its bytes alone (the vocabulary is read once).
+        if size > 16 * limit and (floor := size // self._longest_token_bytes()) >= limit:
+            return floor
+        counted = cuts = 0
+        for start in range(0, len(text), _SLICE_CHARS):
+            counted += len(self._llama.tokenize(text[start : start + _SLICE_CHARS].encode(), add_bos=False))
+            # A cut may split what would be one token into two: one token per cut is taken off.
+            cuts += 1 if start else 0
+            if counted - cuts >= limit:
+                break
+        return max(0, counted - cuts)
+
+    def _longest_token_bytes(self) -> int:
+        """The longest token of the vocabulary, in bytes: no token covers more text than this."""
+        if self._token_bytes is None:
+            vocabulary = range(self._llama.n_vocab())
+            self._token_bytes = max(1, *(len(self._llama.detokenize([token])) for token in vocabulary))
+        return self._token_bytes
+
     async def complete(self, request: GenerationRequest) -> Generation:
-        return await asyncio.to_thread(self._complete_sync, request)
+        if self._llama is None:
+            await asyncio.to_thread(self.warm_up)
+        return await self.turns.run(partial(self._complete_sync, request))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        if self._llama is None:
+            await asyncio.to_thread(self.warm_up)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue()
         cancelled = threading.Event()
@@ -102,25 +149,26 @@ class LocalChatProvider:
             except RuntimeError:  # the loop closed: nobody is listening any more
                 cancelled.set()
 
-        def produce() -> None:
+        def produce(stop: threading.Event) -> None:
             try:
-                for event in self._stream_sync(request, cancelled):
+                for event in self._stream_sync(request, stop):
                     publish(event)
             except BaseException as exc:
                 publish(exc)
             finally:
                 publish(None)
 
-        worker = loop.run_in_executor(None, produce)
+        worker = asyncio.ensure_future(self.turns.run(produce, cancelled))
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            # The client may have gone: stop generating, and free the context for the next request.
+            # The client may have gone: leave the queue, or stop generating at the next token (the
+            # model passes to the next turn when the worker thread returns).
             cancelled.set()
-            await asyncio.shield(worker)
+            worker.cancel()
 
     # -- blocking work, on a worker thread -------------------------------------------------------
 
@@ -145,7 +193,8 @@ class LocalChatProvider:
         elif request.json_mode:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         options: dict[str, Any] = {
-            "max_tokens": request.max_tokens or self.default_max_tokens,
+            # Never past the context window: it bounds how long one request holds the model.
+            "max_tokens": min(request.max_tokens or self.default_max_tokens, self.n_ctx - len(prompt_tokens)),
             "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
             "top_p": DEFAULT_TOP_P if request.top_p is None else request.top_p,
             "stop": [*request.stop, *formatted.stop],
@@ -157,11 +206,15 @@ class LocalChatProvider:
         }
         return prompt_tokens, options
 
-    def _complete_sync(self, request: GenerationRequest) -> Generation:
-        self.warm_up()
-        with self._lock:
-            prompt_tokens, options = self._prepare(request)
-            result = self._llama.create_completion(prompt=prompt_tokens, stream=False, **options)
+    def _complete_sync(self, request: GenerationRequest, cancelled: threading.Event) -> Generation:
+        from llama_cpp import StoppingCriteriaList
+
+        prompt_tokens, options = self._prepare(request)
+        # Checked after every token: a caller that went away stops the generation there.
+        stop = StoppingCriteriaList([lambda _tokens, _logits: cancelled.is_set()])
+        result = self._llama.create_completion(
+            prompt=prompt_tokens, stream=False, stopping_criteria=stop, **options
+        )
         choice = result["choices"][0]
         usage = result["usage"]
         return Generation(
@@ -171,26 +224,22 @@ class LocalChatProvider:
         )
 
     def _stream_sync(self, request: GenerationRequest, cancelled: threading.Event) -> Iterator[StreamEvent]:
-        self.warm_up()
-        with self._lock:
-            prompt_tokens, options = self._prepare(request)
-            pieces: list[str] = []
-            finish: str | None = None
-            chunks = self._llama.create_completion(prompt=prompt_tokens, stream=True, **options)
-            try:
-                for chunk in chunks:
-                    if cancelled.is_set():
-                        return
-                    choice = chunk["choices"][0]
-                    if choice["text"]:
-                        pieces.append(choice["text"])
-                        yield TextDelta(choice["text"])
-                    finish = choice["finish_reason"] or finish
-            finally:
-                chunks.close()
-            # llama.cpp reports no usage when streaming: the prompt was counted above, and the
-            # completion is counted by the same tokenizer.
-            completion_tokens = len(
-                self._llama.tokenize("".join(pieces).encode(), add_bos=False, special=False)
-            )
+        prompt_tokens, options = self._prepare(request)
+        pieces: list[str] = []
+        finish: str | None = None
+        chunks = self._llama.create_completion(prompt=prompt_tokens, stream=True, **options)
+        try:
+            for chunk in chunks:
+                if cancelled.is_set():
+                    return
+                choice = chunk["choices"][0]
+                if choice["text"]:
+                    pieces.append(choice["text"])
+                    yield TextDelta(choice["text"])
+                finish = choice["finish_reason"] or finish
+        finally:
+            chunks.close()
+        # llama.cpp reports no usage when streaming: the prompt was counted above, and the
+        # completion is counted by the same tokenizer.
+        completion_tokens = len(self._llama.tokenize("".join(pieces).encode(), add_bos=False, special=False))
         yield StreamEnd(_finish_reason(finish), Usage.of(len(prompt_tokens), completion_tokens))

@@ -1,8 +1,11 @@
 """The embedded sentence-embedding model, run in-process by sentence-transformers on the CPU (through
 a TorchScript-traced transformer when the model allows it: `traced_encoder.py`).
 
-Loads once from a local folder (never a hub); one lock serialises inference, which keeps memory flat
-and is as fast as parallel calls on a few cores. Encoding runs on a worker thread.
+Loads once from a local folder (never a hub). The model runs one batch at a time (which keeps memory
+flat and is as fast as parallel calls on a few cores), and batches from different requesters take turns
+(`turns.py`): a call of many texts runs as batches of `batch_size`, each a turn of its own, so a large
+request never holds the model while a small one from someone else waits for more than one batch.
+Encoding runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import json
 import os
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ import numpy.typing as npt
 
 from keel.errors import ServiceUnavailableError
 from keel.gateway.providers.traced_encoder import TracedMeanPoolEncoder
+from keel.gateway.providers.turns import ModelTurns
 from keel.logs import get_logger
 
 log = get_logger(__name__)
@@ -27,12 +32,12 @@ TRACED_MAX_TEXTS = 8
 
 
 class LocalEmbeddingProvider:
-    def __init__(self, model_path: Path, *, batch_size: int) -> None:
+    def __init__(self, model_path: Path, *, batch_size: int, turns: ModelTurns | None = None) -> None:
         self.model_path = model_path
         self.batch_size = batch_size
+        self.turns = turns or ModelTurns()
         self._model: Any = None
         self._traced: TracedMeanPoolEncoder | None = None
-        self._lock = threading.Lock()
         self._load_lock = threading.Lock()
 
     @property
@@ -76,17 +81,56 @@ class LocalEmbeddingProvider:
     def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Unit-length vectors, one row per text (cosine similarity is then a dot product)."""
         self.warm_up()
-        with self._lock:
-            if self._traced is not None and len(texts) <= TRACED_MAX_TEXTS:
-                return self._traced.encode(texts, self.batch_size)
-            vectors = self._model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        traced, order, batches = self._batches(texts)
+        rows = []
+        for batch in batches:
+            with self.turns.acquire():
+                rows.append(self._encode(batch, traced))
+        return self._in_order(rows, order)
+
+    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """`embed` for event loops: the turns are awaited on the loop, each batch runs on a worker thread,
+        and a cancelled call stops after the batch in hand."""
+        if self._model is None:
+            await asyncio.to_thread(self.warm_up)
+        traced, order, batches = self._batches(texts)
+        rows = []
+        for batch in batches:
+            rows.append(await self.turns.run(partial(self._encode, batch, traced)))
+        return self._in_order(rows, order)
+
+    def _batches(self, texts: list[str]) -> tuple[bool, list[int], list[list[str]]]:
+        """Whether the traced path serves the call, the texts' order (longest first, so a batch pads
+        little), and the batches in that order."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        batches = [
+            [texts[i] for i in order[start : start + self.batch_size]]
+            for start in range(0, len(order), self.batch_size)
+        ]
+        return self._traced is not None and len(texts) <= TRACED_MAX_TEXTS, order, batches
+
+    def _encode(
+        self, batch: list[str], traced: bool, _cancelled: threading.Event | None = None
+    ) -> npt.NDArray[np.float32]:
+        """One batch, run while its turn is held (a batch is short: it never checks for cancellation)."""
+        if traced and self._traced is not None:
+            return self._traced.encode(batch, self.batch_size)
+        vectors = self._model.encode(
+            batch,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32)
+
+    def _in_order(self, rows: list[npt.NDArray[np.float32]], order: list[int]) -> npt.NDArray[np.float32]:
+        if not rows:
+            return np.empty((0, self.dimensions), dtype=np.float32)
+        stacked = np.concatenate(rows)
+        result = np.empty_like(stacked)
+        result[order] = stacked
+        return result
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads, after its truncation to the maximum sequence length."""
@@ -95,8 +139,14 @@ class LocalEmbeddingProvider:
         encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return sum(min(len(ids), limit) for ids in encoded)
 
-    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        return await asyncio.to_thread(self.embed, texts)
-
     async def acount_tokens(self, texts: list[str]) -> int:
         return await asyncio.to_thread(self.count_tokens, texts)
+
+    def count_input_tokens(self, texts: list[str]) -> list[int]:
+        """Each text's tokens before truncation: what the request limits are about."""
+        self.warm_up()
+        encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
+        return await asyncio.to_thread(self.count_input_tokens, texts)
