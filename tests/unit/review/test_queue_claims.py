@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,10 +52,8 @@ def make_queue(database: Database, clock: Clock) -> ReviewQueue:
     )
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Setup:
-    database = Database(f"sqlite:///{tmp_path / 'reviews.db'}")
-    database.migrate()
+def build(database: Database) -> Setup:
+    """A queue with a test clock on a migrated database, and three keys of tenant acme."""
     keys = KeyStore(database)
     clock = Clock()
     return Setup(
@@ -68,6 +66,14 @@ def setup(tmp_path: Path) -> Setup:
         bob=keys.create("acme", Role.REVIEWER, "bob").record.id,
         admin=keys.create("acme", Role.ADMIN, "ops").record.id,
     )
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    database = Database(f"sqlite:///{tmp_path / 'reviews.db'}")
+    database.migrate()
+    yield build(database)
+    database.dispose()
 
 
 def escalate(s: Setup, tenant: str = "acme") -> str:
@@ -246,16 +252,16 @@ def test_another_tenants_item_is_not_found(setup: Setup) -> None:
             change()
 
 
-def test_racing_claimers_on_two_engines_take_an_expired_claim_once(setup: Setup) -> None:
-    s = setup
+def race_for_an_expired_claim(s: Setup, claimers: int = 8) -> None:
+    """Reviewers on two engines (two replicas) take over one expired claim at once: exactly one wins,
+    and the one audit entry names the winner and the old holder."""
     review = escalate(s)
     s.queue.claim("acme", review, s.alice)
     s.clock.advance(TTL_S + 1)
-    # A second engine on the same file stands for a second replica.
     replica = Database(s.database.url)
     queues = [s.queue, make_queue(replica, s.clock)]
-    claimers = [s.keys.create("acme", Role.REVIEWER).record.id for _ in range(8)]
-    start = threading.Barrier(len(claimers))
+    reviewers = [s.keys.create("acme", Role.REVIEWER).record.id for _ in range(claimers)]
+    start = threading.Barrier(len(reviewers))
     won: list[str] = []
     refused: list[str] = []
 
@@ -267,14 +273,18 @@ def test_racing_claimers_on_two_engines_take_an_expired_claim_once(setup: Setup)
         except InvalidRequestError:
             refused.append(reviewer)
 
-    threads = [threading.Thread(target=race, args=(i, r)) for i, r in enumerate(claimers)]
+    threads = [threading.Thread(target=race, args=(i, r)) for i, r in enumerate(reviewers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(won) == 1 and len(refused) == len(claimers) - 1
+    replica.dispose()
+    assert len(won) == 1 and len(refused) == len(reviewers) - 1
     assert s.queue.get("acme", review).claimed_by == won[0]
     [takeover] = audited(s, "review.takeover")
     assert (takeover.actor, takeover.details["from"]) == (won[0], s.alice)
     assert s.audit.verify().ok
-    replica.dispose()
+
+
+def test_racing_claimers_on_two_engines_take_an_expired_claim_once(setup: Setup) -> None:
+    race_for_an_expired_claim(setup)
