@@ -1,5 +1,5 @@
 """`python -m keel` runs the CLI."""
 
-from keel.cli import app
+from keel.cli import main
 
-app()
+main()

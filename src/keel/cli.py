@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from keel import cli_knowledge, cli_reviews, cli_support
+from keel import cli_evals, cli_knowledge, cli_reviews, cli_support
 from keel.cli_common import command_settings, err, fail, migrated_database, out
+from keel.cli_remote import RemoteServer, connect
 from keel.errors import KeelError
 from keel.governance.audit import AuditLog
 from keel.keys import Role
 
-app = typer.Typer(help="Keel: the system around the model.", no_args_is_help=True)
+# Errors are one line (`main`), so Typer's own traceback printer is off.
+app = typer.Typer(
+    help="Keel: the system around the model.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -88,17 +94,20 @@ def keys_list(
     """List keys (never their secrets)."""
     from keel.keys import KeyStore
 
-    table = Table("id", "prefix", "tenant", "role", "name", "created", "revoked")
+    # Ids and prefixes are what `keys revoke` takes: never cut, at any terminal width; the rest wraps.
+    table = Table(box=None, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("prefix", no_wrap=True)
+    table.add_column("tenant", overflow="fold")
+    table.add_column("role", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    for column in ("created", "revoked") if revoked else ("created",):
+        table.add_column(column, no_wrap=True)
     for key in KeyStore(migrated_database(command_settings())).list(tenant, include_revoked=revoked):
-        table.add_row(
-            key.id,
-            key.prefix + "…",
-            key.tenant,
-            key.role,
-            key.name,
-            f"{key.created_at:%Y-%m-%d %H:%M}",
-            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
-        )
+        row = [key.id, key.prefix, key.tenant, key.role, key.name, f"{key.created_at:%Y-%m-%d}"]
+        if revoked:
+            row.append(f"{key.revoked_at:%Y-%m-%d}" if key.revoked_at else "")
+        table.add_row(*row)
     out.print(table)
 
 
@@ -171,19 +180,26 @@ def chat(
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens to generate.")] = 256,
 ) -> None:
-    """Ask the model through the gateway and stream the answer to the terminal."""
+    """Ask the model through the gateway and stream the answer to the terminal (through the server at
+    KEEL_URL when KEEL_API_KEY is set, else in this process)."""
     from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
     from keel.gateway.service import Caller
     from keel.runtime import Runtime
 
     settings = command_settings()
-    runtime = Runtime.build(settings)
-    runtime.prepare()
+    if not message.strip():
+        raise typer.BadParameter("the message is empty", param_hint="MESSAGE")
     messages = [ChatMessage(role="system", content=system)] if system else []
     messages.append(ChatMessage(role="user", content=message))
     request = ChatCompletionRequest(
         model=model or settings.chat.alias, messages=messages, max_tokens=max_tokens, stream=True
     )
+    server = connect(settings)
+    if server is not None:
+        _remote_chat(server, request.model_dump(mode="json", exclude_none=True))
+        return
+    runtime = Runtime.build(settings)
+    runtime.prepare()
 
     async def stream() -> None:
         async for chunk in runtime.gateway.chat_stream(request, Caller(tenant="cli", key_id="cli")):
@@ -204,6 +220,41 @@ def chat(
         runtime.close()
 
 
+def _remote_chat(server: RemoteServer, body: dict[str, object]) -> None:
+    body["stream_options"] = {"include_usage": True}
+    try:
+        for chunk in server.stream_chat(body):
+            for choice in chunk.get("choices", []):
+                content = choice.get("delta", {}).get("content")
+                if content:
+                    out.print(content, end="", soft_wrap=True, highlight=False)
+            usage = chunk.get("usage")
+            if usage and not chunk.get("choices"):
+                err.print(
+                    f"\n[dim]{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion "
+                    f"tokens · {server.url}[/dim]"
+                )
+    except KeelError as exc:
+        raise fail(exc) from exc
+    finally:
+        server.close()
+
+
+def main() -> None:
+    """The `keel` entry point: an error is one line and exit code 1 (KEEL_DEBUG=1 shows the traceback)."""
+    try:
+        app()
+    except KeelError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("KEEL_DEBUG"):
+            raise
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc} [dim](KEEL_DEBUG=1 shows where)[/dim]")
+        sys.exit(1)
+
+
 cli_knowledge.register(app)
 cli_support.register(app)
 cli_reviews.register(app)
+cli_evals.register(app)

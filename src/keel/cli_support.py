@@ -6,9 +6,11 @@ import asyncio
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from keel.cli_common import command_settings, err, fail, out
-from keel.copilot.types import ReplyRequest
+from keel.cli_remote import connect
+from keel.copilot.types import ReplyRequest, ReplyResponse
 from keel.errors import KeelError
 from keel.gateway.service import Caller
 
@@ -65,20 +67,37 @@ def register(app: typer.Typer) -> None:
         customer: Annotated[str | None, typer.Option(help="CRM customer id, e.g. C-1001.")] = None,
         conversation: Annotated[str | None, typer.Option(help="Continue this conversation (id).")] = None,
     ) -> None:
-        """Ask the support copilot; prints the reply, its citations, confidence and status."""
+        """Ask the support copilot (through the server at KEEL_URL when KEEL_API_KEY is set, else in this
+        process); prints the reply, its citations, confidence and status."""
         from keel.runtime import Runtime
 
-        runtime = Runtime.build(command_settings())
-        runtime.prepare()
-        request = ReplyRequest(
-            message=question, customer_id=customer, conversation_id=conversation, channel="cli"
-        )
+        settings = command_settings()
         try:
-            reply = asyncio.run(runtime.copilot.reply(request, Caller(tenant=tenant, key_id="cli")))
+            request = ReplyRequest(
+                message=question, customer_id=customer, conversation_id=conversation, channel="cli"
+            )
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise typer.BadParameter(f"{where}: {problem['msg']}") from exc
+        server = connect(settings)
+        try:
+            if server is not None:
+                body = request.model_dump(mode="json", exclude_none=True)
+                reply = ReplyResponse.model_validate(server.call("POST", "/v1/support/replies", json=body))
+            else:
+                runtime = Runtime.build(settings)
+                runtime.prepare()
+                try:
+                    caller = Caller(tenant=tenant, key_id="cli")
+                    reply = asyncio.run(runtime.copilot.reply(request, caller))
+                finally:
+                    runtime.close()
         except KeelError as exc:
             raise fail(exc) from exc
         finally:
-            runtime.close()
+            if server is not None:
+                server.close()
         out.print(reply.reply, highlight=False)
         for number, citation in enumerate(reply.citations, start=1):
             out.print(f"  [{number}] {citation.source} — “{citation.quote}”", highlight=False)

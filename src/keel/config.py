@@ -12,9 +12,9 @@ import os
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, FilePath
+from pydantic import BaseModel, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -266,6 +266,104 @@ class RetentionSettings(BaseModel):
     jobs_days: int | None = Field(30, ge=1)
 
 
+class ReviewSettings(BaseModel):
+    """The human review queue."""
+
+    # A claim lapses this long after it was taken (claiming again renews it): another reviewer may then
+    # take the item over. A claim whose holder's key was revoked lapses at once.
+    claim_ttl_s: int = Field(1800, ge=1, le=7 * 24 * 3600)
+
+
+class LimitSettings(BaseModel):
+    """Bounds every request is held to at the HTTP boundary, before any model or classifier sees it.
+    The embedding defaults are OpenAI's own limits."""
+
+    # A JSON body past this is refused with 413 while it streams in, before it is parsed.
+    max_json_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    # `POST /v1/documents` (multipart or JSON); each document in it is also held to
+    # knowledge.max_document_bytes. None: twice that, plus 1 MiB for the form or JSON around it.
+    max_upload_body_bytes: int | None = Field(None, ge=1024)
+    # Per route, by its path as the API reference writes it: {"/v1/search": 65536}.
+    route_body_bytes: dict[str, int] = Field(default_factory=dict)
+    max_messages: int = Field(2048, ge=1)
+    max_message_chars: int = Field(1_048_576, ge=1)
+    # A chat request with more characters than this many per token of the largest context window its
+    # model can reach is refused without tokenizing (English averages about four per token).
+    chars_per_token: int = Field(8, ge=1, le=64)
+    max_embedding_inputs: int = Field(2048, ge=1)
+    max_embedding_input_tokens: int = Field(8192, ge=1)
+    max_embedding_request_tokens: int = Field(300_000, ge=1)
+
+
+class DriftMonitorSettings(BaseModel):
+    """When one drift monitor alerts: both windows hold at least `min_samples` observations (fewer:
+    "insufficient data", never an alert), the test's p-value is below `p_value`, and the change is at
+    least `min_effect` in the monitor's own unit (docs/evals.md#drift)."""
+
+    enabled: bool = True
+    min_samples: int = Field(100, ge=2)
+    p_value: float = Field(0.01, gt=0, lt=1)
+    min_effect: float = Field(0.0, ge=0)
+
+
+# Each monitor's own defaults: the smallest window in which bench/drift.py's tuning half detected the
+# shift the monitor exists for in 95 % of window pairs (docs/evals.md#drift). A keel.toml or environment
+# variable that sets one field of one monitor keeps that monitor's other defaults.
+DRIFT_MONITOR_DEFAULTS: dict[str, dict[str, float]] = {
+    "query_embeddings": {"min_samples": 50},
+    # Effects: Wasserstein distance in score units; Cramér's V; the absolute change of the rate.
+    "retrieval_top_score": {"min_samples": 50, "min_effect": 0.02},
+    "groundedness": {"min_samples": 500, "min_effect": 0.02},
+    "intent_mix": {"min_samples": 50, "min_effect": 0.05},
+    "status_mix": {"min_samples": 800, "min_effect": 0.05},
+    "escalation_rate": {"min_samples": 800, "min_effect": 0.03},
+    "negative_feedback_rate": {"min_samples": 600, "min_effect": 0.03},
+}
+
+
+def _monitor(name: str) -> DriftMonitorSettings:
+    return DriftMonitorSettings.model_validate(DRIFT_MONITOR_DEFAULTS[name])
+
+
+class DriftMonitors(BaseModel):
+    query_embeddings: DriftMonitorSettings = _monitor("query_embeddings")
+    retrieval_top_score: DriftMonitorSettings = _monitor("retrieval_top_score")
+    groundedness: DriftMonitorSettings = _monitor("groundedness")
+    intent_mix: DriftMonitorSettings = _monitor("intent_mix")
+    status_mix: DriftMonitorSettings = _monitor("status_mix")
+    escalation_rate: DriftMonitorSettings = _monitor("escalation_rate")
+    negative_feedback_rate: DriftMonitorSettings = _monitor("negative_feedback_rate")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_monitor_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {
+            name: {**DRIFT_MONITOR_DEFAULTS.get(name, {}), **value} if isinstance(value, dict) else value
+            for name, value in data.items()
+        }
+
+
+class DriftSettings(BaseModel):
+    """Drift monitors: a recent window of traffic against the baseline window right before it."""
+
+    recent_hours: float = Field(24.0, gt=0)
+    baseline_hours: float = Field(168.0, gt=0)
+    # Each window uses at most this many of its observations, a uniform sample (bounds a check's cost).
+    max_samples: int = Field(2000, ge=10)
+    # The embedding test (MMD) uses at most this many vectors per window, and this many permutations.
+    embedding_samples: int = Field(300, ge=10, le=5000)
+    permutations: int = Field(500, ge=50, le=10_000)
+    # How often the server's (or a worker's) periodic job checks every tenant with recent traffic.
+    check_every_minutes: int = Field(15, ge=1, le=60)
+    # Alerts and recoveries are POSTed here, signed like review decisions (HMAC-SHA256 under the secret
+    # in the environment variable `webhook_secret_env`).
+    webhook_url: str | None = None
+    webhook_secret_env: str | None = None
+    monitors: DriftMonitors = DriftMonitors()
+
+
 class EvalSettings(BaseModel):
     """Evaluation runs (`keel eval run`, `POST /v1/evals/runs`); a run's `--config` file may set these too."""
 
@@ -282,14 +380,12 @@ class EvalSettings(BaseModel):
     confidence_level: float = Field(0.95, gt=0.5, lt=1)
     # A run whose worker has not beaten this long has lost it; its claimed items go back to pending.
     stale_after_s: float = Field(120.0, ge=4)
-
-
-class ReviewSettings(BaseModel):
-    """The human review queue."""
-
-    # A claim lapses this long after it was taken (claiming again renews it): another reviewer may then
-    # take the item over. A claim whose holder's key was revoked lapses at once.
-    claim_ttl_s: int = Field(1800, ge=1, le=7 * 24 * 3600)
+    # Share of live copilot replies scored online (groundedness, citation precision, retrieval top
+    # score), chosen by a hash of the trace id so every replica samples the same traces.
+    online_sample_rate: float = Field(0.1, ge=0, le=1)
+    # Also grade each sampled reply's faithfulness with the judge (`judge_alias`): one model call each.
+    online_judge: bool = False
+    drift: DriftSettings = DriftSettings()
 
 
 class GuardSettings(BaseModel):
@@ -340,6 +436,11 @@ class Settings(BaseSettings):
     # Signs dashboard sessions; replicas behind one load balancer must share it. None: a random secret
     # kept in <data_dir>/ui-secret.
     ui_secret: str | None = None
+    # The server the `keel` commands that need the models (chat, ask, search, ingest) talk to, with the
+    # key in `api_key` (KEEL_API_KEY); without a key, or when nothing answers there, they load the models
+    # in their own process. None: http://<host>:<port>.
+    url: str | None = None
+    api_key: SecretStr | None = None
     # Load the models when the server starts (False: on first use; useful for CLI commands that need none).
     preload_models: bool = True
     # `keel serve` also consumes background jobs (ingestion, periodic upkeep): the embedded tier needs
@@ -356,8 +457,9 @@ class Settings(BaseSettings):
     observe: ObserveSettings = ObserveSettings()
     retention: RetentionSettings = RetentionSettings()
     guard: GuardSettings = GuardSettings()
-    review: ReviewSettings = ReviewSettings()
     evals: EvalSettings = EvalSettings()
+    limits: LimitSettings = LimitSettings()
+    review: ReviewSettings = ReviewSettings()
 
     @classmethod
     def settings_customise_sources(

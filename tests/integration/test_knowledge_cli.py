@@ -37,11 +37,12 @@ def test_ingest_folder_then_search(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
     first = keel(data_dir, "ingest", str(docs), "--tenant", "shop")
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 1, "a partial job is a failure for scripts"
     assert "partial" in first.stdout and "created=2" in first.stdout and "failed=1" in first.stdout
     assert "broken.pdf" in first.stderr
 
     again = keel(data_dir, "ingest", str(docs / "tyres.md"), "--tenant", "shop")
+    assert again.returncode == 0, again.stderr
     assert "unchanged=1" in again.stdout
 
     found = keel(data_dir, "search", "how much air pressure for tyres", "--tenant", "shop", "-k", "2")

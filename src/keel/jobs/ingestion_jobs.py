@@ -95,8 +95,10 @@ class IngestionJobs:
                 raise NotFoundError(f"No job '{job_id}'.", code="job_not_found")
             return job
 
-    def run(self, job_id: str, on_item: ItemCallback | None = None) -> None:
-        """Processes the job's pending items in order; safe to run again after a crash."""
+    def run(self, job_id: str, on_item: ItemCallback | None = None, batch_size: int = BATCH) -> None:
+        """Processes the job's pending items in order, `batch_size` documents at a time (a smaller batch
+        reports progress more often, a larger one embeds more chunks per model call); safe to run again
+        after a crash."""
         with self._database.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -112,11 +114,11 @@ class IngestionJobs:
                 )
             )
         with self._heartbeat(job_id):
-            for start in range(0, len(pending), BATCH):
+            for start in range(0, len(pending), batch_size):
                 if self._stopping.is_set():
                     self._hand_back(job_id)
                     return
-                batch = self._claim(job_id, pending[start : start + BATCH])
+                batch = self._claim(job_id, pending[start : start + batch_size])
                 if not batch:
                     continue
                 self._set_in_flight(job_id, batch)
