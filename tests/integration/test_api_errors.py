@@ -67,13 +67,13 @@ def test_malformed_bodies_are_422(client: TestClient, keys: Keys, body: Any) -> 
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_invalid_json_is_422(client: TestClient, keys: Keys) -> None:
+def test_invalid_json_is_400(client: TestClient, keys: Keys) -> None:
     response = client.post(
         "/v1/chat/completions",
         headers={**keys.header(keys.app), "Content-Type": "application/json"},
         content=b'{"model": "keel-local", ',
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]["message"]
 
 

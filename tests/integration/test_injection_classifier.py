@@ -73,6 +73,9 @@ class CountingEmbedder:
     async def acount_tokens(self, texts: list[str]) -> int:
         return await self.inner.acount_tokens(texts)
 
+    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
+        return await self.inner.acount_input_tokens(texts)
+
 
 class RecordingJudge:
     """A fake judge: answers a fixed score (or None) and records what it was asked."""

@@ -4,11 +4,13 @@ reassigns one, and each change of hands lands in the audit log with who did it a
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from keel.config import Settings
 from keel.keys import Role
 from keel.runtime import Runtime
 from keel.store.models import ReviewItem
@@ -129,3 +131,11 @@ def test_another_tenants_admin_can_neither_release_nor_assign(
         client.get(f"/v1/reviews/{review_id}", headers=keys.header(keys.reviewer)).json()["status"]
         == "pending"
     )
+
+
+def test_the_claim_ttl_setting_reaches_the_queue(tmp_path: Path) -> None:
+    runtime = Runtime.build(Settings(data_dir=tmp_path, review={"claim_ttl_s": 60}))
+    try:
+        assert runtime.reviews.rules.ttl == timedelta(seconds=60)
+    finally:
+        runtime.close()

@@ -65,6 +65,9 @@ class CountingEmbedder:
     async def acount_tokens(self, texts: list[str]) -> int:
         return len(texts)
 
+    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
+        return [1] * len(texts)
+
 
 def test_embedding_cache_embeds_each_text_once_across_replicas(database: Database) -> None:
     first_model, second_model = CountingEmbedder(), CountingEmbedder()

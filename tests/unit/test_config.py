@@ -58,6 +58,7 @@ def test_config_file_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_
         ("KEEL_CHAT__N_CTX", "10"),
         ("KEEL_COPILOT__INTENT_EXAMPLES", "/no/such/intents.jsonl"),
         ("KEEL_JOB_STALE_AFTER_S", "1"),
+        ("KEEL_REVIEW__CLAIM_TTL_S", "0"),
     ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

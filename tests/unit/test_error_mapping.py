@@ -129,9 +129,10 @@ def test_validation_errors_are_422_in_openai_shape(
     assert error["param"] == param
 
 
-def test_malformed_json_is_422_and_says_so(client: TestClient) -> None:
+def test_malformed_json_is_400_and_says_so(client: TestClient) -> None:
     response = client.post("/body", content=b'{"count": ', headers={"Content-Type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
     assert "not valid JSON" in response.json()["error"]["message"]
 
 

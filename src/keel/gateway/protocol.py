@@ -52,6 +52,10 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# More than any model's output limit.
+MAX_COMPLETION_TOKENS = 1_000_000
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -59,10 +63,11 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    # Bounded so that rate-limit counters (Redis integers) and cost estimates stay in range.
+    max_tokens: int | None = Field(None, ge=1, le=MAX_COMPLETION_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_COMPLETION_TOKENS)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     n: int = Field(1, ge=1, le=1)
@@ -153,26 +158,16 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
 
 
-# OpenAI's own limit per embeddings request.
-MAX_EMBEDDING_INPUTS = 2048
-
-
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1, le=65536)
     user: str | None = Field(None, max_length=256)
 
-    @field_validator("input")
-    @classmethod
-    def _bounded_batch(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:
-            raise ValueError(f"at most {MAX_EMBEDDING_INPUTS} inputs per request")
-        return value
-
+    # The number of inputs and their tokens are bounded by `limits.*` (keel.gateway.request_limits).
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import jsonschema
 
-from keel.errors import InvalidRequestError, UpstreamError
+from keel.errors import UpstreamError
 from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
 from keel.gateway.providers.base import GenerationRequest
+from keel.gateway.schema_check import check_response_schema
 
 
 def generation_request(request: ChatCompletionRequest) -> GenerationRequest:
@@ -20,13 +21,7 @@ def generation_request(request: ChatCompletionRequest) -> GenerationRequest:
     if response_format is not None and response_format.type == "json_schema":
         assert response_format.json_schema is not None
         schema = response_format.json_schema.schema_
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise InvalidRequestError(
-                f"response_format.json_schema.schema is not a valid JSON schema: {exc.message}",
-                param="response_format",
-            ) from exc
+        check_response_schema(schema)
     return GenerationRequest(
         messages=request.messages,
         max_tokens=request.token_limit(),

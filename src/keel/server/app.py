@@ -14,7 +14,8 @@ from keel.config import Settings
 from keel.jobs.queue import EmbeddedConsumer, start_embedded_consumer, workers_alive
 from keel.logs import get_logger
 from keel.runtime import Runtime
-from keel.server.errors import install_error_handlers
+from keel.server.body_limits import BodyLimitMiddleware
+from keel.server.errors import ERROR_RESPONSES, install_error_handlers
 from keel.server.middleware import RequestMiddleware
 from keel.server.routers import admin, health, knowledge, observe, openai_compat, support
 from keel.server.ui import pages
@@ -52,8 +53,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 await asyncio.to_thread(_drain, runtime, consumer)
             runtime.close()
 
-    app = FastAPI(title="Keel", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="Keel", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES)
     app.state.runtime = runtime
+    # Inside the request middleware, so a refused body is logged and counted like any request.
+    app.add_middleware(BodyLimitMiddleware, settings=runtime.settings, api=app)
     app.add_middleware(RequestMiddleware, tracer=runtime.tracing.tracer, metrics=runtime.metrics)
     install_error_handlers(app)
     app.state.ui_sessions = Sessions(load_secret(runtime.settings.data_dir, runtime.settings.ui_secret))

@@ -79,6 +79,9 @@ class FixedEmbedder:
     async def acount_tokens(self, texts: list[str]) -> int:
         return 2 * len(texts)
 
+    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
+        return [2] * len(texts)
+
 
 def make_gateway(
     tmp_path: Path,

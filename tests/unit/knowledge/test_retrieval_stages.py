@@ -95,6 +95,9 @@ class CountingEmbedder:
     async def acount_tokens(self, texts: list[str]) -> int:
         return len(texts)
 
+    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
+        return [1] * len(texts)
+
 
 def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'cache.db'}")

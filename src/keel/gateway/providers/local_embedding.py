@@ -150,3 +150,12 @@ class LocalEmbeddingProvider:
 
     async def acount_input_tokens(self, texts: list[str]) -> list[int]:
         return await asyncio.to_thread(self.count_input_tokens, texts)
+
+    def count_input_tokens(self, texts: list[str]) -> list[int]:
+        """Each text's tokens before truncation: what the request limits are about."""
+        self.warm_up()
+        encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
+        return await asyncio.to_thread(self.count_input_tokens, texts)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from keel.errors import NotFoundError
@@ -116,8 +116,10 @@ async def purge_now(runtime: RuntimeDep, caller: AdminCaller) -> dict[str, Any]:
 
 
 @router.get("/audit")
-def audit_entries(runtime: RuntimeDep, caller: AdminCaller, limit: int = 100) -> dict[str, Any]:
-    entries = runtime.audit.entries(caller.tenant, min(max(limit, 1), 1000))
+def audit_entries(
+    runtime: RuntimeDep, caller: AdminCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    entries = runtime.audit.entries(caller.tenant, limit)
     return {
         "object": "list",
         "data": [

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy import func, select
+from starlette.datastructures import FormData
 
 from keel.errors import InvalidRequestError, NotFoundError
 from keel.jobs.ingestion_jobs import NewDocument
@@ -20,12 +21,26 @@ from keel.store.models import Document, Job
 router = APIRouter(prefix="/v1", tags=["knowledge"])
 
 
+# Metadata is a flat JSON object: strings, finite numbers, booleans, null, or lists of those.
+_MetaScalar = (
+    Annotated[str, Field(max_length=4000)] | bool | int | Annotated[float, Field(allow_inf_nan=False)] | None
+)
+DocumentMetadata = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=200)], _MetaScalar | list[_MetaScalar]],
+    Field(max_length=100),
+]
+_METADATA: TypeAdapter[dict[str, Any]] = TypeAdapter(DocumentMetadata)
+MAX_SOURCE_CHARS = 1000
+MAX_DOC_TYPE_CHARS = 32
+MAX_ACL_GROUPS = 200
+
+
 class DocumentUpload(BaseModel):
-    source: str = Field(min_length=1, max_length=1000)
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS)
     text: str = Field(min_length=1)
-    doc_type: str | None = Field(None, max_length=32)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    acl: list[str] = Field(default_factory=list, max_length=200)
+    doc_type: str | None = Field(None, max_length=MAX_DOC_TYPE_CHARS)
+    metadata: DocumentMetadata = Field(default_factory=dict)
+    acl: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=MAX_ACL_GROUPS)
 
 
 class DocumentBatch(BaseModel):
@@ -102,36 +117,13 @@ class DocumentList(BaseModel):
 async def _uploads(request: Request) -> list[NewDocument]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        files = [
-            value
-            for key, value in form.multi_items()
-            if key in ("file", "files") and not isinstance(value, str)
-        ]
-        if not files:
-            raise InvalidRequestError(
-                "Send the documents as form files named 'file' or 'files'.", param="file"
-            )
-        doc_type = form.get("doc_type")
-        acl = [g.strip() for g in str(form.get("acl") or "").split(",") if g.strip()]
-        try:
-            meta = json.loads(str(form.get("metadata") or "{}"))
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError("'metadata' must be a JSON object.", param="metadata") from exc
-        return [
-            NewDocument(
-                source=upload.filename or "upload",
-                data=await upload.read(),
-                doc_type=str(doc_type) if doc_type else None,
-                meta=meta,
-                acl=acl,
-            )
-            for upload in files
-        ]
+        return await _form_uploads(await request.form())
     try:
         payload = await request.json()
-        batch = DocumentBatch.model_validate(payload if "documents" in payload else {"documents": [payload]})
-    except (json.JSONDecodeError, TypeError) as exc:
+        batch = DocumentBatch.model_validate(
+            payload if isinstance(payload, dict) and "documents" in payload else {"documents": [payload]}
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidRequestError(
             "Send JSON {source, text, ...} or {documents: [...]}, or multipart files."
         ) from exc
@@ -150,6 +142,58 @@ async def _uploads(request: Request) -> list[NewDocument]:
         )
         for d in batch.documents
     ]
+
+
+async def _form_uploads(form: FormData) -> list[NewDocument]:
+    """Every field is checked here, so a job is queued only for documents it can ingest."""
+    files = [
+        value for key, value in form.multi_items() if key in ("file", "files") and not isinstance(value, str)
+    ]
+    if not files:
+        raise InvalidRequestError("Send the documents as form files named 'file' or 'files'.", param="file")
+    doc_type = _form_text(form, "doc_type")
+    if doc_type is not None and len(doc_type) > MAX_DOC_TYPE_CHARS:
+        raise InvalidRequestError(
+            f"'doc_type' has more than {MAX_DOC_TYPE_CHARS} characters.", param="doc_type"
+        )
+    acl = [g.strip() for g in (_form_text(form, "acl") or "").split(",") if g.strip()]
+    if len(acl) > MAX_ACL_GROUPS or any(len(group) > 200 for group in acl):
+        raise InvalidRequestError(
+            f"'acl' takes at most {MAX_ACL_GROUPS} comma-separated groups of at most 200 characters.",
+            param="acl",
+        )
+    try:
+        meta = _METADATA.validate_json(_form_text(form, "metadata") or "{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequestError(
+            "'metadata' must be a JSON object of at most 100 keys whose values are strings, numbers, "
+            f"booleans, null or lists of those ({where + ': ' if where else ''}{first['msg']}).",
+            param="metadata",
+        ) from exc
+    for upload in files:
+        if len(upload.filename or "") > MAX_SOURCE_CHARS:
+            raise InvalidRequestError(
+                f"A file name has more than {MAX_SOURCE_CHARS} characters.", param="file"
+            )
+    return [
+        NewDocument(
+            source=upload.filename or "upload",
+            data=await upload.read(),
+            doc_type=doc_type or None,
+            meta=meta,
+            acl=acl,
+        )
+        for upload in files
+    ]
+
+
+def _form_text(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequestError(f"'{name}' must be a form field, not a file.", param=name)
+    return value
 
 
 def _has_suffix(source: str) -> bool:
@@ -202,8 +246,8 @@ def list_documents(
     runtime: RuntimeDep,
     caller: AnyCaller,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    doc_type: str | None = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    doc_type: Annotated[str | None, Query(max_length=MAX_DOC_TYPE_CHARS)] = None,
 ) -> DocumentList:
     query = select(Document).where(Document.tenant == caller.tenant)
     if doc_type:

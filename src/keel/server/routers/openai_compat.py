@@ -17,6 +17,7 @@ from keel.gateway.protocol import (
     EmbeddingRequest,
     ModelList,
 )
+from keel.gateway.request_limits import check_chat_request, check_embedding_request, reachable_context_window
 from keel.gateway.service import Caller, CallInfo
 from keel.logs import get_logger
 from keel.server.deps import AnyCaller, ModelCaller, RuntimeDep
@@ -53,6 +54,13 @@ def _json(value: object) -> str:
 async def create_chat_completion(
     body: ChatCompletionRequest, runtime: RuntimeDep, caller: ModelCaller
 ) -> JSONResponse | StreamingResponse:
+    # The cheapest refusals first, before the gateway's cache, guardrails or model see the request.
+    dispatcher = runtime.gateway.dispatcher
+    check_chat_request(
+        body,
+        runtime.settings.limits,
+        reachable_context_window(dispatcher.aliases, dispatcher.deployments, body.model),
+    )
     who = Caller(tenant=caller.tenant, key_id=caller.key_id)
     if not body.stream:
         completion, info = await runtime.gateway.chat(body, who)
@@ -76,6 +84,8 @@ async def create_chat_completion(
 async def create_embeddings(
     body: EmbeddingRequest, runtime: RuntimeDep, _caller: ModelCaller
 ) -> EmbeddingList:
+    provider = runtime.gateway.embedding_model(body.model)
+    await check_embedding_request(body, runtime.settings.limits, provider.acount_input_tokens)
     return await runtime.gateway.embed(body)
 
 

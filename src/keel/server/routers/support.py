@@ -86,7 +86,8 @@ def list_reviews(
     caller: ReviewCaller,
     status: Annotated[Literal["pending", "claimed", "approved", "edited", "rejected"] | None, Query()] = None,
     reason: Annotated[str | None, Query(max_length=100)] = None,
-    older_than_s: Annotated[int | None, Query(ge=0)] = None,
+    # At most ten years: a larger age cannot be subtracted from today's date.
+    older_than_s: Annotated[int | None, Query(ge=0, le=10 * 365 * 24 * 3600)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ReviewList:
     items = runtime.reviews.list(caller.tenant, status, reason, older_than_s, limit)
