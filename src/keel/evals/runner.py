@@ -50,7 +50,7 @@ class EvalRuns:
         database: Database,
         datasets: EvalDatasets,
         settings: Settings,
-        pipeline: Pipeline,
+        pipeline: Pipeline | None = None,
         queue: Huey | None = None,
         tracer: Tracer | None = None,
     ) -> None:
@@ -140,6 +140,15 @@ class EvalRuns:
                 )
             )
 
+    def scored_trials(self, tenant: str, run_id: str) -> list[ScoredTrial]:
+        """The run's finished trials with their items' tags: what summaries and comparisons read."""
+        items = self.items_of(self.get(tenant, run_id))
+        return [
+            ScoredTrial(r.item_key, r.trial, items[r.item_id].tags if r.item_id in items else [], r.scores)
+            for r in self.results(tenant, run_id)
+            if r.status == "done"
+        ]
+
     def items_of(self, run: EvalRun) -> dict[str, DatasetItem]:
         """The run's items by row id, as the dataset version it ran on holds them."""
         _, stored = self._datasets.items(run.tenant, run.dataset_id, run.dataset_version)
@@ -182,6 +191,8 @@ class EvalRuns:
             run.heartbeat_at = _now()
         config = RunConfig.from_record(run.config)
         self._reclaim_stale(run_id, config.evals.stale_after_s)
+        if self._pipeline is None:
+            raise InvalidRequestError("This process reads runs only; it cannot work one.")
         target, scorer = self._pipeline(config, run.target)
         items = self.items_of(run)
         halt = stop or threading.Event()
@@ -391,12 +402,7 @@ class EvalRuns:
         if open_rows:
             return
         run = self._database_run(run_id)
-        items = self.items_of(run)
-        trials = [
-            ScoredTrial(r.item_key, r.trial, items[r.item_id].tags if r.item_id in items else [], r.scores)
-            for r in self.results(run.tenant, run_id)
-            if r.status == "done"
-        ]
+        trials = self.scored_trials(run.tenant, run_id)
         summary = summarize(
             trials, resamples=config.evals.bootstrap_resamples, level=config.evals.confidence_level
         )

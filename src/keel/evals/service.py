@@ -11,6 +11,8 @@ from keel.config import Settings
 from keel.copilot.grounding import GroundingChecker
 from keel.copilot.memory import ConversationMemory
 from keel.copilot.pipeline import Copilot
+from keel.errors import InvalidRequestError
+from keel.evals.compare import Comparison, compare
 from keel.evals.costs import trace_cost
 from keel.evals.datasets import EvalDatasets
 from keel.evals.harvest import Harvest
@@ -31,6 +33,25 @@ class Evaluation:
     datasets: EvalDatasets
     harvest: Harvest
     runs: EvalRuns
+
+    def compare(self, tenant: str, baseline: str, candidate: str) -> Comparison:
+        return compare_runs(self.runs, tenant, baseline, candidate)
+
+
+def compare_runs(runs: EvalRuns, tenant: str, baseline: str, candidate: str) -> Comparison:
+    a, b = runs.get(tenant, baseline), runs.get(tenant, candidate)
+    for run in (a, b):
+        if run.status not in ("succeeded", "partial"):
+            raise InvalidRequestError(f"Run '{run.id}' is {run.status}: only a finished run compares.")
+    config = RunConfig.from_record(b.config).evals
+    return compare(
+        a.id,
+        runs.scored_trials(tenant, a.id),
+        b.id,
+        runs.scored_trials(tenant, b.id),
+        resamples=config.bootstrap_resamples,
+        level=config.confidence_level,
+    )
 
 
 def pipeline(

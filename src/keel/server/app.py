@@ -18,7 +18,8 @@ from keel.server.body_limits import BodyLimitMiddleware
 from keel.server.errors import ERROR_RESPONSES, install_error_handlers
 from keel.server.middleware import RequestMiddleware
 from keel.server.routers import admin, health, knowledge, observe, openai_compat, support
-from keel.server.ui import pages
+from keel.server.routers import eval_runs
+from keel.server.ui import eval_pages, pages
 from keel.server.ui.pages import LoginRequired
 from keel.server.ui.session import Sessions, load_secret
 
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(support.router)
     app.include_router(observe.router)
     app.include_router(admin.router)
+    app.include_router(eval_runs.router)
+    app.include_router(eval_pages.router)
     app.include_router(pages.router)
     return app
 

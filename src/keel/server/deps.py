@@ -78,3 +78,9 @@ AdminCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 MonitorReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.VIEWER))]
 # Feedback on an answer: the application (for its end users), reviewers and administrators.
 FeedbackCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]
+# Evaluation datasets, runs and comparisons, read: every role.
+EvalReader = Annotated[Principal, Depends(require_roles(*Role))]
+# Writing evaluation datasets (imports, reviewed answers, traces): applications, reviewers, administrators.
+DatasetWriter = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]
+# Starting evaluation runs, which spend model time: applications and administrators.
+EvalRunner = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP))]

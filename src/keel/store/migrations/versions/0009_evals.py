@@ -8,6 +8,7 @@ Create Date: 2026-11-24 09:00:00.000000
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -203,7 +204,7 @@ def _fold_examples() -> None:
     )
     rows = bind.execute(sa.select(examples).order_by(examples.c.created_at, examples.c.id)).all()
     now = datetime.now(UTC)
-    grouped: dict[tuple[str, str], list[sa.Row]] = {}
+    grouped: dict[tuple[str, str], list[sa.Row[Any]]] = {}
     for row in rows:
         grouped.setdefault((row.tenant, row.dataset), []).append(row)
     for (tenant, name), members in grouped.items():
