@@ -4,6 +4,7 @@ open a trace, and decide a review item. Screenshots land in test-artifacts/ for 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +163,26 @@ def test_forged_form_posts_are_refused(server: dict[str, str]) -> None:
         assert login.status_code == 303
         forged = client.post(f"/ui/reviews/{server['review_id']}/claim", data={"csrf": "forged"})
         assert forged.status_code == 403
+
+
+def test_the_evaluations_page_lists_runs_and_opens_a_report(browser: Browser, server: dict[str, str]) -> None:
+    base, headers = server["base"], {"Authorization": f"Bearer {server['app']}"}
+    items = [{"input": "How long does a refund take?", "expected_sources": ["help-center/refunds.md"]}]
+    dataset = {"name": "ui", "items": items}
+    created = httpx.post(f"{base}/v1/evals/datasets", headers=headers, json=dataset)
+    assert created.status_code == 201, created.text
+    request = {"dataset": "ui", "target": "retrieval"}
+    run = httpx.post(f"{base}/v1/evals/runs", headers=headers, json=request).json()
+    for _ in range(600):
+        if httpx.get(f"{base}/v1/evals/runs/{run['id']}", headers=headers).json()["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    page = browser.new_page()
+    log_in(page, base, server["admin"])
+    page.get_by_role("link", name="Evaluations").click()
+    expect(page.get_by_role("heading", name="Evaluations")).to_be_visible()
+    expect(page.locator("#datasets")).to_contain_text("ui")
+    page.get_by_role("link", name=run["id"]).click()
+    expect(page.get_by_role("heading", name=f"Evaluation run {run['id']}")).to_be_visible()
+    expect(page.locator("#metrics")).to_contain_text("recall@5")
+    page.close()
