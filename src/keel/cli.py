@@ -192,7 +192,11 @@ def chat(
     messages = [ChatMessage(role="system", content=system)] if system else []
     messages.append(ChatMessage(role="user", content=message))
     request = ChatCompletionRequest(
-        model=model or settings.chat.alias, messages=messages, max_tokens=max_tokens, stream=True
+        model=model or settings.chat.alias,
+        messages=messages,
+        max_tokens=max_tokens,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     server = connect(settings)
     if server is not None:
@@ -206,7 +210,7 @@ def chat(
             for choice in chunk.choices:
                 if choice.delta.content:
                     out.print(choice.delta.content, end="", soft_wrap=True, highlight=False)
-            if chunk.usage is not None and chunk.choices:
+            if chunk.usage is not None:
                 err.print(
                     f"\n[dim]{chunk.usage.prompt_tokens} prompt + "
                     f"{chunk.usage.completion_tokens} completion tokens[/dim]"
@@ -221,7 +225,6 @@ def chat(
 
 
 def _remote_chat(server: RemoteServer, body: dict[str, object]) -> None:
-    body["stream_options"] = {"include_usage": True}
     try:
         for chunk in server.stream_chat(body):
             for choice in chunk.get("choices", []):

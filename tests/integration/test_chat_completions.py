@@ -78,6 +78,7 @@ def test_stream_reassembles_to_the_full_message(client: TestClient, keys: Keys) 
     finish = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert len(finish) == 1
     assert chunks[-1]["choices"] == []
+    assert [c for c in chunks if c.get("usage")] == [chunks[-1]], "usage is sent once, at the end"
     assert chunks[-1]["usage"]["prompt_tokens"] == whole["usage"]["prompt_tokens"]
     assert chunks[-1]["usage"]["completion_tokens"] > 0
 

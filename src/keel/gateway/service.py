@@ -284,7 +284,9 @@ class Gateway:
                     check_structured_output(generation.text, generation_input)
                 if keys is not None:
                     self.cache.put(keys, _answer(generation, info), vector)
-            yield chunk(Delta(), generation.finish_reason, usage=generation.usage)
+            # Usage once, in a last chunk of its own, and only when asked (as OpenAI does): a client
+            # that adds up every chunk's usage (LangChain's stream_usage) must not count it twice.
+            yield chunk(Delta(), generation.finish_reason)
             if request.stream_options is not None and request.stream_options.include_usage:
                 yield ChatCompletionChunk(
                     id=stream_id, created=created, model=request.model, choices=[], usage=generation.usage

@@ -73,9 +73,19 @@ def test_stream_order_role_deltas_finish_and_usage(tmp_path: Path) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b c "
     finish = chunks[-2]
     assert finish.choices[0].finish_reason == "stop"
-    assert finish.usage == Usage.of(7, 3)
     assert chunks[-1].choices == [] and chunks[-1].usage == Usage.of(7, 3)
+    assert [c for c in chunks if c.usage is not None] == [chunks[-1]], "usage is sent once"
     assert len({c.id for c in chunks}) == 1
+
+
+def test_stream_sends_no_usage_unless_asked(tmp_path: Path) -> None:
+    async def collect() -> list[Any]:
+        gateway = gateway_with(tmp_path, "a b c")
+        return [c async for c in gateway.chat_stream(chat_request(stream=True), CALLER)]
+
+    chunks = run(collect())
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert all(c.usage is None for c in chunks)
 
 
 def test_embeddings_as_floats_or_base64(tmp_path: Path) -> None:
