@@ -186,7 +186,7 @@ class Copilot:
         reasons = [*guard_reasons, *reasons]
         if reasons:
             status = "escalated"
-        return await asyncio.to_thread(
+        response = await asyncio.to_thread(
             self._store,
             caller.tenant,
             conversation_id,
