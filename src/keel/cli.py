@@ -50,7 +50,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_config=None,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

@@ -430,6 +430,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # On SIGTERM, requests in flight get this long to finish; then they are cancelled, and their model
+    # work stops after the batch or token in hand.
+    shutdown_grace_s: int = Field(5, ge=1, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # JSON lines for machines; False prints readable lines for a terminal.
     log_json: bool = True

@@ -27,6 +27,7 @@ from keel.gateway.ledger import UsageLedger
 from keel.gateway.limits import RateLimiter
 from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
+from keel.gateway.providers.turns import ModelTurns
 from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
 from keel.governance.subjects import SubjectRequests
@@ -117,18 +118,21 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = Database(settings.sqlalchemy_url)
+        metrics = KeelMetrics()
         chat_model = LocalChatProvider(
             settings.chat.resolved_model_path(),
             n_ctx=settings.chat.n_ctx,
             n_threads=settings.chat.n_threads,
             default_max_tokens=settings.chat.default_max_tokens,
+            turns=ModelTurns(on_wait=metrics.queue_observer(settings.chat.alias)),
         )
         embedding_model = LocalEmbeddingProvider(
-            settings.embedding.resolved_model_path(), batch_size=settings.embedding.batch_size
+            settings.embedding.resolved_model_path(),
+            batch_size=settings.embedding.batch_size,
+            turns=ModelTurns(on_wait=metrics.queue_observer(settings.embedding.alias)),
         )
         tracing = Tracing(settings.observe, database)
         tracer = tracing.tracer
-        metrics = KeelMetrics()
         pii = PiiDetector(ner=settings.guard.pii_names)
         injection = InjectionDetector(
             embedding_model,

@@ -1,8 +1,10 @@
 """The gateway: every model call in Keel goes through here.
 
-chat: alias → rate limits → cache (exact, then semantic) → budget reservation → dispatch (routing,
-retries, breakers, fallbacks) → structured-output check with one repair → cost → budget settlement →
-cache → usage ledger. Streams follow the same path; retries and fallbacks apply until the first token.
+chat: alias → request shape (structured-output schema) → context window → rate limits → cache (exact,
+then semantic) → input guardrails → budget reservation → dispatch (routing, retries, breakers,
+fallbacks) → structured-output check with one repair → cost → budget settlement → cache → usage
+ledger. The cheap refusals come before the costly checks. Streams follow the same path; retries and
+fallbacks apply until the first token. Local model work is done as the caller's tenant (`turns.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from keel.config import GatewaySettings
 from keel.errors import KeelError, ModelNotFoundError
 from keel.gateway.budgets import NO_RESERVATION, BudgetLedger, Reservation
 from keel.gateway.cache import CachedAnswer, CacheKeys, ResponseCache, cache_keys
+from keel.gateway.context_window import check_context_window
 from keel.gateway.cost import cost_of
 from keel.gateway.dispatch import Dispatcher, DispatchStats
 from keel.gateway.embeddings import embed
@@ -44,10 +47,14 @@ from keel.gateway.protocol import (
     completion_id,
 )
 from keel.gateway.providers.base import EmbeddingProvider, Generation, GenerationRequest, StreamEnd, TextDelta
+from keel.gateway.providers.turns import requested_by
 from keel.gateway.router import estimate_tokens, prompt_token_bound
 from keel.gateway.structured import check_structured_output, generation_request, repair_request, wants_json
 from keel.guard.pii import redact
 from keel.observe import attributes
+
+# A prompt this short is counted on the event loop (well under a millisecond); a longer one on a thread.
+_INLINE_COUNT_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ class Gateway:
     # -- chat ----------------------------------------------------------------------------------------
 
     async def chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallInfo]:
-        with self._tracer.start_as_current_span(f"chat {request.model}") as span:
+        with self._tracer.start_as_current_span(f"chat {request.model}") as span, requested_by(caller.tenant):
             completion, info = await self._chat(request, caller)
             self._annotate(span, request, caller, info, completion.usage, completion.choices[0].finish_reason)
             if self._capture_content:
@@ -252,20 +259,24 @@ class Gateway:
         # Not the current span: the context would not survive this generator's yields.
         span = self._tracer.start_span(f"chat {request.model}", attributes={"keel.stream": True})
         try:
-            generation_input, keys, vector = await self._admit(request, caller)
+            # The tenant is named around each step, never across a yield: the consumer's context is not ours.
+            with requested_by(caller.tenant):
+                generation_input, keys, vector = await self._admit(request, caller)
             yield chunk(Delta(role="assistant", content=""))
             cached = await self._cached(keys, vector, info)
             if cached is not None:
                 generation = Generation(cached.text, cached.finish_reason, cached.usage)
                 yield chunk(Delta(content=cached.text))
             else:
-                await self._guard_input(request, caller)
+                with requested_by(caller.tenant):
+                    await self._guard_input(request, caller)
                 reservation = await self._reserve(request, generation_input, caller)
                 stats = DispatchStats()
                 pieces: list[str] = []
                 end: StreamEnd | None = None
                 try:
-                    opened = await self.dispatcher.open_stream(request.model, generation_input, stats)
+                    with requested_by(caller.tenant):
+                        opened = await self.dispatcher.open_stream(request.model, generation_input, stats)
                     async for event in _prepend(opened.first, opened.rest):
                         if isinstance(event, TextDelta):
                             pieces.append(event.text)
@@ -311,6 +322,13 @@ class Gateway:
         """Checks the request and the caller's limits; returns what generation and the cache need."""
         self.dispatcher.alias(request.model)
         generation_input = generation_request(request)
+        chain = self.dispatcher.chain(request.model, generation_input)
+        if sum(len(m.text()) for m in request.messages) < _INLINE_COUNT_CHARS and all(
+            d.provider.is_ready for d in chain
+        ):
+            check_context_window(request.model, chain, request.messages)
+        else:  # tokenizing up to a context window's worth (or a model still loading): off the loop
+            await asyncio.to_thread(check_context_window, request.model, chain, request.messages)
         tokens = estimate_tokens(request.messages) + (
             request.token_limit() or self._default_completion_tokens
         )
@@ -328,7 +346,7 @@ class Gateway:
         """Only on a cache miss: a cached answer was made for a request that passed, and a hit costs no
         model call to protect. The copilot screens its customers' messages itself (and escalates)."""
         if caller.feature == "api" and self.dispatcher.guard is not None:
-            await asyncio.to_thread(self.dispatcher.guard.enforce_on_api, request.messages)
+            await self.dispatcher.guard.aenforce_on_api(request.messages)
 
     async def _cached(
         self, keys: CacheKeys | None, vector: npt.NDArray[np.float32] | None, info: CallInfo
@@ -405,8 +423,12 @@ class Gateway:
         except KeyError:
             raise ModelNotFoundError(alias) from None
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingList:
-        return await embed(self.embedding_model(request.model), request)
+    async def embed(self, request: EmbeddingRequest, caller: Caller | None = None) -> EmbeddingList:
+        """Embeds as the caller's tenant: a large request takes turns with everyone else's."""
+        if caller is None:
+            return await embed(self.embedding_model(request.model), request)
+        with requested_by(caller.tenant):
+            return await embed(self.embedding_model(request.model), request)
 
 
 def _answer(generation: Generation, info: CallInfo) -> CachedAnswer:

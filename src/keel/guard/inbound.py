@@ -24,6 +24,10 @@ def _identity(text: str) -> str:
     return text
 
 
+def _last_user(messages: list[ChatMessage]) -> str:
+    return next((m.text() for m in reversed(messages) if m.role == "user"), "")
+
+
 class InboundGuard:
     def __init__(self, settings: GuardSettings, injection: InjectionDetector, pii: PiiDetector) -> None:
         self.settings = settings
@@ -31,8 +35,14 @@ class InboundGuard:
         self.pii = pii
 
     def screen(self, messages: list[ChatMessage]) -> InjectionVerdict | None:
-        last_user = next((m.text() for m in reversed(messages) if m.role == "user"), "")
+        last_user = _last_user(messages)
         return self.injection.check(last_user) if last_user else None
+
+    async def ascreen(self, messages: list[ChatMessage]) -> InjectionVerdict | None:
+        """`screen` for event loops: the rules on a worker thread (they read every character of a long
+        message), the classifier's embedding in turns at the model like any other request's."""
+        last_user = _last_user(messages)
+        return await self.injection.acheck(last_user) if last_user else None
 
     @staticmethod
     def acts_on(verdict: InjectionVerdict, score: float) -> bool:
@@ -41,9 +51,14 @@ class InboundGuard:
 
     def enforce_on_api(self, messages: list[ChatMessage]) -> None:
         """The OpenAI-compatible route: refuse (or flag) a message that tries to override instructions."""
-        if self.settings.injection_api == "off":
-            return
-        verdict = self.screen(messages)
+        if self.settings.injection_api != "off":
+            self._enforce(self.screen(messages))
+
+    async def aenforce_on_api(self, messages: list[ChatMessage]) -> None:
+        if self.settings.injection_api != "off":
+            self._enforce(await self.ascreen(messages))
+
+    def _enforce(self, verdict: InjectionVerdict | None) -> None:
         if verdict is None:
             return
         span = trace.get_current_span()

@@ -31,6 +31,8 @@ WINDOW_OVERLAP = 200
 # is read whole); the rules read every character of it.
 MAX_WINDOWS = 16
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# Texts up to this long are screened by the rules on the event loop (well under a millisecond).
+_INLINE_RULE_CHARS = 8192
 _C = 4.0  # inverse regularisation of the logistic regression; part of the cache key
 
 # An injection probability in [0, 1], or None for no opinion (then the classifier decides); never raises.
@@ -312,8 +314,12 @@ class InjectionDetector:
         return (await self.acheck_many([text]))[0]
 
     async def acheck_many(self, texts: list[str]) -> list[InjectionVerdict]:
-        """`check_many` for event loops: embedding on a worker thread, an async judge awaited."""
-        verdicts, pending = self._screen(texts)
+        """`check_many` for event loops: embedding on a worker thread, an async judge awaited; the rules
+        too, for long texts (they read all of one, at about a second per megabyte)."""
+        if sum(len(text) for text in texts) > _INLINE_RULE_CHARS:
+            verdicts, pending = await asyncio.to_thread(self._screen, texts)
+        else:
+            verdicts, pending = self._screen(texts)
         if pending:
             assert self._embedder is not None
             await asyncio.to_thread(self.warm_up)

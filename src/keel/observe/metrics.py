@@ -138,6 +138,17 @@ class KeelMetrics:
             buckets=(0, 0.25, 0.5, 0.75, 1),
             registry=r,
         )
+        self.model_queue = Histogram(
+            "keel_model_queue_seconds",
+            "Time a turn at a local model waited for it (one per embedding batch or generation).",
+            ["model"],
+            buckets=(0.001, *_LATENCY_BUCKETS),
+            registry=r,
+        )
+
+    def queue_observer(self, model: str) -> Callable[[float], None]:
+        """What a model's turns report each wait to."""
+        return self.model_queue.labels(model).observe
 
     def watch(self, breakers: Callable[[], dict[str, str]], queue_depth: Callable[[], int]) -> None:
         self.registry.register(_Gauges(breakers, queue_depth))

@@ -15,6 +15,7 @@ from keel.jobs.queue import EmbeddedConsumer, start_embedded_consumer, workers_a
 from keel.logs import get_logger
 from keel.runtime import Runtime
 from keel.server.body_limits import BodyLimitMiddleware
+from keel.server.disconnect import CancelOnDisconnect
 from keel.server.errors import ERROR_RESPONSES, install_error_handlers
 from keel.server.middleware import RequestMiddleware
 from keel.server.routers import admin, health, knowledge, observe, openai_compat, support
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app = FastAPI(title="Keel", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES)
     app.state.runtime = runtime
+    # Innermost: a client that goes away cancels the work, and the request is still logged (as 499).
+    app.add_middleware(CancelOnDisconnect)
     # Inside the request middleware, so a refused body is logged and counted like any request.
     app.add_middleware(BodyLimitMiddleware, settings=runtime.settings, api=app)
     app.add_middleware(RequestMiddleware, tracer=runtime.tracing.tracer, metrics=runtime.metrics)

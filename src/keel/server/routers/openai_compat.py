@@ -86,7 +86,7 @@ async def create_embeddings(
 ) -> EmbeddingList:
     provider = runtime.gateway.embedding_model(body.model)
     await check_embedding_request(body, runtime.settings.limits, provider.acount_input_tokens)
-    return await runtime.gateway.embed(body)
+    return await runtime.gateway.embed(body, Caller(tenant=_caller.tenant, key_id=_caller.key_id))
 
 
 @router.get("/models", response_model=ModelList)

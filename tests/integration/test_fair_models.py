@@ -1,0 +1,266 @@
+"""The local models under hostile load, through a real server (uvicorn on a socket, the real models):
+a large embedding request shares the model batch by batch, work stops when its client goes away, and a
+shutdown does not wait for a large request to finish. Each is checked by what ran (a record of the
+model's batches and turns), never by the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from keel.config import Settings
+from keel.gateway.providers.turns import current_requester
+from keel.keys import Role
+from keel.runtime import Runtime
+from keel.server.app import create_app
+from tests.integration.live import free_port
+
+BATCH = 4
+# 16 batches of 4; long enough texts that each batch is real work.
+LARGE = [
+    f"Order {i} arrived with a cracked screen and a missing charger; the box was dented. " * 4
+    for i in range(64)
+]
+# Waits below are hang guards for a broken build, never measurements.
+GUARD_S = 120
+
+
+@dataclass
+class BatchLog:
+    """Wraps the embedding model's batch step: who each batch ran for, and a hook run at each batch."""
+
+    requesters: list[str | None] = field(default_factory=list)
+    cancelled: list[bool] = field(default_factory=list)
+    on_batch: Callable[[int, threading.Event], None] | None = None
+
+    def install(self, runtime: Runtime) -> None:
+        provider = runtime.embedding_model
+        original = provider._encode
+
+        def spy(batch: list[str], traced: bool, cancelled: threading.Event | None = None) -> Any:
+            self.requesters.append(current_requester())
+            if self.on_batch is not None and cancelled is not None:
+                self.on_batch(len(self.requesters), cancelled)
+            self.cancelled.append(cancelled is not None and cancelled.is_set())
+            return original(batch, traced, cancelled)
+
+        provider._encode = spy  # type: ignore[method-assign]
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + GUARD_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting (hang guard)")
+        time.sleep(0.005)
+
+
+@dataclass
+class Server:
+    url: str
+    runtime: Runtime
+    keys: dict[str, str]
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+@contextmanager
+def serving(tmp_path: Path) -> Iterator[Server]:
+    settings = Settings(
+        data_dir=tmp_path,
+        preload_models=False,
+        serve_jobs=False,
+        embedding={"batch_size": BATCH},  # type: ignore[arg-type]
+        guard={"injection_api": "off"},  # type: ignore[arg-type]
+        shutdown_grace_s=1,
+    )
+    runtime = Runtime.build(settings)
+    runtime.prepare()
+    runtime.embedding_model.warm_up()
+    runtime.chat_model.warm_up()
+    keys = {tenant: runtime.keys.create(tenant, Role.APP).secret for tenant in ("tenant-a", "tenant-b")}
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(runtime=runtime),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", runtime, keys, server, thread)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=GUARD_S)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("fair")) as server:
+        yield server
+
+
+def embeddings(live: Server, tenant: str, texts: list[str]) -> dict[str, Any]:
+    return {
+        "url": f"{live.url}/v1/embeddings",
+        "headers": {"Authorization": f"Bearer {live.keys[tenant]}"},
+        "json": {"model": "keel-embed", "input": texts},
+        "timeout": GUARD_S,
+    }
+
+
+def test_a_small_request_waits_for_at_most_one_batch_of_a_large_one(live: Server) -> None:
+    log = BatchLog()
+    turns = live.runtime.embedding_model.turns
+
+    def hold_first_batch_until_b_queues(number: int, _: threading.Event) -> None:
+        if number == 1:
+            wait_until(lambda: turns.waiting() == ["tenant-b"])
+
+    log.on_batch = hold_first_batch_until_b_queues
+    log.install(live.runtime)
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient() as client:
+            large = asyncio.ensure_future(client.post(**embeddings(live, "tenant-a", LARGE)))
+            await asyncio.to_thread(wait_until, lambda: len(log.requesters) == 1)
+            small = await client.post(**embeddings(live, "tenant-b", ["refund"]))
+            return await large, small
+
+    large, small = asyncio.run(scenario())
+    assert large.status_code == 200 and small.status_code == 200
+    # B arrived during A's first batch and ran right after it, ahead of A's other 15.
+    assert log.requesters == ["tenant-a", "tenant-b", *["tenant-a"] * 15]
+    # Batched and interleaved, A's vectors are still the ones its texts get alone, in its order.
+    rows = np.array([item["embedding"] for item in large.json()["data"]], dtype=np.float32)
+    alone = live.runtime.embedding_model.embed([LARGE[0], LARGE[37], LARGE[63]])
+    assert np.allclose(rows[[0, 37, 63]], alone, atol=1e-5)
+    assert large.json()["usage"]["prompt_tokens"] > len(LARGE) * 64
+
+
+def test_an_embedding_request_stops_when_its_client_goes_away(live: Server) -> None:
+    log = BatchLog()
+
+    def hold_first_batch_until_cancelled(number: int, cancelled: threading.Event) -> None:
+        if number == 1:
+            # The batch in hand runs on; the request's cancellation reaches it through this flag.
+            cancelled.wait(GUARD_S)
+
+    log.on_batch = hold_first_batch_until_cancelled
+    log.install(live.runtime)
+
+    async def scenario() -> httpx.Response:
+        async with httpx.AsyncClient() as client:
+            large = asyncio.ensure_future(client.post(**embeddings(live, "tenant-a", LARGE)))
+            await asyncio.to_thread(wait_until, lambda: len(log.requesters) == 1)
+            large.cancel()  # the client gives up: its connection closes
+            with pytest.raises(asyncio.CancelledError):
+                await large
+            # Served once the model is free: no batch of the abandoned request comes before or after it.
+            return await client.post(**embeddings(live, "tenant-b", ["refund"]))
+
+    assert asyncio.run(scenario()).status_code == 200
+    assert log.requesters == ["tenant-a", "tenant-b"]
+    assert log.cancelled == [True, False]
+    turns = live.runtime.embedding_model.turns
+    assert turns.holders() == [] and turns.waiting() == []
+    metrics = httpx.get(f"{live.url}/metrics").text
+    assert 'keel_model_queue_seconds_count{model="keel-embed"}' in metrics
+
+
+def test_a_generation_stops_between_tokens_when_its_client_goes_away(live: Server) -> None:
+    chat = live.runtime.chat_model
+    llama = chat._llama
+    original = llama.create_completion
+    started, finished = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def never_ending(*args: Any, **kwargs: Any) -> Any:
+        from llama_cpp import LogitsProcessorList
+
+        eos = llama.token_eos()
+
+        def forbid_end(_: Any, logits: Any) -> Any:
+            started.set()
+            logits[eos] = -np.inf  # the model cannot finish on its own before max_tokens
+            return logits
+
+        try:
+            result = original(*args, logits_processor=LogitsProcessorList([forbid_end]), **kwargs)
+            outcome["completion_tokens"] = result["usage"]["completion_tokens"]
+            return result
+        finally:
+            finished.set()
+
+    llama.create_completion = never_ending
+    try:
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient() as client:
+                request = asyncio.ensure_future(
+                    client.post(
+                        f"{live.url}/v1/chat/completions",
+                        headers={"Authorization": f"Bearer {live.keys['tenant-a']}"},
+                        json={
+                            "model": "keel-local",
+                            "messages": [{"role": "user", "content": "Tell me a very long story."}],
+                            "max_tokens": 3000,
+                        },
+                        timeout=GUARD_S,
+                    )
+                )
+                await asyncio.to_thread(started.wait, GUARD_S)
+                request.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await request
+
+        asyncio.run(scenario())
+        assert finished.wait(GUARD_S)
+    finally:
+        llama.create_completion = original
+    # Stopped long before the 3,000 tokens it was told to write and could not end by itself.
+    assert 0 < outcome["completion_tokens"] < 3000
+    assert chat.turns.holders() == []
+
+
+def test_shutdown_cancels_a_large_request_after_the_grace_period(tmp_path: Path) -> None:
+    """What SIGTERM does to `keel serve` (uvicorn sets `should_exit`): requests in flight get
+    `shutdown_grace_s`, then are cancelled; the large request's remaining batches never run."""
+    log = BatchLog()
+    huge = LARGE * 8  # 128 batches
+    with serving(tmp_path) as live:
+        log.install(live.runtime)
+        outcome: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                outcome["status"] = httpx.post(**embeddings(live, "tenant-a", huge)).status_code
+            except httpx.HTTPError as exc:
+                outcome["error"] = type(exc).__name__
+
+        client = threading.Thread(target=send)
+        client.start()
+        wait_until(lambda: len(log.requesters) >= 1)
+        live.server.should_exit = True
+        live.thread.join(timeout=GUARD_S)
+        assert not live.thread.is_alive()
+        client.join(timeout=GUARD_S)
+    assert outcome.get("status") != 200
+    assert 1 <= len(log.requesters) < len(huge) // BATCH
+    turns = live.runtime.embedding_model.turns
+    assert turns.holders() == [] and turns.waiting() == []
