@@ -316,8 +316,8 @@ DRIFT_MONITOR_DEFAULTS: dict[str, dict[str, float]] = {
     "groundedness": {"min_samples": 500, "min_effect": 0.02},
     "intent_mix": {"min_samples": 50, "min_effect": 0.05},
     "status_mix": {"min_samples": 800, "min_effect": 0.05},
-    "escalation_rate": {"min_samples": 800, "min_effect": 0.03},
-    "negative_feedback_rate": {"min_samples": 600, "min_effect": 0.03},
+    "escalation_rate": {"min_samples": 1000, "min_effect": 0.03},
+    "negative_feedback_rate": {"min_samples": 500, "min_effect": 0.03},
 }
 
 

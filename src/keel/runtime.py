@@ -17,6 +17,7 @@ from keel.copilot.pipeline import Copilot
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.tools.crm import crm_tools
 from keel.errors import InvalidRequestError
+from keel.evals.monitoring import Monitoring, build_monitoring
 from keel.evals.service import Evaluation, build_evaluation
 from keel.gateway.budgets import BudgetLedger
 from keel.gateway.cache import MemoryResponseCache
@@ -113,6 +114,7 @@ class Runtime:
     subjects: SubjectRequests
     guard: InboundGuard
     evals: Evaluation
+    monitoring: Monitoring
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -189,6 +191,7 @@ class Runtime:
             audit,
             claim_ttl_s=settings.review.claim_ttl_s,
         )
+        monitoring = build_monitoring(settings, database, queue, embedding_model, gateway, metrics)
         copilot = Copilot(
             copilot_settings,
             settings.chat.alias,
@@ -204,6 +207,7 @@ class Runtime:
             on_reply=metrics.observe_reply,
             guard=guard,
             output=OutputPolicy(settings.guard.blocked_terms, pii),
+            on_stored=monitoring.online.submit,
         )
         return cls(
             settings=settings,
@@ -227,6 +231,7 @@ class Runtime:
             evals=build_evaluation(
                 settings, database, queue, tracer, gateway, copilot, retriever, embedding_model, reviews
             ),
+            monitoring=monitoring,
         )
 
     def prepare(self) -> None:

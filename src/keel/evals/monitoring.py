@@ -33,6 +33,14 @@ class Monitoring:
     drift: DriftWatch
 
 
+def build_drift_watch(settings: Settings, database: Database, embedding_model: str) -> DriftWatch:
+    """The drift monitors alone (the CLI checks without loading any model)."""
+    drift = settings.evals.drift
+    secret_env = drift.webhook_secret_env
+    webhook = WebhookSender(drift.webhook_url, os.environ.get(secret_env) if secret_env else None)
+    return DriftWatch(database, drift, DriftObservations(database, embedding_model), webhook)
+
+
 def build_monitoring(
     settings: Settings,
     database: Database,
@@ -42,9 +50,7 @@ def build_monitoring(
     metrics: KeelMetrics,
 ) -> Monitoring:
     drift_settings = settings.evals.drift
-    secret_env = drift_settings.webhook_secret_env
-    webhook = WebhookSender(drift_settings.webhook_url, os.environ.get(secret_env) if secret_env else None)
-    drift = DriftWatch(database, drift_settings, DriftObservations(database, embedder.model_id), webhook)
+    drift = build_drift_watch(settings, database, embedder.model_id)
     judge_alias = settings.evals.judge_alias
     judge = Judge(gateway, judge_alias) if judge_alias and settings.evals.online_judge else None
     scorer = OnlineScorer(database, GroundingChecker(embedder), embedder, judge)

@@ -58,16 +58,23 @@ def test_mmd_p_value_is_a_permutation_p_value() -> None:
     assert mmd_test(x[:1], x, permutations=99).p_value == 1.0  # too small to test
 
 
-def test_scores_without_a_shift_do_not_alert_and_a_drop_of_a_tenth_does() -> None:
+def test_scores_without_a_shift_rarely_alert_and_a_drop_of_a_tenth_mostly_does() -> None:
     rng = np.random.default_rng(3)
     n = DEFAULTS.retrieval_top_score.min_samples
-    pool = rng.beta(6, 4, size=4 * n)
-    same = distribution_test(rng.choice(pool, n), rng.choice(pool, n))
-    assert decide(same, rule(DEFAULTS.retrieval_top_score)) == "ok"
-    dropped = distribution_test(rng.choice(pool, n), rng.choice(pool, n) - 0.1)
-    assert decide(dropped, rule(DEFAULTS.retrieval_top_score)) == "drift"
-    assert dropped.detail["mean_shift"] == pytest.approx(-0.1, abs=0.03)
-    assert dropped.effect == pytest.approx(0.1, abs=0.03)
+    top_score = rule(DEFAULTS.retrieval_top_score)
+    # Spread like the retrieval top scores bench/drift.py measured (standard deviation about 0.1).
+    pool = np.clip(rng.normal(0.81, 0.1, size=20 * n), 0, 1)
+    same = [
+        decide(distribution_test(rng.choice(pool, n), rng.choice(pool, n)), top_score) for _ in range(100)
+    ]
+    dropped = [
+        decide(distribution_test(rng.choice(pool, n), rng.choice(pool, n) - 0.1), top_score)
+        for _ in range(100)
+    ]
+    assert same.count("drift") <= 5 and dropped.count("drift") >= 80
+    larger = distribution_test(rng.choice(pool, 400), rng.choice(pool, 400) - 0.1)
+    assert larger.detail["mean_shift"] == pytest.approx(-0.1, abs=0.02)
+    assert larger.effect == pytest.approx(0.1, abs=0.02)
 
 
 def test_groundedness_shares_with_ties() -> None:
@@ -104,10 +111,14 @@ def test_intent_mix_without_a_shift_does_not_alert_and_with_one_does() -> None:
     n = DEFAULTS.intent_mix.min_samples
     same = mix_test(list(rng.choice(intents, n, p=usual)), list(rng.choice(intents, n, p=usual)))
     assert decide(same, rule(DEFAULTS.intent_mix)) == "ok"
-    # A delivery outage: delivery questions double.
-    outage = np.array([0.25, 0.15, 0.1, 0.3, 0.1, 0.1])
-    shifted = mix_test(list(rng.choice(intents, n, p=usual)), list(rng.choice(intents, n, p=outage)))
+    # Traffic from somewhere else: most of it out of scope (what bench/drift.py's other sources do).
+    elsewhere = np.array([0.1, 0.05, 0.05, 0.1, 0.1, 0.6])
+    shifted = mix_test(list(rng.choice(intents, n, p=usual)), list(rng.choice(intents, n, p=elsewhere)))
     assert decide(shifted, rule(DEFAULTS.intent_mix)) == "drift"
+    # A delivery outage (delivery questions double) needs more than the minimum window.
+    outage = np.array([0.25, 0.15, 0.1, 0.3, 0.1, 0.1])
+    larger = mix_test(list(rng.choice(intents, 600, p=usual)), list(rng.choice(intents, 600, p=outage)))
+    assert decide(larger, rule(DEFAULTS.intent_mix)) == "drift"
 
 
 def test_rate_matches_a_hand_computed_z_test() -> None:

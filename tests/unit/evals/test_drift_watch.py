@@ -101,8 +101,8 @@ def test_windows_split_at_the_recent_window() -> None:
 def test_a_rise_in_escalations_alerts_once_with_a_signed_webhook_and_resolves(database: Database) -> None:
     rng = np.random.default_rng(1)
     baseline_time, recent_time = NOW - timedelta(days=3), NOW
-    add_replies(database, baseline_time, 800, 0.2, rng)
-    add_replies(database, recent_time, 800, 0.4, rng)
+    add_replies(database, baseline_time, 1100, 0.2, rng)
+    add_replies(database, recent_time, 1100, 0.4, rng)
     hook, clock = Hook(), [NOW]
     drift = watch(database, hook, clock)
 
@@ -130,12 +130,12 @@ def test_a_rise_in_escalations_alerts_once_with_a_signed_webhook_and_resolves(da
     assert drift.record(drift.check("acme")) == []
     assert len(hook.calls) == 2
     states = {s.monitor: s for s in drift.states("acme")}
-    assert states["escalation_rate"].verdict == "drift" and states["escalation_rate"].recent_n == 800
+    assert states["escalation_rate"].verdict == "drift" and states["escalation_rate"].recent_n == 1100
 
     # Once the baseline window holds only the new level (here: a day on, with a one-day baseline),
     # nothing differs any more and each monitor announces that it is back to ok.
     clock[0] = NOW + timedelta(days=1)
-    add_replies(database, clock[0], 800, 0.4, rng)
+    add_replies(database, clock[0], 1100, 0.4, rng)
     recovered = watch(database, hook, clock, DriftSettings(baseline_hours=24))
     assert recovered.record(recovered.check("acme")) == []
     resolved = hook.calls[2:]
@@ -148,8 +148,8 @@ def test_a_rise_in_escalations_alerts_once_with_a_signed_webhook_and_resolves(da
 
 def test_a_second_consumer_recording_the_same_drift_sends_nothing(database: Database) -> None:
     rng = np.random.default_rng(2)
-    add_replies(database, NOW - timedelta(days=3), 800, 0.2, rng)
-    add_replies(database, NOW, 800, 0.4, rng)
+    add_replies(database, NOW - timedelta(days=3), 1100, 0.2, rng)
+    add_replies(database, NOW, 1100, 0.4, rng)
     first_hook, second_hook = Hook(), Hook()
     first, second = watch(database, first_hook, [NOW]), watch(database, second_hook, [NOW])
     report = first.check("acme")
