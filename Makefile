@@ -50,6 +50,7 @@ TIERED_TESTS := tests/integration/test_chat_completions.py tests/integration/tes
 	tests/integration/test_embeddings.py tests/integration/test_knowledge_api.py \
 	tests/integration/test_demo_data.py tests/integration/test_support_api.py \
 	tests/integration/test_review_claims_api.py \
+	tests/integration/test_evals_monitoring_api.py \
 	tests/integration/test_tracing.py tests/integration/test_observe_api.py \
 	tests/integration/test_authorization_matrix.py tests/integration/test_governance_api.py \
 	tests/integration/test_gateway_faults.py tests/integration/test_ingestion_resume.py \

@@ -126,3 +126,10 @@ def test_a_foreign_tenant_sees_none_of_another_tenants_resources(
     found = client.post("/v1/search", headers=theirs, json={"query": "owner secret"}).json()
     assert found["results"] == []
     assert client.get("/v1/documents/" + document_id, headers=auth).status_code == 200
+
+
+def test_online_scores_and_drift_are_for_administrators_and_viewers(client: TestClient) -> None:
+    # Operations data of the whole tenant: not for the application's keys nor for reviewers.
+    declared = {r.path: declared_roles(r) for r in api_routes(client) if r.path.startswith("/v1/evals/")}
+    for path in ("/v1/evals/online", "/v1/evals/drift"):
+        assert declared[path] == {"admin", "viewer"}, path

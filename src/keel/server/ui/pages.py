@@ -118,7 +118,10 @@ def overview_page(request: Request, me: Viewer) -> HTMLResponse:
             {"errors": [float(v) for v in s.errors], "cache hits": [float(v) for v in s.cache_hits]},
         ),
     ]
-    return render(request, "overview.html", me, data=data, charts=charts)
+    monitoring = _runtime(request).monitoring
+    online = monitoring.online.summary(me.tenant, datetime.now(UTC) - timedelta(hours=24), recent=0)
+    drift = monitoring.drift.states(me.tenant)
+    return render(request, "overview.html", me, data=data, charts=charts, online=online, drift=drift)
 
 
 @router.get("/traces", response_class=HTMLResponse)
