@@ -383,6 +383,8 @@ class Copilot:
         variant._model = settings.model or self._chat_alias
         variant._retriever = retriever
         variant._on_reply = None
+        # Nor are they sampled for online scoring: they are scored by the run itself.
+        variant._on_stored = None
         variant._evaluating = True
         return variant
 

@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from keel.config import CopilotSettings, EvalSettings, RetrievalSettings, Settings
-from keel.copilot.prompt import PROMPT_VERSION
 from keel.errors import InvalidRequestError
 
 OVERRIDABLE = "[knowledge.retrieval], [copilot] and [evals]"
@@ -52,9 +51,9 @@ class RunConfig:
         return self.copilot.model or self.chat_alias
 
     def record(self) -> dict[str, Any]:
-        """What a run stores: enough to read back what was run, and to rebuild this configuration."""
+        """What a run stores: enough to read back what was run, and to rebuild this configuration. The
+        prompt versions the calls used are read from the gateway's records into the run's summary."""
         return {
-            "prompt_version": PROMPT_VERSION,
             "model_alias": self.model_alias,
             "chat_alias": self.chat_alias,
             "retrieval": self.retrieval.model_dump(mode="json"),

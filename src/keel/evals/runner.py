@@ -335,6 +335,7 @@ class EvalRuns:
                 "cited": [list(c) for c in output.cited],
                 "retrieved": [list(r) for r in output.retrieved[:20]],
                 "escalation_reasons": output.escalation_reasons,
+                "prompt_versions": output.prompt_versions,
             },
             scored.scores,
             output.trace_id or span_trace,

@@ -13,7 +13,6 @@ from keel.copilot.memory import ConversationMemory
 from keel.copilot.pipeline import Copilot
 from keel.errors import InvalidRequestError
 from keel.evals.compare import Comparison, compare
-from keel.evals.costs import trace_cost
 from keel.evals.datasets import EvalDatasets
 from keel.evals.harvest import Harvest
 from keel.evals.judge import Judge
@@ -21,6 +20,7 @@ from keel.evals.run_config import RunConfig
 from keel.evals.runner import EvalRuns, Pipeline
 from keel.evals.scoring import Scorer
 from keel.evals.targets import ChatTarget, CopilotTarget, RetrievalTarget, Target
+from keel.evals.usage import trace_usage
 from keel.gateway.providers.base import EmbeddingProvider
 from keel.gateway.service import Gateway
 from keel.knowledge.retrieval import Retriever
@@ -74,7 +74,7 @@ def pipeline(
                 config.copilot,
                 ConversationMemory(database),
                 gateway,
-                lambda trace_id: trace_cost(database, trace_id),
+                lambda trace_id: trace_usage(database, trace_id),
                 k=max(config.evals.retrieval_k, config.copilot.sources),
             ),
             scorer,

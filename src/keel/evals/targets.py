@@ -16,6 +16,7 @@ from keel.copilot.memory import ConversationMemory, rewrite_query
 from keel.copilot.pipeline import Copilot
 from keel.copilot.types import ReplyRequest
 from keel.evals.items import DatasetItem
+from keel.evals.usage import TraceUsage
 from keel.gateway.protocol import ChatCompletionRequest
 from keel.gateway.service import Caller, Gateway
 from keel.knowledge.index.base import SearchScope
@@ -23,8 +24,8 @@ from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
 
 TargetName = Literal["copilot", "retrieval", "chat"]
 TARGETS: tuple[str, ...] = ("copilot", "retrieval", "chat")
-# Usage records of the calls a trace made, as cost in millionths of the currency.
-CostOfTrace = Callable[[str], int]
+# The cost and prompt versions of the model calls a trace made (the gateway's usage records).
+UsageOfTrace = Callable[[str], TraceUsage]
 
 
 @dataclass
@@ -39,6 +40,8 @@ class TargetOutput:
     retrieved: list[tuple[str, str]] = field(default_factory=list)
     top_score: float | None = None
     cost_micros: int = 0
+    # The prompt versions the model calls used, as the gateway recorded them.
+    prompt_versions: list[str] = field(default_factory=list)
     # The trace the target's own work opened, when it reports one (the copilot's reply does).
     trace_id: str | None = None
     escalation_reasons: list[str] = field(default_factory=list)
@@ -91,7 +94,7 @@ class CopilotTarget:
         settings: CopilotSettings,
         memory: ConversationMemory,
         gateway: Gateway,
-        cost_of_trace: CostOfTrace,
+        usage_of_trace: UsageOfTrace,
         k: int,
     ) -> None:
         self._copilot = copilot
@@ -99,7 +102,7 @@ class CopilotTarget:
         self._settings = settings
         self._memory = memory
         self._gateway = gateway
-        self._cost_of_trace = cost_of_trace
+        self._usage_of_trace = usage_of_trace
         self._k = k
 
     def _seed(self, tenant: str, item: DatasetItem) -> str | None:
@@ -125,6 +128,7 @@ class CopilotTarget:
         passages = {c.chunk_id: texts.get(c.chunk_id, c.quote) for c in reply.citations}
         # Usage is written off the request path; wait for it before adding up the trace's cost.
         await self._gateway.drain()
+        usage = await asyncio.to_thread(self._usage_of_trace, reply.trace_id)
         return TargetOutput(
             reply=reply.reply,
             status=reply.status,
@@ -132,7 +136,8 @@ class CopilotTarget:
             cited_passages=list(passages.items()),
             retrieved=ranked,
             top_score=top,
-            cost_micros=await asyncio.to_thread(self._cost_of_trace, reply.trace_id),
+            cost_micros=usage.cost_micros,
+            prompt_versions=usage.prompt_versions,
             trace_id=reply.trace_id,
             escalation_reasons=reply.escalation_reasons,
         )
