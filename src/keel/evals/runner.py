@@ -407,6 +407,10 @@ class EvalRuns:
         summary = summarize(
             trials, resamples=config.evals.bootstrap_resamples, level=config.evals.confidence_level
         )
+        # The prompt versions the model calls actually used (a registry label may move during a run).
+        summary["prompt_versions"] = sorted(
+            {v for r in self.results(run.tenant, run_id) for v in r.output.get("prompt_versions", [])}
+        )
         status = "failed" if not trials else ("partial" if run.failed else "succeeded")
         with self._database.session() as session:
             session.execute(
