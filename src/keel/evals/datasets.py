@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keel.errors import InvalidRequestError, NotFoundError
@@ -93,6 +94,23 @@ class EvalDatasets:
             keyed = assign_keys(items)
         except ValueError as exc:
             raise InvalidRequestError(f"Dataset items: {exc}.") from exc
+        try:
+            return self._write(tenant, name, keyed, mode, origin, note, description, created_by)
+        except IntegrityError:
+            # Another writer created the same new dataset first: its row now exists, so lock it and go on.
+            return self._write(tenant, name, keyed, mode, origin, note, description, created_by)
+
+    def _write(
+        self,
+        tenant: str,
+        name: str,
+        keyed: list[DatasetItem],
+        mode: WriteMode,
+        origin: str,
+        note: str,
+        description: str | None,
+        created_by: str | None,
+    ) -> DatasetInfo:
         with self._database.session() as session:
             dataset = session.scalar(
                 select(EvalDataset)
