@@ -243,6 +243,24 @@ def show(
     out.print(metric_table(found.summary, found.name or found.id))
 
 
+def _pairwise(tenant: str, baseline: str, candidate: str, alias: str) -> Any:
+    """Loads the models and judges the two runs' first-trial answers side by side."""
+    import asyncio
+
+    from keel.evals.judge import Judge
+    from keel.evals.service import judge_pairwise
+    from keel.runtime import Runtime
+
+    runtime = Runtime.build(command_settings())
+    try:
+        runtime.prepare()
+        runtime.warm_up()
+        judge = Judge(runtime.gateway, alias)
+        return asyncio.run(judge_pairwise(runtime.evals.runs, judge, tenant, baseline, candidate))
+    finally:
+        runtime.close()
+
+
 def comparison_table(comparison: Any) -> Table:
     table = Table(
         title=f"{comparison.candidate_run} vs {comparison.baseline_run} ({comparison.paired_items} items)"
@@ -276,6 +294,9 @@ def compare(
     candidate: str,
     tenant: Tenant = "demo",
     as_json: Annotated[bool, typer.Option("--json", help="The comparison as JSON.")] = False,
+    judge: Annotated[
+        str | None, typer.Option(help="Also judge the answers side by side with this model alias.")
+    ] = None,
 ) -> None:
     """Per-metric paired differences with intervals and tests, and the items that changed most."""
     from keel.evals.service import compare_runs
@@ -283,12 +304,23 @@ def compare(
     _, runs = _reading()
     try:
         comparison = compare_runs(runs, tenant, baseline, candidate)
+        judged = _pairwise(tenant, baseline, candidate, judge) if judge else None
     except KeelError as exc:
         raise fail(exc) from exc
     if as_json:
-        out.print_json(json.dumps(comparison.to_json()))
+        found = comparison.to_json()
+        if judged is not None:
+            found["pairwise"] = {**vars(judged), "preference": vars(judged.preference)}
+        out.print_json(json.dumps(found))
         return
     out.print(comparison_table(comparison))
+    if judged is not None:
+        p = judged.preference
+        out.print(
+            f"judge {judge}: candidate better on {judged.candidate_wins}, baseline on {judged.baseline_wins},"
+            f" {judged.ties} ties, {judged.unjudged} unjudged; preference for the candidate {_fmt(p.value)}"
+            f" ({_fmt(p.low)} to {_fmt(p.high)}); cost {judged.cost_micros / 1_000_000:.4f}"
+        )
     if comparison.most_changed:
         changed = Table(title="most changed items")
         for column in ("item", "metric", "baseline", "candidate"):

@@ -16,6 +16,7 @@ from keel.evals.compare import Comparison, compare
 from keel.evals.datasets import EvalDatasets
 from keel.evals.harvest import Harvest
 from keel.evals.judge import Judge
+from keel.evals.pairwise import PairwiseResult, pairwise
 from keel.evals.run_config import RunConfig
 from keel.evals.runner import EvalRuns, Pipeline
 from keel.evals.scoring import Scorer
@@ -49,6 +50,32 @@ def compare_runs(runs: EvalRuns, tenant: str, baseline: str, candidate: str) -> 
         runs.scored_trials(tenant, a.id),
         b.id,
         runs.scored_trials(tenant, b.id),
+        resamples=config.bootstrap_resamples,
+        level=config.confidence_level,
+    )
+
+
+async def judge_pairwise(
+    runs: EvalRuns, judge: Judge, tenant: str, baseline: str, candidate: str
+) -> PairwiseResult:
+    """The first trial's answers of two runs, judged side by side per item (see `pairwise`)."""
+
+    def answers(run_id: str) -> dict[str, str]:
+        return {
+            r.item_key: r.output["reply"]
+            for r in runs.results(tenant, run_id)
+            if r.status == "done" and r.trial == 0 and r.output.get("reply")
+        }
+
+    run = runs.get(tenant, candidate)
+    items = {key: item for key, item in ((i.key or "", i) for i in runs.items_of(run).values())}
+    config = RunConfig.from_record(run.config).evals
+    return await pairwise(
+        judge,
+        tenant,
+        items,
+        answers(baseline),
+        answers(candidate),
         resamples=config.bootstrap_resamples,
         level=config.confidence_level,
     )

@@ -92,3 +92,18 @@ def test_compare_prints_a_table_and_json(runs: dict[str, str]) -> None:
     assert found["answer_f1"]["high"] < 0 and found["answer_f1"]["test"] == "wilcoxon"
     shown = CliRunner().invoke(app, ["eval", "show", runs["worse"]])
     assert shown.exit_code == 0 and "succeeded" in shown.output
+
+
+def test_two_runs_judged_side_by_side(runs: dict[str, str], tmp_path: Path) -> None:
+    import asyncio
+
+    from keel.evals.judge import Judge
+    from keel.evals.service import judge_pairwise
+    from tests.unit.evals.test_judge import ScriptedGateway
+
+    database = Database(Settings(data_dir=tmp_path).sqlalchemy_url)
+    evals = EvalRuns(database, EvalDatasets(database), Settings(data_dir=tmp_path))
+    judge = Judge(ScriptedGateway(), "judge")  # type: ignore[arg-type]
+    result = asyncio.run(judge_pairwise(evals, judge, "demo", runs["base"], runs["worse"]))
+    assert result.candidate_wins + result.baseline_wins + result.ties == 60
+    assert result.cost_micros == 60 * 250

@@ -69,3 +69,20 @@ def test_pairwise_order_is_random_and_the_winner_is_not() -> None:
     ]
     # Both orders were shown.
     assert {"good answer", "poor answer"} <= set(shown_first)
+
+
+def test_pairwise_counts_wins_and_the_preference() -> None:
+    from keel.evals.items import DatasetItem
+    from keel.evals.pairwise import pairwise
+
+    judge = Judge(ScriptedGateway(), "judge")  # type: ignore[arg-type]
+    items = {f"k{i}": DatasetItem(input=f"question {i}") for i in range(30)}
+    baseline = {key: "poor answer" for key in items}
+    candidate = {key: ("good answer" if i < 24 else "poor answer") for i, key in enumerate(items)}
+    result = asyncio.run(pairwise(judge, "acme", items, baseline, candidate))
+    # Two poor answers: the scripted judge prefers whichever it was shown second.
+    assert result.candidate_wins >= 24 and result.candidate_wins + result.baseline_wins == 30
+    assert result.cost_micros == 30 * 250 and result.unjudged == 0
+    assert result.preference.low > 0.5
+    again = asyncio.run(pairwise(judge, "acme", items, baseline, candidate))
+    assert again == result
