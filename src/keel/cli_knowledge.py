@@ -237,7 +237,13 @@ def register(app: typer.Typer) -> None:
         runtime.prepare()
         # Other consumers may be busy: only stale claims are released.
         runtime.jobs.resume_unfinished(sole_consumer=False)
-        consumer = DrainingConsumer(runtime.queue, runtime.jobs.stop_claiming, workers=workers)
+        runtime.evals.runs.resume_unfinished(sole_consumer=False)
+
+        def stop_claiming() -> None:
+            runtime.jobs.stop_claiming()
+            runtime.evals.runs.stop_claiming()
+
+        consumer = DrainingConsumer(runtime.queue, stop_claiming, workers=workers)
         consumer.run()
         interrupted = workers_alive(consumer)
         if interrupted:
