@@ -132,6 +132,8 @@ def test_copilot_run_with_trials_records_traces_and_costs(client: TestClient, ke
     metrics = run["summary"]["metrics"]
     assert len(metrics["latency_p50"]["per_trial"]) == 2
     assert {"answerability", "escalated", "recall@5"} <= set(metrics)
+    # The prompt version the model was given, as the gateway recorded it.
+    assert run["summary"]["prompt_versions"]
     results = client.get(f"/v1/evals/runs/{run['id']}/results", headers=app_key).json()["data"]
     assert all(r["output"]["status"] in ("answered", "escalated", "needs_clarification") for r in results)
     # Each trial is its own trace, and its own model call: no answer came from the cache.
