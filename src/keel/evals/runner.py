@@ -12,8 +12,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from huey import Huey
 from opentelemetry.trace import NoOpTracer, Tracer
@@ -23,6 +21,7 @@ from keel.config import Settings
 from keel.errors import InvalidRequestError, KeelError, NotFoundError
 from keel.evals.datasets import EvalDatasets
 from keel.evals.items import DatasetItem
+from keel.evals.result_rows import Outcome, ResultRows, now
 from keel.evals.run_config import RunConfig, resolve
 from keel.evals.run_types import RunRequest
 from keel.evals.scoring import Scorer
@@ -38,10 +37,6 @@ MAX_RESULTS = 200_000
 # Builds the target and its scorer for a run's configuration (the runtime knows how).
 Pipeline = Callable[[RunConfig, str], tuple[Target, Scorer]]
 Progress = Callable[[EvalRun], None]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class EvalRuns:
@@ -61,6 +56,7 @@ class EvalRuns:
         self._tracer = tracer or NoOpTracer()
         self._task = queue.task(name=EVAL_TASK, context=False)(self.execute) if queue is not None else None
         self._stopping = threading.Event()
+        self._rows = ResultRows(database)
 
     def stop_claiming(self) -> None:
         """Shutdown has begun: items in hand finish, no run here claims another; the rest is handed back."""
@@ -187,10 +183,10 @@ class EvalRuns:
             if run.status in ("succeeded", "partial", "failed"):
                 return
             run.status = "running"
-            run.started_at = run.started_at or _now()
-            run.heartbeat_at = _now()
+            run.started_at = run.started_at or now()
+            run.heartbeat_at = now()
         config = RunConfig.from_record(run.config)
-        self._reclaim_stale(run_id, config.evals.stale_after_s)
+        self._rows.reclaim_stale(run_id, config.evals.stale_after_s)
         if self._pipeline is None:
             raise InvalidRequestError("This process reads runs only; it cannot work one.")
         target, scorer = self._pipeline(config, run.target)
@@ -202,38 +198,6 @@ class EvalRuns:
             self._task(run_id)
             return
         self._finish(run_id, config)
-
-    def _reclaim_stale(self, run_id: str, stale_after_s: float) -> None:
-        cutoff = _now() - timedelta(seconds=stale_after_s)
-        with self._database.session() as session:
-            session.execute(
-                update(EvalResult)
-                .where(
-                    EvalResult.run_id == run_id,
-                    EvalResult.status == "processing",
-                    EvalResult.claimed_at < cutoff,
-                )
-                .values(status="pending", claimed_at=None)
-            )
-
-    def _claim(self, result_id: str) -> bool:
-        with self._database.session() as session:
-            claimed = session.execute(
-                update(EvalResult)
-                .where(EvalResult.id == result_id, EvalResult.status == "pending")
-                .values(status="processing", claimed_at=_now())
-            )
-            return bool(getattr(claimed, "rowcount", 0) == 1)
-
-    def _release(self, result_ids: set[str]) -> None:
-        if not result_ids:
-            return
-        with self._database.session() as session:
-            session.execute(
-                update(EvalResult)
-                .where(EvalResult.id.in_(result_ids), EvalResult.status == "processing")
-                .values(status="pending", claimed_at=None)
-            )
 
     async def _work(
         self,
@@ -261,7 +225,7 @@ class EvalRuns:
             for result_id, item_id, item_key, trial in queue:
                 if halt.is_set() or self._stopping.is_set():
                     return
-                if not await asyncio.to_thread(self._claim, result_id):
+                if not await asyncio.to_thread(self._rows.claim, result_id):
                     continue
                 in_flight.add(result_id)
                 try:
@@ -276,24 +240,12 @@ class EvalRuns:
         finally:
             beat.cancel()
             # Interrupted (Ctrl-C cancels the workers): what this process held goes back at once.
-            await asyncio.to_thread(self._release, set(in_flight))
+            await asyncio.to_thread(self._rows.release, set(in_flight))
 
     async def _heartbeat(self, run_id: str, in_flight: set[str], every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
-            held = set(in_flight)
-
-            def beat(held: set[str] = held) -> None:
-                with self._database.session() as session:
-                    session.execute(update(EvalRun).where(EvalRun.id == run_id).values(heartbeat_at=_now()))
-                    if held:
-                        session.execute(
-                            update(EvalResult)
-                            .where(EvalResult.id.in_(held), EvalResult.status == "processing")
-                            .values(claimed_at=_now())
-                        )
-
-            await asyncio.to_thread(beat)
+            await asyncio.to_thread(self._rows.beat, run_id, set(in_flight))
 
     async def _one(
         self,
@@ -322,14 +274,11 @@ class EvalRuns:
                 # A failed item is recorded with its reason and left out of the aggregates.
                 log.warning("eval_item_failed", run_id=run.id, item=item_key, error=str(exc)[:200])
                 await asyncio.to_thread(
-                    self._store_failure, run.id, result_id, f"{type(exc).__name__}: {exc}", span_trace
+                    self._rows.store_failure, run.id, result_id, f"{type(exc).__name__}: {exc}", span_trace
                 )
                 return
-        await asyncio.to_thread(
-            self._store,
-            run.id,
-            result_id,
-            {
+        outcome = Outcome(
+            output={
                 "reply": output.reply,
                 "status": output.status,
                 "cited": [list(c) for c in output.cited],
@@ -337,60 +286,13 @@ class EvalRuns:
                 "escalation_reasons": output.escalation_reasons,
                 "prompt_versions": output.prompt_versions,
             },
-            scored.scores,
-            output.trace_id or span_trace,
-            latency,
-            output.cost_micros,
-            scored.judge_cost_micros,
+            scores=scored.scores,
+            trace_id=output.trace_id or span_trace,
+            latency_s=latency,
+            cost_micros=output.cost_micros,
+            judge_cost_micros=scored.judge_cost_micros,
         )
-
-    def _store(
-        self,
-        run_id: str,
-        result_id: str,
-        output: dict[str, Any],
-        scores: dict[str, float | None],
-        trace_id: str | None,
-        latency_s: float,
-        cost_micros: int,
-        judge_cost_micros: int,
-    ) -> None:
-        with self._database.session() as session:
-            stored = session.execute(
-                update(EvalResult)
-                .where(EvalResult.id == result_id, EvalResult.status == "processing")
-                .values(
-                    status="done",
-                    output=output,
-                    scores=scores,
-                    trace_id=trace_id,
-                    latency_ms=latency_s * 1000,
-                    cost_micros=cost_micros,
-                    judge_cost_micros=judge_cost_micros,
-                    finished_at=_now(),
-                )
-            )
-            # A claim that went stale and was taken over is the other consumer's now: count it once.
-            if getattr(stored, "rowcount", 0) == 1:
-                session.execute(
-                    update(EvalRun)
-                    .where(EvalRun.id == run_id)
-                    .values(
-                        done=EvalRun.done + 1,
-                        cost_micros=EvalRun.cost_micros + cost_micros,
-                        judge_cost_micros=EvalRun.judge_cost_micros + judge_cost_micros,
-                    )
-                )
-
-    def _store_failure(self, run_id: str, result_id: str, error: str, trace_id: str | None) -> None:
-        with self._database.session() as session:
-            stored = session.execute(
-                update(EvalResult)
-                .where(EvalResult.id == result_id, EvalResult.status == "processing")
-                .values(status="failed", error=error[:2000], trace_id=trace_id, finished_at=_now())
-            )
-            if getattr(stored, "rowcount", 0) == 1:
-                session.execute(update(EvalRun).where(EvalRun.id == run_id).values(failed=EvalRun.failed + 1))
+        await asyncio.to_thread(self._rows.store, run.id, result_id, outcome)
 
     def _finish(self, run_id: str, config: RunConfig) -> None:
         """When no row is left to work: the summary, and the final status (set once, by one consumer)."""
@@ -416,7 +318,7 @@ class EvalRuns:
             session.execute(
                 update(EvalRun)
                 .where(EvalRun.id == run_id, EvalRun.status == "running")
-                .values(status=status, summary=summary, finished_at=_now())
+                .values(status=status, summary=summary, finished_at=now())
             )
 
     def _database_run(self, run_id: str) -> EvalRun:
