@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from keel import cli_evals, cli_knowledge, cli_reviews, cli_support
+from keel import cli_evals, cli_knowledge, cli_prompts, cli_reviews, cli_support
 from keel.cli_common import command_settings, err, fail, migrated_database, out
 from keel.cli_remote import RemoteServer, connect
 from keel.errors import KeelError
@@ -260,4 +260,5 @@ def main() -> None:
 cli_knowledge.register(app)
 cli_support.register(app)
 cli_reviews.register(app)
+cli_prompts.register(app)
 cli_evals.register(app)

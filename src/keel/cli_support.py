@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from pydantic import ValidationError
@@ -20,7 +20,11 @@ def register(app: typer.Typer) -> None:
     def usage(
         tenant: Annotated[str, typer.Option(help="Tenant to report on.")] = "demo",
         group_by: Annotated[
-            list[str], typer.Option("--by", help="day, key, model, deployment, prompt, feature.")
+            list[str],
+            typer.Option(
+                "--by",
+                help="day, key, model, deployment, prompt, feature, prompt_label, experiment, arm.",
+            ),
         ] = [  # noqa: B006
             "day",
             "model",
@@ -30,15 +34,16 @@ def register(app: typer.Typer) -> None:
         """Cost and usage from the ledger, grouped as asked."""
         from rich.table import Table
 
-        from keel.observe.usage import to_csv, usage_report
+        from keel.observe.usage import Dimension, to_csv, usage_report
         from keel.store.engine import Database
 
         settings = command_settings()
         database = Database(settings.sqlalchemy_url)
         database.migrate()
-        dimensions = [d for d in group_by if d in ("day", "key", "model", "deployment", "prompt", "feature")]
+        known = get_args(Dimension)
+        dimensions = [d for d in group_by if d in known]
         if len(dimensions) != len(group_by):
-            raise typer.BadParameter("--by takes day, key, model, deployment, prompt or feature")
+            raise typer.BadParameter(f"--by takes {', '.join(known)}")
         report = usage_report(database, tenant, dimensions)  # type: ignore[arg-type]
         database.dispose()
         if csv:

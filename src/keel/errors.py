@@ -7,6 +7,7 @@ KeelError
 ├── PermissionDeniedError      403 permission_error        (the key's role may not use this route)
 ├── NotFoundError              404 not_found_error
 │   └── ModelNotFoundError     404 model_not_found
+├── ConflictError              409 conflict_error          (the object is busy: a running rollout)
 ├── PayloadTooLargeError       413 payload_too_large
 ├── RateLimitError             429 rate_limit_error
 ├── UpstreamError              502 upstream_error          (a model failed or answered unusably)
@@ -56,6 +57,11 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist.", code="model_not_found", param="model")
+
+
+class ConflictError(KeelError):
+    status_code = 409
+    error_type = "conflict_error"
 
 
 class PayloadTooLargeError(KeelError):

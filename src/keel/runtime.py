@@ -14,6 +14,7 @@ from keel.copilot.grounding import GroundingChecker
 from keel.copilot.intents import IntentClassifier
 from keel.copilot.memory import ConversationMemory
 from keel.copilot.pipeline import Copilot
+from keel.copilot.prompt import SHIPPED_PROMPT
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.tools.crm import crm_tools
 from keel.errors import InvalidRequestError
@@ -51,6 +52,7 @@ from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
 from keel.observe.metrics import KeelMetrics
 from keel.observe.tracing import Tracing
+from keel.prompts.service import Prompts, build_prompts
 from keel.review.queue import ReviewQueue
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
@@ -114,6 +116,7 @@ class Runtime:
     subjects: SubjectRequests
     guard: InboundGuard
     evals: Evaluation
+    prompts: Prompts
     monitoring: Monitoring
 
     @classmethod
@@ -163,6 +166,7 @@ class Runtime:
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
         audit = AuditLog(database)
+        prompts = build_prompts(settings, database, audit, gateway, SHIPPED_PROMPT)
         jobs = IngestionJobs(database, ingestion, queue, stale_after_s=settings.job_stale_after_s)
         register_maintenance(queue, database, settings.retention, audit, jobs)
         metrics.watch(
@@ -207,6 +211,7 @@ class Runtime:
             on_reply=metrics.observe_reply,
             guard=guard,
             output=OutputPolicy(settings.guard.blocked_terms, pii),
+            prompts=prompts.copilot,
             on_stored=monitoring.online.submit,
         )
         return cls(
@@ -227,6 +232,7 @@ class Runtime:
             metrics=metrics,
             audit=audit,
             subjects=SubjectRequests(database),
+            prompts=prompts,
             guard=guard,
             evals=build_evaluation(
                 settings, database, queue, tracer, gateway, copilot, retriever, embedding_model, reviews

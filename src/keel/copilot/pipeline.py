@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import select
 
@@ -24,7 +25,7 @@ from keel.copilot.grounding import GroundingChecker, GroundingVerdict
 from keel.copilot.intents import IntentClassifier
 from keel.copilot.memory import ConversationMemory, rewrite_query
 from keel.copilot.policy import Signals, confidence, escalation_reasons, relevance_from_cosine
-from keel.copilot.prompt import PROMPT_VERSION, SYSTEM, render_messages, reply_schema
+from keel.copilot.prompt import SHIPPED_PROMPT, reply_variables
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus, StoredReply
 from keel.errors import KeelError, NotFoundError
@@ -36,6 +37,7 @@ from keel.knowledge.index.base import SearchScope
 from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
 from keel.logs import get_logger
 from keel.observe import attributes
+from keel.prompts.source import PromptSource, ShippedPrompt
 from keel.review.queue import ReviewQueue
 from keel.store.engine import Database
 from keel.store.models import ReviewItem, SupportReply
@@ -69,10 +71,13 @@ class Copilot:
         on_reply: Callable[[str, list[str]], None] | None = None,
         guard: InboundGuard | None = None,
         output: OutputPolicy | None = None,
+        prompts: PromptSource | None = None,
         on_stored: Callable[[StoredReply], object] | None = None,
     ) -> None:
         self._guard = guard
         self._output = output
+        # The reply prompt: the registry's (runtime) or the shipped file as it is (no registry wired in).
+        self._prompts = prompts or ShippedPrompt(SHIPPED_PROMPT)
         self._tracer = tracer or NoOpTracer()
         self._on_reply = on_reply
         self._on_stored = on_stored
@@ -104,7 +109,6 @@ class Copilot:
             span.set_attribute(attributes.CONFIDENCE, response.confidence)
             span.set_attribute(attributes.STATUS, response.status)
             span.set_attribute(attributes.ESCALATION_REASONS, response.escalation_reasons)
-            span.set_attribute(attributes.PROMPT_VERSION, PROMPT_VERSION)
             span.set_attribute("keel.reply_id", response.id)
             if self._on_reply is not None:
                 self._on_reply(response.status, response.escalation_reasons)
@@ -146,11 +150,13 @@ class Copilot:
             scope = self._settings.scope.replace("{company}", self._settings.company)
             text, status = DECLINE.format(scope=scope), "needs_clarification"
         else:
-            answer = await self._ask_model(request.message, sources, customer, orders, history, caller)
+            # Sticky experiment and canary arms follow the customer, or else the conversation.
+            unit = request.customer_id or conversation_id
+            answer = await self._ask_model(request.message, sources, customer, orders, history, caller, unit)
             if answer is None:
                 model_failed = True
             else:
-                draft, cited = answer
+                draft, cited, instructions = answer
                 with self._tracer.start_as_current_span("grounding") as grounding_span:
                     verdict = await asyncio.to_thread(
                         self._grounding.check, draft, [(s.chunk_id, s.text) for s in cited or sources]
@@ -165,7 +171,7 @@ class Copilot:
             else:
                 text = verdict.supported_text
                 citations = self._citations(query, verdict, sources)
-                blocked = self._output_problems(text, customer)
+                blocked = self._output_problems(text, customer, instructions)
                 if blocked:
                     guard_reasons.extend(f"guardrail:{reason}" for reason in blocked)
                     text = extract_reply(query, sources[0])
@@ -212,11 +218,12 @@ class Copilot:
             span.set_attribute("keel.guard.injection_tier", verdict.tier)
             return self._guard.acts_on(verdict, self._guard.settings.injection_escalate_score)
 
-    def _output_problems(self, text: str, customer: dict[str, Any] | None) -> list[str]:
+    def _output_problems(self, text: str, customer: dict[str, Any] | None, instructions: str) -> list[str]:
         if self._output is None:
             return []
         email = str(customer.get("email", "")).lower() if customer else ""
-        verdict = self._output.check(text, system_prompt=SYSTEM, allowed_emails=frozenset({email} - {""}))
+        allowed = frozenset({email} - {""})
+        verdict = self._output.check(text, system_prompt=instructions, allowed_emails=allowed)
         return verdict.reasons
 
     async def _retrieve(self, query: str, tenant: str) -> list[SearchResult]:
@@ -261,32 +268,54 @@ class Copilot:
         orders: list[dict[str, Any]],
         history: list[tuple[str, str]],
         caller: Caller,
-    ) -> tuple[str, list[SearchResult]] | None:
-        messages = render_messages(self._settings.company, question, sources, customer, orders, history)
-        request = ChatCompletionRequest.model_validate(
-            {
-                "model": self._model,
-                "messages": messages,
-                "max_tokens": self._settings.max_tokens,
-                "temperature": 0.1,
-                "prompt_version": PROMPT_VERSION,
-                "cache": not self._evaluating,
-                "response_format": {
-                    "type": "json_schema",
-                    "json_schema": {"name": "reply", "schema": reply_schema()},
-                },
-            }
-        )
+        unit: str | None = None,
+    ) -> tuple[str, list[SearchResult], str] | None:
+        """The model's draft and the sources it cites, with the instructions it was given."""
+        variables = reply_variables(self._settings.company, question, sources, customer, orders, history)
         try:
-            completion, _ = await self._gateway.chat(request, replace(caller, feature="support"))
+            prompt = await asyncio.to_thread(
+                self._prompts.render,
+                caller.tenant,
+                variables,
+                unit=unit,
+                model=self._model,
+                max_tokens=self._settings.max_tokens,
+            )
+            params = prompt.params
+            request = ChatCompletionRequest.model_validate(
+                {
+                    "model": prompt.model or self._model,
+                    "messages": prompt.messages,
+                    "max_tokens": params.max_tokens or self._settings.max_tokens,
+                    "temperature": 0.1 if params.temperature is None else params.temperature,
+                    **params.model_dump(exclude_none=True, exclude={"max_tokens", "temperature"}),
+                    "prompt_version": prompt.tag,
+                    "cache": not self._evaluating,
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {
+                            "name": "reply",
+                            "schema": prompt.output_schema or {"type": "object"},
+                        },
+                    },
+                }
+            )
+            if prompt.use is not None:
+                trace.get_current_span().set_attributes(prompt.use.span_attributes())
+            support = replace(caller, feature="support", prompt=prompt.use)
+            completion, _ = await self._gateway.chat(request, support)
             parsed = json.loads(completion.choices[0].message.content)
         except (KeelError, json.JSONDecodeError) as exc:
             log.warning("copilot_model_failed", error=getattr(exc, "code", type(exc).__name__))
             return None
         if completion.choices[0].finish_reason == "length":
             return None
-        cited = [sources[n - 1] for n in dict.fromkeys(parsed.get("sources", [])) if 1 <= n <= len(sources)]
-        return str(parsed["reply"]).strip(), cited
+        # An operator's prompt version may ask for another shape: without a reply it is a failed answer.
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("reply"), str):
+            return None
+        numbers = [n for n in parsed.get("sources", []) if isinstance(n, int)]
+        cited = [sources[n - 1] for n in dict.fromkeys(numbers) if 1 <= n <= len(sources)]
+        return str(parsed["reply"]).strip(), cited, prompt.instructions
 
     def _cite(self, question: str, source: SearchResult) -> Citation:
         return Citation(

@@ -56,11 +56,30 @@ class StreamOptions(BaseModel):
 MAX_COMPLETION_TOKENS = 1_000_000
 
 
+class PromptReference(BaseModel):
+    """Keel's extension: a prompt from the registry, rendered into the messages before the call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    # The label to resolve ("production" when neither is given), or a pinned version; not both.
+    label: str | None = Field(None, min_length=1, max_length=64)
+    version: int | None = Field(None, ge=1)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _label_or_version(self) -> PromptReference:
+        if self.label is not None and self.version is not None:
+            raise ValueError("name a 'label' or a 'version' of the prompt, not both")
+        return self
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+    # Both may be left out when `prompt` is given: its version names the model and renders the messages.
+    model: str = Field("", max_length=200)
+    messages: list[ChatMessage] = Field(default_factory=list)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     # Bounded so that rate-limit counters (Redis integers) and cost estimates stay in range.
@@ -78,6 +97,16 @@ class ChatCompletionRequest(BaseModel):
     # Keel's extensions (the OpenAI SDK sends them through `extra_body`).
     cache: bool = True
     prompt_version: str | None = Field(None, max_length=200)
+    # A registry prompt: its rendered messages come first, then any `messages` of the request.
+    prompt: PromptReference | None = None
+
+    @model_validator(mode="after")
+    def _messages_or_prompt(self) -> ChatCompletionRequest:
+        if self.prompt is None and not self.model:
+            raise ValueError("'model' is required (or a 'prompt' whose version names the model)")
+        if self.prompt is None and not self.messages:
+            raise ValueError("'messages' needs at least one message (or send a 'prompt')")
+        return self
 
     @field_validator("stop")
     @classmethod

@@ -29,7 +29,7 @@ from keel.gateway.context_window import check_context_window
 from keel.gateway.cost import cost_of
 from keel.gateway.dispatch import Dispatcher, DispatchStats
 from keel.gateway.embeddings import embed
-from keel.gateway.ledger import CallRecord, UsageLedger
+from keel.gateway.ledger import CallRecord, PromptUse, UsageLedger
 from keel.gateway.limits import RateLimiter
 from keel.gateway.protocol import (
     AssistantMessage,
@@ -63,6 +63,8 @@ class Caller:
     key_id: str
     # Which part of Keel makes the call, for usage reports.
     feature: str = "api"
+    # The registry prompt the call was rendered from; recorded on the trace and usage row only.
+    prompt: PromptUse | None = None
 
 
 @dataclass
@@ -149,6 +151,8 @@ class Gateway:
         span.set_attribute(attributes.TENANT, caller.tenant)
         if request.prompt_version:
             span.set_attribute(attributes.PROMPT_VERSION, request.prompt_version)
+        if caller.prompt is not None:
+            span.set_attributes(caller.prompt.span_attributes())
         if request.user:
             span.set_attribute(attributes.USER, request.user)
         span.set_attribute(attributes.DEPLOYMENT, info.deployment or "")
@@ -172,6 +176,7 @@ class Gateway:
             prompt_version=request.prompt_version,
             feature=caller.feature,
         )
+        record.mark_prompt(caller.prompt)
         info = CallInfo()
         generation: Generation | None = None
         try:
@@ -247,6 +252,7 @@ class Gateway:
             prompt_version=request.prompt_version,
             feature=caller.feature,
         )
+        record.mark_prompt(caller.prompt)
         stream_id, created = completion_id(), int(time.time())
 
         def chunk(delta: Delta, finish: Any = None, **extra: Any) -> ChatCompletionChunk:

@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 from keel.store.engine import Database
 from keel.store.models import UsageRecord
 
-Dimension = Literal["day", "key", "model", "deployment", "prompt", "feature"]
+Dimension = Literal[
+    "day", "key", "model", "deployment", "prompt", "feature", "prompt_label", "experiment", "arm"
+]
 _COLUMNS: dict[str, Any] = {
     # date() is a function in SQLite and PostgreSQL alike; CAST(... AS DATE) is not portable to SQLite.
     "day": func.date(UsageRecord.created_at),
@@ -23,6 +25,10 @@ _COLUMNS: dict[str, Any] = {
     "deployment": UsageRecord.deployment,
     "prompt": UsageRecord.prompt_version,
     "feature": UsageRecord.feature,
+    # A registry prompt's label, and the experiment (or canary) and arm that served the call.
+    "prompt_label": UsageRecord.prompt_label,
+    "experiment": UsageRecord.experiment,
+    "arm": UsageRecord.experiment_arm,
 }
 
 

@@ -76,6 +76,9 @@ SupportReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP,
 AdminCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 # Online evaluation scores and drift monitors: administrators and viewers (dashboards, alerting).
 MonitorReader = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.VIEWER))]
+# Pushing prompt versions, moving labels, experiments and canaries: applications (CI pipelines) and
+# administrators; a protected label (`prompts.protected_labels`) takes an administrator.
+PromptWriter = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP))]
 # Feedback on an answer: the application (for its end users), reviewers and administrators.
 FeedbackCaller = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.APP, Role.REVIEWER))]
 # Evaluation datasets, runs and comparisons, read: every role.

@@ -213,6 +213,8 @@ class UsageRecord(Base):
     """One gateway call: who, which model and deployment, tokens, cost, latency and what happened."""
 
     __tablename__ = "usage_records"
+    # An experiment's or canary's calls in a window: what their reports and judgements read.
+    __table_args__ = (Index("ix_usage_records_experiment", "tenant", "experiment", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("use"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -233,6 +235,10 @@ class UsageRecord(Base):
     # Which part of Keel made the call: "api" (the OpenAI-compatible routes), "support" (the copilot)...
     feature: Mapped[str] = mapped_column(String(32), default="api")
     trace_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    # The registry prompt's label, and the experiment or canary (with its arm) that served the call.
+    prompt_label: Mapped[str | None] = mapped_column(String(64), default=None)
+    experiment: Mapped[str | None] = mapped_column(String(200), default=None)
+    experiment_arm: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Conversation(Base):

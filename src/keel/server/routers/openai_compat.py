@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -54,6 +55,10 @@ def _json(value: object) -> str:
 async def create_chat_completion(
     body: ChatCompletionRequest, runtime: RuntimeDep, caller: ModelCaller
 ) -> JSONResponse | StreamingResponse:
+    # A registry prompt becomes ordinary messages first, so every check below sees what the model will.
+    use = None
+    if body.prompt is not None:
+        body, use = await asyncio.to_thread(runtime.prompts.renderer.apply, body, caller.tenant)
     # The cheapest refusals first, before the gateway's cache, guardrails or model see the request.
     dispatcher = runtime.gateway.dispatcher
     check_chat_request(
@@ -61,7 +66,7 @@ async def create_chat_completion(
         runtime.settings.limits,
         reachable_context_window(dispatcher.aliases, dispatcher.deployments, body.model),
     )
-    who = Caller(tenant=caller.tenant, key_id=caller.key_id)
+    who = Caller(tenant=caller.tenant, key_id=caller.key_id, prompt=use)
     if not body.stream:
         completion, info = await runtime.gateway.chat(body, who)
         return JSONResponse(completion.model_dump(mode="json"), headers=info.headers())
