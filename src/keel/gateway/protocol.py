@@ -75,7 +75,14 @@ class PromptReference(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {"model": "keel-local", "messages": [{"role": "user", "content": "Hi!"}], "max_tokens": 16}
+            ]
+        },
+    )
 
     # Both may be left out when `prompt` is given: its version names the model and renders the messages.
     model: str = Field("", max_length=200)
@@ -188,7 +195,10 @@ class ChatCompletionChunk(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"model": "keel-embed", "input": ["How long does shipping take?"]}]},
+    )
 
     model: str = Field(min_length=1)
     input: str | list[str]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 
 from keel.server.deps import RuntimeDep
 
 router = APIRouter(tags=["ops"])
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "starting"]
+    # Each check by name: the database answers, each model is loaded, ...
+    checks: dict[str, bool]
 
 
 @router.get("/healthz")
@@ -22,7 +31,11 @@ async def metrics(runtime: RuntimeDep) -> Response:
     return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready yet: a check is false."}},
+)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = {
         "database": _database_ok(runtime),
