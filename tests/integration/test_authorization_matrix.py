@@ -30,7 +30,18 @@ def declared_roles(route: APIRoute) -> frozenset[str] | None:
 
 
 def api_routes(client: TestClient) -> list[APIRoute]:
-    return [r for r in client.app.routes if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
+    """Every route of the app, those of included routers too (newer FastAPI keeps an included router
+    as one entry of `app.routes`, its routes inside it)."""
+    pending = list(client.app.routes)  # type: ignore[attr-defined]
+    found = []
+    while pending:
+        route = pending.pop(0)
+        if isinstance(route, APIRoute):
+            found.append(route)
+        else:
+            pending.extend(getattr(getattr(route, "original_router", None), "routes", []))
+    assert found, "no routes found: the app's routing changed shape"
+    return found
 
 
 def test_every_route_declares_its_roles(client: TestClient) -> None:
