@@ -19,6 +19,7 @@ from keel.store.models import (
     SupportReply,
     UsageRecord,
 )
+from keel.store.online_eval_models import OnlineScore
 
 
 def purge(database: Database, settings: RetentionSettings, now: datetime | None = None) -> dict[str, int]:
@@ -38,6 +39,7 @@ def purge(database: Database, settings: RetentionSettings, now: datetime | None 
         if (before := cutoff(settings.replies_days)) is not None:
             old = select(SupportReply.id).where(SupportReply.created_at < before)
             run("reviews", delete(ReviewItem).where(ReviewItem.reply_id.in_(old)))
+            run("online_scores", delete(OnlineScore).where(OnlineScore.reply_id.in_(old)))
             run("replies", delete(SupportReply).where(SupportReply.created_at < before))
         if (before := cutoff(settings.conversations_days)) is not None:
             old = select(Conversation.id).where(Conversation.created_at < before)

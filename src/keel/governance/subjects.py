@@ -26,6 +26,7 @@ from keel.store.models import (
     SupportReply,
     Ticket,
 )
+from keel.store.online_eval_models import OnlineScore
 
 
 def subject_hash(tenant: str, end_user_id: str) -> str:
@@ -151,6 +152,11 @@ class SubjectRequests:
             run(
                 "reviews",
                 delete(ReviewItem).where(ReviewItem.tenant == tenant, ReviewItem.reply_id.in_(reply_ids)),
+            )
+            # Online scores keep a vector of the customer's message: they go with the reply.
+            run(
+                "online_scores",
+                delete(OnlineScore).where(OnlineScore.tenant == tenant, OnlineScore.reply_id.in_(reply_ids)),
             )
             run("replies", delete(SupportReply).where(SupportReply.id.in_(reply_ids)))
             run(

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
-from keel.config import CopilotSettings
+from keel.config import CopilotSettings, RetentionSettings
 from keel.copilot.grounding import GroundingChecker
 from keel.copilot.memory import ConversationMemory
 from keel.copilot.pipeline import Copilot
@@ -21,10 +23,12 @@ from keel.copilot.tools.crm import crm_tools
 from keel.copilot.types import ReplyRequest, ReplyResponse, StoredReply
 from keel.evals.online import OnlineEvaluation, OnlineScorer, sampled
 from keel.evals.reference_free import reference_free_scores
+from keel.governance.retention import purge
+from keel.governance.subjects import SubjectRequests
 from keel.review.queue import ReviewQueue
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
-from keel.store.models import Chunk, Document, SupportReply
+from keel.store.models import Chunk, Conversation, Document, SupportReply
 from keel.store.online_eval_models import OnlineScore
 from tests.unit.copilot.test_pipeline import (
     CALLER,
@@ -181,3 +185,28 @@ def test_the_copilot_hands_each_stored_reply_to_its_hook(tmp_path: Path) -> None
 @pytest.mark.parametrize("rate", [0.0, 1.0])
 def test_extreme_rates(rate: float) -> None:
     assert sampled("0" * 32, rate) is bool(rate)
+
+
+def test_online_scores_go_with_their_replies(tmp_path: Path) -> None:
+    """Retention and a data subject's erasure delete the scores (and their query vectors) with the reply."""
+    database = Database(f"sqlite:///{tmp_path / 'keel.db'}")
+    database.migrate()
+    scorer = OnlineScorer(database, GroundingChecker(LexicalOnlyEmbedder()), CountingEmbedder())
+    with database.session() as session:
+        conversation = Conversation(tenant="acme", customer_id="C-1")
+        session.add(conversation)
+        session.flush()
+        conversation_id = conversation.id
+    erased = store_reply(database, [], "Hello.")
+    old = store_reply(database, [], "Hello again.")
+    with database.session() as session:
+        session.get_one(SupportReply, erased).conversation_id = conversation_id
+        session.get_one(SupportReply, old).created_at = datetime.now(UTC) - timedelta(days=400)
+    kept = store_reply(database, [], "Still here.")
+    for reply_id in (erased, old, kept):
+        scorer.score("acme", reply_id, None)
+
+    assert SubjectRequests(database).erase("acme", "C-1")["online_scores"] == 1
+    assert purge(database, RetentionSettings(replies_days=365))["online_scores"] == 1
+    with database.reading() as session:
+        assert list(session.scalars(select(OnlineScore.reply_id))) == [kept]
