@@ -719,7 +719,13 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="the mock upstream's fixed delay")
     parser.add_argument("--litellm", default=None, help="path of the `litellm` executable")
     parser.add_argument("--skip-semantic", action="store_true")
+    parser.add_argument(
+        "--prompt-only",
+        action="store_true",
+        help="only direct, Keel and Keel with a prompt reference; results in gateway_overhead_prompt.*",
+    )
     args = parser.parse_args()
+    args.skip_semantic = args.skip_semantic or args.prompt_only
     if args.mode == "loadgen":
         print(json.dumps(asyncio.run(_loadgen(json.loads(sys.stdin.read())))))
         return
@@ -763,8 +769,9 @@ def main() -> None:
             )
         )
         data["keel_ready_s"] = keel_ready
+        targets.append(prompt_target(targets[1]))
         # The same Keel with its guards off, where it has them: what the gateway itself costs.
-        guards_off = guards_off_toml()
+        guards_off = None if args.prompt_only else guards_off_toml()
         data["keel_guards_off_config"] = guards_off
         if guards_off is not None:
             bare_url, bare_key, bare_process, _ = stack.enter_context(
@@ -780,9 +787,11 @@ def main() -> None:
                     bare_process.pid,
                 )
             )
-        litellm_binary = find_litellm(args.litellm)
+        litellm_binary = None if args.prompt_only else find_litellm(args.litellm)
         litellm_problem: str | None = None
-        if litellm_binary is None:
+        if args.prompt_only:
+            litellm_problem = "not run (`--prompt-only`)"
+        elif litellm_binary is None:
             litellm_problem = (
                 "no `litellm` executable found (see the module docstring for where it is looked for)"
             )
@@ -840,7 +849,9 @@ def main() -> None:
                 added["keel_guards_off"]["p50"] / added["litellm"]["p50"]
             )
 
-    if args.skip_semantic:
+    if args.prompt_only:
+        pass
+    elif args.skip_semantic:
         keep_semantic_results(data)
     else:
         data["semantic"] = []
@@ -859,7 +870,34 @@ def main() -> None:
         "other_processes_cpu_s": others,
         "other_processes_share_of_cores": others / (data["total_s"] * cores),
     }
-    write_results("gateway_overhead", data, report(data))
+    write_results("gateway_overhead_prompt" if args.prompt_only else "gateway_overhead", data, report(data))
+
+
+def prompt_target(keel_target: Target) -> Target:
+    """The same Keel and the same messages, rendered from a registry prompt: the request names the prompt
+    (a label, and the question as a variable) instead of sending the messages."""
+    version = {
+        "name": "bench-support",
+        "label": "bench",
+        "messages": [PROMPT[0], {"role": "user", "content": "{{ question }}"}],
+        "variables": {
+            "type": "object",
+            "required": ["question"],
+            "properties": {"question": {"type": "string"}},
+        },
+    }
+    pushed = httpx.post(
+        f"http://127.0.0.1:{keel_target.port}/v1/prompts",
+        json=version,
+        headers=keel_target.headers,
+        timeout=60,
+    )
+    pushed.raise_for_status()
+    reference = {"name": "bench-support", "label": "bench", "variables": {"question": PROMPT[1]["content"]}}
+    body = {"model": MODEL_ALIAS, "prompt": reference, "max_tokens": 64, "cache": False}
+    return Target(
+        "keel_prompt", keel_target.port, keel_target.path, keel_target.headers, body, keel_target.pid
+    )
 
 
 def keep_semantic_results(data: dict[str, Any]) -> None:
@@ -892,6 +930,7 @@ def report(data: dict[str, Any]) -> str:
         "direct": "direct to the mock",
         "keel": "Keel (`keel serve`), default config",
         "keel_guards_off": "Keel, guards off",
+        "keel_prompt": "Keel, the same messages from a registry prompt reference",
         "litellm": "LiteLLM proxy",
     }
     lines = [
@@ -948,6 +987,14 @@ def report(data: dict[str, Any]) -> str:
     if data.get("keel_guards_off_config"):
         switched = data["keel_guards_off_config"].replace("\n", " ").strip()
         lines += ["", f'"Guards off" is the same Keel with `{switched}` in its keel.toml.']
+    if "keel_prompt" in added:
+        rendering = {q: added["keel_prompt"][q] - added["keel"][q] for q in ("p50", "p95")}
+        lines += [
+            "",
+            f'Naming a registry prompt instead of sending the messages (`"prompt": {{"name", "label", '
+            f'"variables"}}`: label resolution, variable check, sandboxed rendering) adds {rendering["p50"]:.2f} ms '
+            f"at p50 and {rendering['p95']:.2f} ms at p95 over the same messages sent directly.",
+        ]
     hit = data["keel_exact_hit_ms"]
     lines += [
         "",

@@ -1,5 +1,6 @@
-"""`keel prompts ...`: the prompt registry from the terminal (push, sync a folder, labels, rollback,
-history, diff). Commands act on the configured database as the administrator "cli", like `keel keys`."""
+"""`keel prompts ...` and `keel experiments ...`: the prompt registry from the terminal (push, sync a
+folder, labels, rollback, history, diff, canary releases) and experiments. Commands act on the
+configured database as the administrator "cli", like `keel keys`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from rich.table import Table
 
 from keel.cli_common import command_settings, fail, migrated_database, out
+from keel.cli_rollouts import register_rollouts
 from keel.errors import KeelError
 from keel.governance.audit import AuditLog
 from keel.prompts.files import sync_folder
@@ -43,6 +45,7 @@ def run(change: Callable[[PromptRegistry], T]) -> T:
 def register(app: typer.Typer) -> None:
     prompts_app = typer.Typer(help="The prompt registry: versions, labels, rollback.", no_args_is_help=True)
     app.add_typer(prompts_app, name="prompts")
+    register_rollouts(app, prompts_app)
 
     @prompts_app.command("push")
     def push(

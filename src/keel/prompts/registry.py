@@ -144,7 +144,7 @@ class PromptRegistry:
                 )
             )
             prompt.latest = version
-            self._point(session, prompt, LATEST, version, actor, "push", message)
+            self.point(session, prompt, LATEST, version, actor, "push", message)
             epochs.bump(session, tenant)
         self._audit.append(
             tenant, actor.id, "prompt.push", f"{name}@{version}", {"hash": content_hash, "message": message}
@@ -198,7 +198,7 @@ class PromptRegistry:
         """A version by number, or the one a label points at (`production` when neither is given)."""
         with self._database.reading() as session:
             prompt = self._prompt(session, tenant, name)
-            number = version if version is not None else self._label_version(session, prompt, label)
+            number = version if version is not None else self.label_version(session, prompt, label)
             row = session.scalar(
                 select(PromptVersion).where(
                     PromptVersion.prompt_id == prompt.id, PromptVersion.version == number
@@ -274,7 +274,7 @@ class PromptRegistry:
             # The prompt's row lock puts concurrent moves of its labels in line.
             session.execute(update(Prompt).where(Prompt.id == prompt.id).values(latest=Prompt.latest))
             if not during_canary:
-                self._require_no_rollout(session, prompt, label)
+                self.require_no_rollout(session, prompt, label)
             exists = session.scalar(
                 select(PromptVersion.id).where(
                     PromptVersion.prompt_id == prompt.id, PromptVersion.version == version
@@ -284,7 +284,7 @@ class PromptRegistry:
                 raise NotFoundError(
                     f"Prompt '{name}' has no version {version}.", code="prompt_version_not_found"
                 )
-            move = self._point(session, prompt, label, version, actor, kind, reason)
+            move = self.point(session, prompt, label, version, actor, kind, reason)
             epochs.bump(session, tenant)
             view = _move_view(move)
         action = "prompt.label.rollback" if kind == "rollback" else "prompt.label.move"
@@ -334,7 +334,7 @@ class PromptRegistry:
         self.require_may_move(label, actor)
         with self._database.session() as session:
             prompt = self._prompt(session, tenant, name)
-            self._require_no_rollout(session, prompt, label)
+            self.require_no_rollout(session, prompt, label)
             removed = session.execute(
                 delete(PromptLabel).where(PromptLabel.prompt_id == prompt.id, PromptLabel.label == label)
             ).rowcount  # type: ignore[attr-defined]
@@ -365,7 +365,7 @@ class PromptRegistry:
         with self._database.session() as session:
             prompt = self._prompt(session, tenant, name)
             for label in session.scalars(select(PromptLabel.label).where(PromptLabel.prompt_id == prompt.id)):
-                self._require_no_rollout(session, prompt, label)
+                self.require_no_rollout(session, prompt, label)
             session.delete(prompt)
             epochs.bump(session, tenant)
         self._audit.append(tenant, actor.id, "prompt.delete", name, {})
@@ -388,7 +388,7 @@ class PromptRegistry:
         return prompt
 
     @staticmethod
-    def _label_version(session: Session, prompt: Prompt, label: str | None) -> int:
+    def label_version(session: Session, prompt: Prompt, label: str | None) -> int:
         label = label or "production"
         version = session.scalar(
             select(PromptLabel.version).where(PromptLabel.prompt_id == prompt.id, PromptLabel.label == label)
@@ -400,7 +400,7 @@ class PromptRegistry:
         return version
 
     @staticmethod
-    def _require_no_rollout(session: Session, prompt: Prompt, label: str) -> None:
+    def require_no_rollout(session: Session, prompt: Prompt, label: str) -> None:
         canary = session.scalar(
             select(PromptCanary.id).where(
                 PromptCanary.prompt_id == prompt.id,
@@ -424,7 +424,7 @@ class PromptRegistry:
             )
 
     @staticmethod
-    def _point(
+    def point(
         session: Session, prompt: Prompt, label: str, version: int, actor: Actor, kind: str, reason: str
     ) -> PromptLabelMove:
         row = session.get(PromptLabel, (prompt.id, label))

@@ -20,8 +20,9 @@ from keel.server.errors import ERROR_RESPONSES, install_error_handlers
 from keel.server.middleware import RequestMiddleware
 from keel.server.routers import admin, evals_monitoring, health, knowledge, observe, openai_compat, support
 from keel.server.routers import eval_runs
+from keel.server.routers import prompt_rollouts
 from keel.server.routers import prompts as prompt_routes
-from keel.server.ui import eval_pages, pages
+from keel.server.ui import eval_pages, pages, prompt_pages
 from keel.server.ui.pages import LoginRequired
 from keel.server.ui.session import Sessions, load_secret
 
@@ -77,9 +78,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(observe.router)
     app.include_router(admin.router)
     app.include_router(prompt_routes.router)
+    app.include_router(prompt_rollouts.router)
     app.include_router(evals_monitoring.router)
     app.include_router(eval_runs.router)
     app.include_router(eval_pages.router)
+    app.include_router(prompt_pages.router)
     app.include_router(pages.router)
     return app
 
