@@ -47,6 +47,34 @@ class DocumentBatch(BaseModel):
     documents: list[DocumentUpload] = Field(min_length=1, max_length=1000)
 
 
+def _upload_request_body() -> dict[str, Any]:
+    """The route reads its body itself (JSON or multipart): the OpenAPI document still says what it takes."""
+    one = DocumentUpload.model_json_schema()
+    batch = DocumentBatch.model_json_schema(ref_template="#/$defs/{model}")
+    batch["properties"]["documents"]["items"] = one
+    batch.pop("$defs", None)
+    binary = {"type": "string", "format": "binary"}
+    form = {
+        "type": "object",
+        "properties": {
+            "file": binary,
+            "files": {"type": "array", "items": binary},
+            "doc_type": {"type": "string", "maxLength": MAX_DOC_TYPE_CHARS},
+            "acl": {"type": "string", "description": "ACL groups, comma-separated"},
+            "metadata": {"type": "string", "description": "A flat JSON object, as text"},
+        },
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"anyOf": [one, batch]}},
+                "multipart/form-data": {"schema": form},
+            },
+        }
+    }
+
+
 class JobItemView(BaseModel):
     source: str
     status: str
@@ -200,7 +228,7 @@ def _has_suffix(source: str) -> bool:
     return "." in source.rsplit("/", 1)[-1]
 
 
-@router.post("/documents", status_code=202, response_model=JobView)
+@router.post("/documents", status_code=202, response_model=JobView, openapi_extra=_upload_request_body())
 async def upload_documents(request: Request, runtime: RuntimeDep, caller: KnowledgeWriter) -> JobView:
     documents = await _uploads(request)
     for document in documents:
