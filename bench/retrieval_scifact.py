@@ -38,6 +38,33 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def load_corpus(data: Path) -> list[dict[str, Any]]:
+    with gzip.open(data / "corpus.jsonl.gz", "rt") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def corpus_requests(corpus: list[dict[str, Any]]) -> list[IngestRequest]:
+    """One plain-text document per passage, its corpus id as source (what the qrels name)."""
+    return [
+        IngestRequest(
+            tenant=TENANT,
+            source=doc["_id"],
+            doc_type="text",
+            meta={"corpus_id": doc["_id"]},
+            data=f"{doc['title']}\n\n{doc['text']}".encode(),
+        )
+        for doc in corpus
+    ]
+
+
+def ingest(runtime: Runtime, requests: list[IngestRequest]) -> float:
+    """Seconds to ingest the passages in batches of 64."""
+    started = time.perf_counter()
+    for start in range(0, len(requests), 64):
+        runtime.ingestion.ingest_batch(requests[start : start + 64])
+    return time.perf_counter() - started
+
+
 def ndcg_at(ranked: list[str], relevant: dict[str, int], k: int) -> float:
     dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]))
     ideal = sorted(relevant.values(), reverse=True)[:k]
@@ -73,8 +100,7 @@ def main() -> None:
     parser.add_argument("--limit-queries", type=int, default=None)
     args = parser.parse_args()
 
-    with gzip.open(args.data / "corpus.jsonl.gz", "rt") as lines:
-        corpus = [json.loads(line) for line in lines]
+    corpus = load_corpus(args.data)
     queries = {
         q["_id"]: q["text"] for q in map(json.loads, (args.data / "queries.jsonl").read_text().splitlines())
     }
@@ -88,20 +114,8 @@ def main() -> None:
         runtime = Runtime.build(Settings(data_dir=Path(data_dir), knowledge=knowledge))
         runtime.prepare()
         runtime.warm_up()
-        requests = [
-            IngestRequest(
-                tenant=TENANT,
-                source=doc["_id"],
-                doc_type="text",
-                meta={"corpus_id": doc["_id"]},
-                data=f"{doc['title']}\n\n{doc['text']}".encode(),
-            )
-            for doc in corpus
-        ]
-        started = time.perf_counter()
-        for start in range(0, len(requests), 64):
-            runtime.ingestion.ingest_batch(requests[start : start + 64])
-        ingest_seconds = time.perf_counter() - started
+        requests = corpus_requests(corpus)
+        ingest_seconds = ingest(runtime, requests)
 
         # The same model on the same texts, all of them, without Keel: the ceiling for ingestion
         # throughput (in batches of 64, like the ingestion above).
