@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from keel.keys import Role
 from keel.runtime import Runtime
 from keel.store.models import Job
 from tests.integration.conftest import Keys
@@ -229,3 +230,24 @@ def test_invalid_json_is_400_and_a_wrong_shape_422(client: TestClient, keys: Key
     assert (
         error_of(client.post("/v1/search", headers=headers, content=b'{"query": 5}'), 422)["param"] == "query"
     )
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"action": "dance"},
+        {"action": "edit"},
+        {"action": "approve", "note": "n" * 5000},
+    ],
+)
+def test_a_bad_dashboard_decision_is_400(client: TestClient, runtime: Runtime, form: dict[str, str]) -> None:
+    issued = runtime.keys.create("acme", Role.REVIEWER)
+    # A client of its own keeps the session cookie away from the other tests.
+    browser = TestClient(client.app)
+    login = browser.post("/ui/login", data={"api_key": issued.secret}, follow_redirects=False)
+    assert login.status_code == 303
+    csrf = client.app.state.ui_sessions.csrf_token(issued.record.id)  # type: ignore[attr-defined]
+    response = browser.post(
+        "/ui/reviews/rev_nothere/decision", data={"csrf": csrf, **form}, follow_redirects=False
+    )
+    assert error_of(response, 400)["type"] == "invalid_request_error"

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from keel.errors import KeelError, PermissionDeniedError
+from keel.errors import InvalidRequestError, KeelError, PermissionDeniedError
 from keel.keys import Principal, Role
 from keel.observe.dashboard import overview, recent_traces, trace_spans
 from keel.review.claims import ClaimRules
@@ -245,9 +246,14 @@ async def decide(
     note: Annotated[str | None, Form()] = None,
 ) -> Response:
     _check_csrf(request, me, csrf)
-    decision = Decision.model_validate(
-        {"action": action, "final_reply": final_reply if action == "edit" else None, "note": note or None}
-    )
+    try:
+        decision = Decision.model_validate(
+            {"action": action, "final_reply": final_reply if action == "edit" else None, "note": note or None}
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "action"
+        raise InvalidRequestError(f"{where}: {first['msg']}", param=where) from exc
     await _runtime(request).reviews.decide(me.tenant, review_id, me.key_id, decision)
     return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
 
