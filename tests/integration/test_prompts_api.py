@@ -17,7 +17,7 @@ from sqlalchemy import select
 from keel.demo.loader import load_demo
 from keel.keys import Role
 from keel.runtime import Runtime
-from keel.store.models import UsageRecord
+from keel.store.models import SpanRecord, UsageRecord
 from tests.integration.conftest import Keys
 from tests.integration.live import KEEL, keel_env
 
@@ -122,6 +122,18 @@ def test_a_chat_request_can_name_a_prompt(client: TestClient, keys: Keys, runtim
         "production",
         "keel-local",
     )
+    assert response.headers["x-keel-prompt-version"] == f"{name}@1"
+    # The trace of the call says the same (spans are stored off the request path: wait a moment).
+    attributes: dict[str, Any] = {}
+    for _ in range(400):
+        with runtime.database.session() as session:
+            spans = session.scalars(select(SpanRecord).where(SpanRecord.trace_id == record.trace_id))
+            attributes = next((s.attributes for s in spans if "keel.prompt.name" in s.attributes), {})
+        if attributes:
+            break
+        time.sleep(0.05)
+    assert (attributes["keel.prompt.name"], attributes["keel.prompt.label"]) == (name, "production")
+    assert attributes["keel.prompt.version"] == f"{name}@1"
 
     missing = client.post(
         "/v1/chat/completions",

@@ -141,6 +141,39 @@ def test_review_claims_are_shared(cluster: dict[str, Any]) -> None:
     assert again.status_code == 400
 
 
+def test_a_label_moved_on_one_replica_is_served_by_the_other_at_once(cluster: dict[str, Any]) -> None:
+    first, second = cluster["bases"]
+    auth = {"Authorization": f"Bearer {cluster['keys']['beta']}"}
+    version = {
+        "name": "replica-greeting",
+        "model": "keel-local",
+        "params": {"max_tokens": 4},
+        "messages": [{"role": "user", "content": "Say {{ word }}."}],
+        "variables": {"type": "object", "properties": {"word": {"type": "string"}}},
+    }
+    for number, wording in enumerate(("Say {{ word }}.", "Please say {{ word }}."), start=1):
+        pushed = httpx.post(
+            f"{first}/v1/prompts",
+            json={**version, "messages": [{"role": "user", "content": wording}]},
+            headers=auth,
+        )
+        assert pushed.json()["version"] == number
+    body = {"prompt": {"name": "replica-greeting", "label": "staging", "variables": {"word": "hi"}}}
+
+    def served_by_second() -> str:
+        response = httpx.post(f"{second}/v1/chat/completions", json=body, headers=auth, timeout=120)
+        assert response.status_code == 200, response.text
+        return response.headers["x-keel-prompt-version"]
+
+    for target in (1, 2, 1):
+        moved = httpx.put(
+            f"{first}/v1/prompts/replica-greeting/labels/staging", json={"version": target}, headers=auth
+        )
+        assert moved.status_code == 200
+        # The very next request on the other replica, with no wait: its cached label is already stale.
+        assert served_by_second() == f"replica-greeting@{target}"
+
+
 def test_the_rate_limit_is_shared(cluster: dict[str, Any]) -> None:
     first, second = cluster["bases"]
     key = cluster["keys"]["app"]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select, update
 
 from keel.config import CanarySettings
@@ -112,16 +112,23 @@ class Canaries:
         check_label(request.label)
         self._registry.require_may_move(request.label, actor)
         defaults = self._settings
-        rule = CanaryRule(
-            steps=request.steps or defaults.steps,
-            min_requests=request.min_requests or defaults.min_requests,
-            min_duration_s=defaults.min_duration_s
-            if request.min_duration_s is None
-            else request.min_duration_s,
-            false_rollback_rate=request.false_rollback_rate or defaults.false_rollback_rate,
-            latency_tolerance=defaults.latency_tolerance,
-            **({"metrics": request.metrics} if request.metrics else {}),
-        )
+        try:
+            rule = CanaryRule(
+                steps=request.steps or defaults.steps,
+                min_requests=request.min_requests or defaults.min_requests,
+                min_duration_s=defaults.min_duration_s
+                if request.min_duration_s is None
+                else request.min_duration_s,
+                false_rollback_rate=request.false_rollback_rate or defaults.false_rollback_rate,
+                latency_tolerance=defaults.latency_tolerance,
+                **({"metrics": request.metrics} if request.metrics else {}),
+            )
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise InvalidRequestError(
+                f"{where}: {problem['msg']}", code="invalid_canary", param=where
+            ) from None
         now = self._clock()
         with self._database.session() as session:
             prompt = session.scalar(select(Prompt).where(Prompt.tenant == tenant, Prompt.name == prompt_name))

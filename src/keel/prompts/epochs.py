@@ -4,7 +4,7 @@ exact (a move is seen by the very next request anywhere), with no message bus th
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,10 @@ def bump(session: Session, tenant: str) -> None:
         )
 
 
+# On every resolution: a plain connection and a cached statement, no ORM session (a quarter of the cost).
+_CURRENT = select(PromptEpoch.epoch).where(PromptEpoch.tenant == bindparam("tenant"))
+
+
 def current(database: Database, tenant: str) -> int:
-    with database.reading() as session:
-        return session.scalar(select(PromptEpoch.epoch).where(PromptEpoch.tenant == tenant)) or 0
+    with database.read_engine.connect() as connection:
+        return connection.execute(_CURRENT, {"tenant": tenant}).scalar() or 0

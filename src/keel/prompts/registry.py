@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,6 +21,14 @@ from keel.governance.audit import AuditLog
 from keel.prompts import epochs
 from keel.prompts.spec import LATEST, PromptSpec, check_label, check_name
 from keel.prompts.templates import compile_prompt
+from keel.prompts.views import (
+    Actor,
+    LabelMoveView,
+    PromptSummary,
+    PushResult,
+    VersionView,
+    move_view,
+)
 from keel.store.engine import Database
 from keel.store.prompt_models import (
     Prompt,
@@ -33,63 +39,8 @@ from keel.store.prompt_models import (
     PromptVersion,
 )
 
-
-@dataclass(frozen=True)
-class Actor:
-    """Who changes the registry: a key's id (or "cli"), and whether it may move protected labels."""
-
-    id: str
-    admin: bool
-
-
-class VersionView(BaseModel):
-    name: str
-    version: int
-    spec: PromptSpec
-    content_hash: str
-    author: str
-    message: str
-    created_at: datetime
-    # The labels pointing at this version now.
-    labels: list[str]
-
-
-class PromptSummary(BaseModel):
-    name: str
-    description: str
-    latest: int
-    labels: dict[str, int]
-    created_at: datetime
-
-
-class PushResult(BaseModel):
-    name: str
-    version: int
-    # False: the content equals the newest version's, and no version was made.
-    created: bool
-    content_hash: str
-
-
-class LabelMoveView(BaseModel):
-    label: str
-    from_version: int | None
-    to_version: int
-    kind: str
-    actor: str
-    reason: str
-    created_at: datetime
-
-
-def _move_view(move: PromptLabelMove) -> LabelMoveView:
-    return LabelMoveView(
-        label=move.label,
-        from_version=move.from_version,
-        to_version=move.to_version,
-        kind=move.kind,
-        actor=move.actor,
-        reason=move.reason,
-        created_at=move.created_at,
-    )
+# The views are used with the registry everywhere: importable from here too.
+__all__ = ["Actor", "LabelMoveView", "PromptRegistry", "PromptSummary", "PushResult", "VersionView"]
 
 
 class PromptRegistry:
@@ -286,7 +237,7 @@ class PromptRegistry:
                 )
             move = self.point(session, prompt, label, version, actor, kind, reason)
             epochs.bump(session, tenant)
-            view = _move_view(move)
+            view = move_view(move)
         action = "prompt.label.rollback" if kind == "rollback" else "prompt.label.move"
         self._audit.append(
             tenant,
@@ -356,7 +307,7 @@ class PromptRegistry:
             )
             if label is not None:
                 query = query.where(PromptLabelMove.label == label)
-            return [_move_view(m) for m in session.scalars(query)]
+            return [move_view(m) for m in session.scalars(query)]
 
     def delete_prompt(self, tenant: str, name: str, actor: Actor) -> None:
         """Removes a prompt with all its versions and labels: administrators only."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from keel.config import CanarySettings
-from keel.errors import ConflictError, PermissionDeniedError
+from keel.errors import ConflictError, InvalidRequestError, PermissionDeniedError
 from keel.gateway.ledger import CallRecord, PromptUse
 from keel.prompts.alerts import CanaryAlerts
 from keel.prompts.arm_metrics import ArmSample
@@ -203,3 +203,12 @@ def test_abort_ends_the_canary(setup: Registry, canaries: tuple[Canaries, Clock,
     aborted = found.abort(TENANT, "greeting", "production", ADMIN, "changed my mind")
     assert aborted.status == "aborted"
     setup.registry.move_label(TENANT, "greeting", "production", 2, ADMIN, "by hand after all")
+
+
+def test_a_rule_that_cannot_work_is_a_400(setup: Registry, canaries: tuple[Canaries, Clock, Webhook]) -> None:
+    found, _, _ = canaries
+    with pytest.raises(InvalidRequestError) as caught:
+        found.start(TENANT, "greeting", CanaryRequest(version=2, steps=[50, 10]), ADMIN)
+    assert caught.value.param == "steps"
+    with pytest.raises(InvalidRequestError):
+        found.start(TENANT, "greeting", CanaryRequest(version=1), ADMIN)

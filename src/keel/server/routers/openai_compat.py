@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from keel.errors import KeelError
+from keel.gateway.ledger import PromptUse
 from keel.gateway.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -69,7 +70,7 @@ async def create_chat_completion(
     who = Caller(tenant=caller.tenant, key_id=caller.key_id, prompt=use)
     if not body.stream:
         completion, info = await runtime.gateway.chat(body, who)
-        return JSONResponse(completion.model_dump(mode="json"), headers=info.headers())
+        return JSONResponse(completion.model_dump(mode="json"), headers=info.headers() | _prompt_headers(use))
     info = CallInfo()
     chunks = runtime.gateway.chat_stream(body, who, info)
     # The role chunk comes after the request is checked and the limits charged, the next one after a
@@ -81,8 +82,20 @@ async def create_chat_completion(
     return StreamingResponse(
         _server_sent_events(opening, chunks),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **info.headers()},
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **info.headers(),
+            **_prompt_headers(use),
+        },
     )
+
+
+def _prompt_headers(use: PromptUse | None) -> dict[str, str]:
+    """Which registry prompt version (and experiment arm) served the call, for the client to log."""
+    if use is None:
+        return {}
+    return {"x-keel-prompt-version": use.tag, "x-keel-prompt-arm": use.arm or ""}
 
 
 @router.post("/embeddings", response_model=EmbeddingList)
