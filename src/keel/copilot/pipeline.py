@@ -280,6 +280,8 @@ class Copilot:
                 unit=unit,
                 model=self._model,
                 max_tokens=self._settings.max_tokens,
+                # An evaluation run is not traffic of a canary or experiment: the label's own version.
+                rollouts=not self._evaluating,
             )
             params = prompt.params
             request = ChatCompletionRequest.model_validate(

@@ -77,9 +77,11 @@ class PromptResolver:
         label: str | None = None,
         version: int | None = None,
         unit: str | None = None,
+        rollouts: bool = True,
     ) -> Resolution:
         """The version a call gets: a pinned `version`, or what `label` (default `production`) serves to
-        this `unit` (an end user, customer or conversation id) through a canary or experiment."""
+        this `unit` (an end user, customer or conversation id) through a canary or experiment; with
+        `rollouts` False (an evaluation run) the label's own version, outside any canary or experiment."""
         if version is not None:
             route = self._route(tenant, name, None)
             return Resolution(self._version(route.prompt_id, name, version), PromptUse(name, version))
@@ -89,12 +91,12 @@ class PromptResolver:
             raise NotFoundError(
                 f"Prompt '{name}' has no label '{label}'.", code="label_not_found", param="prompt.label"
             )
-        if route.canary_id is not None and route.canary_version is not None:
+        if rollouts and route.canary_id is not None and route.canary_version is not None:
             chosen = in_canary(route.canary_id, unit, route.canary_percent)
             number = route.canary_version if chosen else route.version
             use = PromptUse(name, number, label, route.canary_id, CANARY_ARM if chosen else STABLE_ARM)
             return Resolution(self._version(route.prompt_id, name, number), use)
-        if route.experiment is not None and route.arms:
+        if rollouts and route.experiment is not None and route.arms:
             arm = route.arms[pick([a.weight for a in route.arms], bucket(route.experiment, unit))]
             number = arm.version or route.version
             use = PromptUse(name, number, label, route.experiment, arm.name)

@@ -47,9 +47,17 @@ class RenderedPrompt:
 
 class PromptSource(Protocol):
     def render(
-        self, tenant: str, variables: dict[str, Any], *, unit: str | None, model: str, max_tokens: int
+        self,
+        tenant: str,
+        variables: dict[str, Any],
+        *,
+        unit: str | None,
+        model: str,
+        max_tokens: int,
+        rollouts: bool = True,
     ) -> RenderedPrompt:
-        """Blocking (it may read the database): call it off the event loop."""
+        """Blocking (it may read the database): call it off the event loop. `rollouts` False keeps the
+        call out of canaries and experiments (an evaluation run must not count as their traffic)."""
         ...
 
 
@@ -62,7 +70,14 @@ class ShippedPrompt:
         self._tag = f"{file.name}@shipped"
 
     def render(
-        self, tenant: str, variables: dict[str, Any], *, unit: str | None, model: str, max_tokens: int
+        self,
+        tenant: str,
+        variables: dict[str, Any],
+        *,
+        unit: str | None,
+        model: str,
+        max_tokens: int,
+        rollouts: bool = True,
     ) -> RenderedPrompt:
         self._compiled.validate(variables)
         spec = self._compiled.spec
@@ -94,17 +109,28 @@ class RegistryPromptSource:
         return self._shipped.name
 
     def render(
-        self, tenant: str, variables: dict[str, Any], *, unit: str | None, model: str, max_tokens: int
+        self,
+        tenant: str,
+        variables: dict[str, Any],
+        *,
+        unit: str | None,
+        model: str,
+        max_tokens: int,
+        rollouts: bool = True,
     ) -> RenderedPrompt:
         self.seed(tenant)
         try:
-            resolution = self._resolver.resolve(tenant, self.name, label=self._label, unit=unit)
+            resolution = self._resolver.resolve(
+                tenant, self.name, label=self._label, unit=unit, rollouts=rollouts
+            )
         except NotFoundError:
             # Deleted since this process seeded it: seeded again from the shipped file.
             with self._lock:
                 self._seeded.discard(tenant)
             self.seed(tenant)
-            resolution = self._resolver.resolve(tenant, self.name, label=self._label, unit=unit)
+            resolution = self._resolver.resolve(
+                tenant, self.name, label=self._label, unit=unit, rollouts=rollouts
+            )
         spec = resolution.prompt.spec
         alias = resolution.model_override or spec.model or model
         budget = self._budgets.budget(alias, spec.params.max_tokens or max_tokens)

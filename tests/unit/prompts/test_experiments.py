@@ -146,3 +146,14 @@ def test_the_report_finds_a_real_difference_and_only_that(setup: Registry, exper
     assert next(c for c in report.comparisons if c.metric == "escalation_rate").difference == pytest.approx(
         0.1, abs=0.04
     )
+
+
+def test_an_evaluation_run_stays_out_of_the_experiment(setup: Registry, experiments: Experiments) -> None:
+    experiments.start(
+        TENANT, request(arms=[{"name": "a", "weight": 1, "version": 2}, {"name": "b", "weight": 1}]), APP
+    )
+    resolved = {
+        setup.resolver.resolve(TENANT, "greeting", label="staging", unit=f"u{u}", rollouts=False).use
+        for u in range(40)
+    }
+    assert {(use.version, use.experiment, use.arm) for use in resolved} == {(1, None, None)}
