@@ -251,3 +251,15 @@ def test_a_bad_dashboard_decision_is_400(client: TestClient, runtime: Runtime, f
         "/ui/reviews/rev_nothere/decision", data={"csrf": csrf, **form}, follow_redirects=False
     )
     assert error_of(response, 400)["type"] == "invalid_request_error"
+
+
+def test_the_openapi_document_declares_the_error_shape_and_the_413(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/v1/chat/completions"]["post"]["responses"]
+    error_schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    for status in ("413", "4XX", "5XX"):
+        assert responses[status]["content"]["application/json"]["schema"] == error_schema, status
+    # FastAPI's own 422 shape ({"detail": [...]}) is not what Keel sends: it must not be declared.
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    upload = spec["paths"]["/v1/documents"]["post"]["requestBody"]["content"]
+    assert set(upload) == {"application/json", "multipart/form-data"}
