@@ -37,6 +37,7 @@ from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionSettings
 from keel.guard.output import OutputPolicy
 from keel.guard.pii import PiiDetector
+from keel.guard.pii_policy import ContentRedactor, install_payment_masking
 from keel.jobs.ingestion_jobs import IngestionJobs
 from keel.jobs.maintenance import register_maintenance
 from keel.jobs.queue import build_queue
@@ -136,9 +137,12 @@ class Runtime:
             batch_size=settings.embedding.batch_size,
             turns=ModelTurns(on_wait=metrics.queue_observer(settings.embedding.alias)),
         )
-        tracing = Tracing(settings.observe, database)
-        tracer = tracing.tracer
         pii = PiiDetector(ner=settings.guard.pii_names)
+        # The personal-data policy (docs/guardrails.md): no full card number or IBAN in any row, and
+        # stored spans scanned by the guard's own detector.
+        install_payment_masking(database)
+        tracing = Tracing(settings.observe, database, ContentRedactor(pii).attributes)
+        tracer = tracing.tracer
         injection = InjectionDetector(
             embedding_model,
             cache_dir=settings.data_dir / "models",

@@ -90,6 +90,11 @@ class PiiDetector:
         if self._names is not None:
             self._names.warm_up()
 
+    @property
+    def has_ner(self) -> bool:
+        """Whether names in free text are found (the spaCy model), not only cue-marked ones."""
+        return self._names is not None
+
     def detect(self, text: str, types: Collection[PiiType] | None = None) -> list[PiiSpan]:
         """Non-overlapping findings in text order, limited to `types` (all when None)."""
         wanted = ALL_TYPES if types is None else frozenset(types)

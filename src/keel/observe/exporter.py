@@ -5,7 +5,7 @@ request path; a clean shutdown flushes the queue, so nothing is lost."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,14 +39,23 @@ def _row(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
+# Attributes as they may be stored: personal data removed (the guard's redactor, wired by the runtime).
+Redactor = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
 class DatabaseSpanExporter(SpanExporter):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, redact: Redactor | None = None) -> None:
         self._database = database
+        self._redact = redact
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
+            rows = [_row(span) for span in spans]
+            if self._redact is not None:
+                for row in rows:
+                    row["attributes"] = self._redact(row["attributes"])
             with self._database.session() as session:
-                session.bulk_insert_mappings(SpanRecord, [_row(span) for span in spans])
+                session.bulk_insert_mappings(SpanRecord, rows)
         except Exception:
             log.exception("span_export_failed", spans=len(spans))
             return SpanExportResult.FAILURE
@@ -54,3 +63,38 @@ class DatabaseSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
+
+
+class RedactingExporter(SpanExporter):
+    """Hands another exporter (OTLP) copies of the spans with their attributes redacted; events, which
+    may carry exception messages, are left out."""
+
+    def __init__(self, inner: SpanExporter, redact: Redactor) -> None:
+        self._inner = inner
+        self._redact = redact
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export(
+            [
+                ReadableSpan(
+                    name=span.name,
+                    context=span.context,
+                    parent=span.parent,
+                    resource=span.resource,
+                    attributes=self._redact(span.attributes or {}),
+                    links=span.links,
+                    kind=span.kind,
+                    status=span.status,
+                    start_time=span.start_time,
+                    end_time=span.end_time,
+                    instrumentation_scope=span.instrumentation_scope,
+                )
+                for span in spans
+            ]
+        )
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)

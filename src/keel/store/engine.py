@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Deleted rows (erased subjects, a finished job's upload) are overwritten, not left in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -54,6 +56,11 @@ class Database:
             event.listen(self.read_engine, "connect", _on_sqlite_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def listen_before_flush(self, listener: Callable[[Session, Any, Any], None]) -> None:
+        """Runs `listener` before every flush of this database's sessions: a policy on every ORM write."""
+        event.listen(self._sessions, "before_flush", listener)
+        event.listen(self._read_sessions, "before_flush", listener)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,0 +1,143 @@
+"""Where personal data may be kept (docs/guardrails.md, "Personal data policy"), enforced in two places:
+
+- Payment card numbers and IBANs are masked to their last four characters before anything is written
+  to the database, business records included: `install_payment_masking` hooks every flush of a
+  `Database`'s sessions and masks every string, bytes and JSON value of the rows being written.
+- Traces (and anything else that keeps captured content) hold no personal data at all: a
+  `ContentRedactor` runs the guard's own detector, named-entity tier included, on every captured string;
+  what it cannot scan within its time budget, or at all (no NER model), is dropped, never kept raw.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
+from keel.guard.pii import PiiDetector
+from keel.guard.pii_patterns import PiiSpan, PiiType, find_cards, find_ibans
+from keel.store.engine import Database
+
+DROPPED = "[dropped: not scanned for personal data]"
+_STRUCTURED: tuple[PiiType, ...] = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP")
+_ALNUM = re.compile(r"[A-Za-z0-9]")
+# Text that holds a space and a capital letter may hold a name: only such text needs the NER tier.
+_MAY_NAME = re.compile(r"\s")
+
+
+def _payment_spans(text: str) -> Iterator[PiiSpan]:
+    last_end = -1
+    for found in sorted([*find_cards(text), *find_ibans(text)], key=lambda s: (s.start, -s.end)):
+        if found.start >= last_end:
+            last_end = found.end
+            yield found
+
+
+def mask_payment_data(text: str) -> str:
+    """Card numbers and IBANs replaced by ``****`` and their last four characters (``****4242``)."""
+    if not any(ch.isdigit() for ch in text):
+        return text
+    parts: list[str] = []
+    last = 0
+    for found in _payment_spans(text):
+        tail = "".join(_ALNUM.findall(found.text))[-4:]
+        parts += [text[last : found.start], f"****{tail}"]
+        last = found.end
+    return "".join([*parts, text[last:]]) if parts else text
+
+
+def mask_payment_values(value: Any) -> Any:
+    """`mask_payment_data` through strings, UTF-8 bytes and JSON-like lists and dicts; other bytes
+    (a PDF's) are left as they are."""
+    if isinstance(value, str):
+        return mask_payment_data(value)
+    if isinstance(value, bytes):
+        try:
+            decoded = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+        masked = mask_payment_data(decoded)
+        return value if masked == decoded else masked.encode("utf-8")
+    if isinstance(value, list):
+        return [mask_payment_values(item) for item in value]
+    if isinstance(value, dict):
+        return {key: mask_payment_values(item) for key, item in value.items()}
+    return value
+
+
+def _mask_rows(session: Session, _context: Any, _instances: Any) -> None:
+    for row in [*session.new, *session.dirty]:
+        state = inspect(row)
+        loaded = state.dict  # deferred columns that were never loaded are not read (nor written)
+        for attribute in state.mapper.column_attrs:
+            key = attribute.key
+            if key in loaded and isinstance(loaded[key], str | bytes | list | dict):
+                masked = mask_payment_values(loaded[key])
+                if masked != loaded[key]:
+                    setattr(row, key, masked)
+
+
+def install_payment_masking(database: Database) -> None:
+    """Masks card numbers and IBANs in every row any session of `database` writes through the ORM."""
+    database.listen_before_flush(_mask_rows)
+
+
+class ContentRedactor:
+    """Captured content as traces may keep it: every personal-data finding of the guard's detector
+    replaced by its type (``<PERSON>``, ``<CARD>``). A name found anywhere in one span's attributes is
+    also replaced wherever else it appears in them (a model's answer repeats the prompt's names in
+    shapes of its own). Each call has `budget_s` seconds; strings still unscanned when it runs out,
+    longer than `max_chars`, or needing names when the detector has no NER model, become DROPPED."""
+
+    def __init__(self, pii: PiiDetector, *, budget_s: float = 2.0, max_chars: int = 20_000) -> None:
+        self._pii = pii
+        self._budget_s = budget_s
+        self._max_chars = max_chars
+
+    def attributes(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        deadline = time.monotonic() + self._budget_s
+        names: set[str] = set()
+        redacted = {key: self._value(value, deadline, names) for key, value in values.items()}
+        words = {word for name in names for word in [name, *name.split()] if len(word) >= 3}
+        if not words:
+            return redacted
+        echo = re.compile(
+            r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)"
+        )
+        return {key: _echoed(value, echo) for key, value in redacted.items()}
+
+    def text(self, text: str) -> str:
+        return self.attributes({"text": text})["text"]  # type: ignore[no-any-return]
+
+    def _value(self, value: Any, deadline: float, names: set[str]) -> Any:
+        if isinstance(value, str):
+            return self._text(value, deadline, names)
+        if isinstance(value, list | tuple):
+            return [self._value(item, deadline, names) for item in value]
+        return value
+
+    def _text(self, text: str, deadline: float, names: set[str]) -> str:
+        if not _MAY_NAME.search(text):  # one token: an id, a model name, a number; patterns suffice
+            return self._pii.redact(text, types=_STRUCTURED)
+        if len(text) > self._max_chars or time.monotonic() > deadline or not self._pii.has_ner:
+            return DROPPED
+        found = self._pii.detect(text)
+        names.update(span.text for span in found if span.type == "PERSON")
+        parts: list[str] = []
+        last = 0
+        for span in found:
+            parts += [text[last : span.start], f"<{span.type}>"]
+            last = span.end
+        return "".join([*parts, text[last:]])
+
+
+def _echoed(value: Any, echo: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return echo.sub("<PERSON>", value)
+    if isinstance(value, list):
+        return [_echoed(item, echo) for item in value]
+    return value
