@@ -60,8 +60,9 @@ def gate(comparison: Comparison, allowances: list[Allowance]) -> GateResult:
                 f"'{allowance.metric}' was not measured on the same items in both runs: nothing to gate on."
             )
         sign = -1.0 if change.higher_is_better else 1.0
-        worsening = sign * change.difference
-        low, high = sorted((sign * change.low, sign * change.high))
+        # Adding 0.0 turns -0.0 into 0.0, so an unchanged metric does not read "worse by -0".
+        worsening = sign * change.difference + 0.0
+        low, high = sorted((sign * change.low + 0.0, sign * change.high + 0.0))
         failed = low > allowance.max_drop
         level = f"{comparison.confidence_level:.0%}"
         if failed:
