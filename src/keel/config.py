@@ -51,6 +51,10 @@ class LocalChatSettings(BaseModel):
     # None: one thread per core the process may use.
     n_threads: int | None = Field(None, ge=1)
     default_max_tokens: int = Field(512, ge=1)
+    # Generations in progress at once, one llama context each (each costs its KV cache, ~100 MB for the
+    # default model at 4,096 tokens); they take turns at the model token by token, so a short request is
+    # not queued behind a long one. Beyond this many, requests wait for a context.
+    parallel: int = Field(2, ge=1, le=16)
 
     def resolved_model_path(self) -> Path:
         return self.model_path or packaged_chat_model()

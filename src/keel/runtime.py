@@ -29,7 +29,6 @@ from keel.gateway.ledger import UsageLedger
 from keel.gateway.limits import RateLimiter
 from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
-from keel.gateway.providers.turns import ModelTurns
 from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
 from keel.governance.subjects import SubjectRequests
@@ -130,12 +129,13 @@ class Runtime:
             n_ctx=settings.chat.n_ctx,
             n_threads=settings.chat.n_threads,
             default_max_tokens=settings.chat.default_max_tokens,
-            turns=ModelTurns(on_wait=metrics.queue_observer(settings.chat.alias)),
+            parallel=settings.chat.parallel,
+            on_wait=metrics.queue_observer(settings.chat.alias),
         )
         embedding_model = LocalEmbeddingProvider(
             settings.embedding.resolved_model_path(),
             batch_size=settings.embedding.batch_size,
-            turns=ModelTurns(on_wait=metrics.queue_observer(settings.embedding.alias)),
+            on_wait=metrics.queue_observer(settings.embedding.alias),
         )
         pii = PiiDetector(ner=settings.guard.pii_names)
         # The personal-data policy (docs/guardrails.md): no full card number or IBAN in any row, and

@@ -6,6 +6,7 @@ model's batches and turns), never by the clock."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -180,62 +181,131 @@ def test_an_embedding_request_stops_when_its_client_goes_away(live: Server) -> N
     turns = live.runtime.embedding_model.turns
     assert turns.holders() == [] and turns.waiting() == []
     metrics = httpx.get(f"{live.url}/metrics").text
-    assert 'keel_model_queue_seconds_count{model="keel-embed"}' in metrics
+    assert 'keel_model_queue_seconds_count{model="keel-embed",turn="batch"}' in metrics
+
+
+@dataclass
+class EndlessGenerations:
+    tokens: int = 0
+    started: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def endless_generations_for(runtime: Runtime, tenant: str) -> Iterator[EndlessGenerations]:
+    """`tenant`'s generations cannot end by themselves (end-of-text is never sampled): they run to
+    max_tokens unless something stops them. Counts their tokens."""
+    from llama_cpp import LogitsProcessorList
+
+    record = EndlessGenerations()
+    contexts = list(runtime.chat_model._idle)
+    originals = [llama.create_completion for llama in contexts]
+
+    def endless(llama: Any, original: Any) -> Any:
+        def create_completion(*args: Any, **kwargs: Any) -> Any:
+            if current_requester() != tenant:
+                return original(*args, **kwargs)
+
+            def forbid_end(_: Any, logits: Any) -> Any:
+                record.tokens += 1
+                record.started.set()
+                logits[llama.token_eos()] = -np.inf
+                return logits
+
+            stream = original(*args, logits_processor=LogitsProcessorList([forbid_end]), **kwargs)
+
+            def watched() -> Iterator[Any]:
+                try:
+                    yield from stream
+                finally:
+                    record.finished.set()
+
+            return watched()
+
+        return create_completion
+
+    for llama, original in zip(contexts, originals, strict=True):
+        llama.create_completion = endless(llama, original)
+    try:
+        yield record
+    finally:
+        for llama, original in zip(contexts, originals, strict=True):
+            llama.create_completion = original
+
+
+def chat_body(live: Server, tenant: str, content: str, max_tokens: int) -> dict[str, Any]:
+    return {
+        "url": f"{live.url}/v1/chat/completions",
+        "headers": {"Authorization": f"Bearer {live.keys[tenant]}"},
+        "json": {
+            "model": "keel-local",
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens,
+        },
+        "timeout": GUARD_S,
+    }
 
 
 def test_a_generation_stops_between_tokens_when_its_client_goes_away(live: Server) -> None:
     chat = live.runtime.chat_model
-    llama = chat._llama
-    original = llama.create_completion
-    started, finished = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def never_ending(*args: Any, **kwargs: Any) -> Any:
-        from llama_cpp import LogitsProcessorList
-
-        eos = llama.token_eos()
-
-        def forbid_end(_: Any, logits: Any) -> Any:
-            started.set()
-            logits[eos] = -np.inf  # the model cannot finish on its own before max_tokens
-            return logits
-
-        try:
-            result = original(*args, logits_processor=LogitsProcessorList([forbid_end]), **kwargs)
-            outcome["completion_tokens"] = result["usage"]["completion_tokens"]
-            return result
-        finally:
-            finished.set()
-
-    llama.create_completion = never_ending
-    try:
+    with endless_generations_for(live.runtime, "tenant-a") as record:
 
         async def scenario() -> None:
             async with httpx.AsyncClient() as client:
                 request = asyncio.ensure_future(
-                    client.post(
-                        f"{live.url}/v1/chat/completions",
-                        headers={"Authorization": f"Bearer {live.keys['tenant-a']}"},
-                        json={
-                            "model": "keel-local",
-                            "messages": [{"role": "user", "content": "Tell me a very long story."}],
-                            "max_tokens": 3000,
-                        },
-                        timeout=GUARD_S,
-                    )
+                    client.post(**chat_body(live, "tenant-a", "Tell me a story.", 3000))
                 )
-                await asyncio.to_thread(started.wait, GUARD_S)
+                await asyncio.to_thread(record.started.wait, GUARD_S)
                 request.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await request
 
         asyncio.run(scenario())
-        assert finished.wait(GUARD_S)
-    finally:
-        llama.create_completion = original
+        assert record.finished.wait(GUARD_S)
     # Stopped long before the 3,000 tokens it was told to write and could not end by itself.
-    assert 0 < outcome["completion_tokens"] < 3000
-    assert chat.turns.holders() == []
+    assert 0 < record.tokens < 3000
+    wait_until(lambda: chat.contexts.holders() == [])
+    assert chat.steps.holders() == [] and chat.steps.waiting() == []
+
+
+def test_a_short_generation_is_served_alongside_a_long_one(live: Server) -> None:
+    chat = live.runtime.chat_model
+    steps: list[str | None] = []
+    acquire = chat.steps.acquire
+
+    def recording_acquire() -> Any:
+        turn = acquire()
+        steps.append(current_requester())  # while the step is held: the list is the order of steps
+        return turn
+
+    chat.steps.acquire = recording_acquire  # type: ignore[method-assign]
+    try:
+        with endless_generations_for(live.runtime, "tenant-a") as record:
+
+            async def scenario() -> httpx.Response:
+                async with httpx.AsyncClient() as client:
+                    long = asyncio.ensure_future(
+                        client.post(**chat_body(live, "tenant-a", "Tell me a story.", 3000))
+                    )
+                    await asyncio.to_thread(record.started.wait, GUARD_S)
+                    short = await client.post(**chat_body(live, "tenant-b", "Say hello.", 8))
+                    # A's generation of 3,000 tokens is still going: B did not wait for it.
+                    assert not record.finished.is_set()
+                    long.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await long
+                    return short
+
+            short = asyncio.run(scenario())
+            assert record.finished.wait(GUARD_S)
+    finally:
+        del chat.steps.acquire
+    assert short.status_code == 200 and short.json()["usage"]["completion_tokens"] > 0
+    # While B generated, it and A took the model in turns: never two of A's steps in a row.
+    first, last = steps.index("tenant-b"), len(steps) - 1 - steps[::-1].index("tenant-b")
+    during = steps[first : last + 1]
+    assert all(not (one == two == "tenant-a") for one, two in itertools.pairwise(during))
+    assert during.count("tenant-b") >= 2
 
 
 def test_shutdown_cancels_a_large_request_after_the_grace_period(tmp_path: Path) -> None:

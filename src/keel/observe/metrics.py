@@ -140,15 +140,20 @@ class KeelMetrics:
         )
         self.model_queue = Histogram(
             "keel_model_queue_seconds",
-            "Time a turn at a local model waited for it (one per embedding batch or generation).",
-            ["model"],
+            "Time a turn at a local model waited: an embedding batch, a generation's wait for a context, "
+            "or one step of a generation.",
+            ["model", "turn"],
             buckets=(0.001, *_LATENCY_BUCKETS),
             registry=r,
         )
 
-    def queue_observer(self, model: str) -> Callable[[float], None]:
-        """What a model's turns report each wait to."""
-        return self.model_queue.labels(model).observe
+    def queue_observer(self, model: str) -> Callable[[str, float], None]:
+        """What a model's turns report each wait to, with the kind of turn."""
+
+        def observe(turn: str, seconds: float) -> None:
+            self.model_queue.labels(model, turn).observe(seconds)
+
+        return observe
 
     def watch(self, breakers: Callable[[], dict[str, str]], queue_depth: Callable[[], int]) -> None:
         self.registry.register(_Gauges(breakers, queue_depth))

@@ -1,10 +1,12 @@
 """The embedded chat provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
 
-The model loads once. A llama context holds one sequence at a time, so each generation is one turn at
-the model (`turns.py`): requests from different requesters take turns in round robin, and a turn is
-bounded by the context window (the prompt and the tokens generated after it together fit `n_ctx`).
-Generation runs on a worker thread so the event loop stays free; when the caller goes away (a client
-disconnects, a timeout), generation stops at the next token and the model passes to the next turn.
+The model loads once, with `parallel` llama contexts (a context holds one sequence at a time). Each
+generation takes a context, and the generations in progress take turns at the model step by step (a
+prompt chunk or one token: `llama_steps.py`), round robin across requesters (`turns.py`): a small request
+that arrives during a long one is served alongside it, not after it. Beyond `parallel` generations,
+requests wait for a context, round robin across requesters. A generation is bounded by the context window
+(the prompt and the tokens generated after it fit `n_ctx`). It runs on a worker thread so the event loop
+stays free; when the caller goes away (a client disconnects, a timeout), it stops at the next step.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from keel.gateway.providers.base import (
     StreamEvent,
     TextDelta,
 )
+from keel.gateway.providers.llama_steps import generate_in_steps
 from keel.gateway.providers.turns import ModelTurns
 from keel.logs import get_logger
 
@@ -53,13 +56,20 @@ class LocalChatProvider:
         n_ctx: int,
         n_threads: int | None,
         default_max_tokens: int,
-        turns: ModelTurns | None = None,
+        parallel: int = 1,
+        on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, len(os.sched_getaffinity(0)))
         self.default_max_tokens = default_max_tokens
-        self.turns = turns or ModelTurns()
+        self.parallel = parallel
+        # Turns for a context (one per generation, round robin across requesters when all are busy) and
+        # turns for a step on the model (a prompt chunk or a token), which the contexts share.
+        self.contexts = ModelTurns(parallel, on_wait=partial(on_wait, "generation") if on_wait else None)
+        self.steps = ModelTurns(1, on_wait=partial(on_wait, "step") if on_wait else None)
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
         self._llama: Any = None
         self._formatter: Any = None
         self._token_bytes: int | None = None
@@ -79,12 +89,14 @@ class LocalChatProvider:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            llama = Llama(
-                model_path=str(self.model_path),
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                verbose=False,
-            )
+            # One context per generation in progress, each mapping the same weights file.
+            contexts = [
+                Llama(
+                    model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False
+                )
+                for _ in range(self.parallel)
+            ]
+            llama = contexts[0]
             template = llama.metadata.get("tokenizer.chat_template")
             if not template:
                 raise ServiceUnavailableError(
@@ -95,8 +107,11 @@ class LocalChatProvider:
                 eos_token=llama.detokenize([llama.token_eos()], special=True).decode(errors="ignore"),
                 bos_token=llama.detokenize([llama.token_bos()], special=True).decode(errors="ignore"),
             )
-            self._llama = llama
-            log.info("chat_model_loaded", model=self.model_path.name, n_ctx=self.n_ctx)
+            self._idle = contexts
+            self._llama = llama  # tokenizes and counts; generations run on any of the contexts
+            log.info(
+                "chat_model_loaded", model=self.model_path.name, n_ctx=self.n_ctx, parallel=self.parallel
+            )
 
     def count_tokens(self, text: str) -> int:
         self.warm_up()
@@ -132,9 +147,15 @@ class LocalChatProvider:
         return self._token_bytes
 
     async def complete(self, request: GenerationRequest) -> Generation:
-        if self._llama is None:
-            await asyncio.to_thread(self.warm_up)
-        return await self.turns.run(partial(self._complete_sync, request))
+        pieces: list[str] = []
+        end: StreamEnd | None = None
+        async for event in self.stream(request):
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+            else:
+                end = event
+        assert end is not None, "a generation ends with StreamEnd"
+        return Generation("".join(pieces), end.finish_reason, end.usage)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         if self._llama is None:
@@ -151,22 +172,22 @@ class LocalChatProvider:
 
         def produce(stop: threading.Event) -> None:
             try:
-                for event in self._stream_sync(request, stop):
+                for event in self._generate(request, stop):
                     publish(event)
             except BaseException as exc:
                 publish(exc)
             finally:
                 publish(None)
 
-        worker = asyncio.ensure_future(self.turns.run(produce, cancelled))
+        worker = asyncio.ensure_future(self.contexts.run(produce, cancelled))
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            # The client may have gone: leave the queue, or stop generating at the next token (the
-            # model passes to the next turn when the worker thread returns).
+            # The caller may have gone (a client that disconnected, a timeout): leave the queue, or stop
+            # at the next step; the context goes to the next request when the worker thread returns.
             cancelled.set()
             worker.cancel()
 
@@ -193,7 +214,7 @@ class LocalChatProvider:
         elif request.json_mode:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         options: dict[str, Any] = {
-            # Never past the context window: it bounds how long one request holds the model.
+            # Never past the context window: with it, the prompt bounds the steps of one request.
             "max_tokens": min(request.max_tokens or self.default_max_tokens, self.n_ctx - len(prompt_tokens)),
             "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
             "top_p": DEFAULT_TOP_P if request.top_p is None else request.top_p,
@@ -206,40 +227,31 @@ class LocalChatProvider:
         }
         return prompt_tokens, options
 
-    def _complete_sync(self, request: GenerationRequest, cancelled: threading.Event) -> Generation:
-        from llama_cpp import StoppingCriteriaList
-
+    def _generate(self, request: GenerationRequest, cancelled: threading.Event) -> Iterator[StreamEvent]:
+        """On one of the contexts (this thread holds a context turn), in steps (`llama_steps.py`)."""
         prompt_tokens, options = self._prepare(request)
-        # Checked after every token: a caller that went away stops the generation there.
-        stop = StoppingCriteriaList([lambda _tokens, _logits: cancelled.is_set()])
-        result = self._llama.create_completion(
-            prompt=prompt_tokens, stream=False, stopping_criteria=stop, **options
-        )
-        choice = result["choices"][0]
-        usage = result["usage"]
-        return Generation(
-            text=choice["text"],
-            finish_reason=_finish_reason(choice["finish_reason"]),
-            usage=Usage.of(usage["prompt_tokens"], usage["completion_tokens"]),
-        )
-
-    def _stream_sync(self, request: GenerationRequest, cancelled: threading.Event) -> Iterator[StreamEvent]:
-        prompt_tokens, options = self._prepare(request)
+        with self._idle_lock:
+            llama = self._idle.pop()
         pieces: list[str] = []
         finish: str | None = None
-        chunks = self._llama.create_completion(prompt=prompt_tokens, stream=True, **options)
         try:
-            for chunk in chunks:
-                if cancelled.is_set():
-                    return
+            for chunk in generate_in_steps(llama, prompt_tokens, options, self.steps, cancelled):
                 choice = chunk["choices"][0]
                 if choice["text"]:
                     pieces.append(choice["text"])
                     yield TextDelta(choice["text"])
                 finish = choice["finish_reason"] or finish
         finally:
-            chunks.close()
-        # llama.cpp reports no usage when streaming: the prompt was counted above, and the
-        # completion is counted by the same tokenizer.
-        completion_tokens = len(self._llama.tokenize("".join(pieces).encode(), add_bos=False, special=False))
+            with self._idle_lock:
+                self._idle.append(llama)
+        if cancelled.is_set():
+            return
+        # llama.cpp reports no usage when streaming: the prompt was counted above; a cut completion has
+        # max_tokens tokens, any other is counted by the same tokenizer.
+        if finish == "length":
+            completion_tokens = options["max_tokens"]
+        else:
+            completion_tokens = len(
+                self._llama.tokenize("".join(pieces).encode(), add_bos=False, special=False)
+            )
         yield StreamEnd(_finish_reason(finish), Usage.of(len(prompt_tokens), completion_tokens))

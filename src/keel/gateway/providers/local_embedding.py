@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,12 @@ TRACED_MAX_TEXTS = 8
 
 
 class LocalEmbeddingProvider:
-    def __init__(self, model_path: Path, *, batch_size: int, turns: ModelTurns | None = None) -> None:
+    def __init__(
+        self, model_path: Path, *, batch_size: int, on_wait: Callable[[str, float], None] | None = None
+    ) -> None:
         self.model_path = model_path
         self.batch_size = batch_size
-        self.turns = turns or ModelTurns()
+        self.turns = ModelTurns(on_wait=partial(on_wait, "batch") if on_wait else None)
         self._model: Any = None
         self._traced: TracedMeanPoolEncoder | None = None
         self._load_lock = threading.Lock()
@@ -141,15 +144,6 @@ class LocalEmbeddingProvider:
 
     async def acount_tokens(self, texts: list[str]) -> int:
         return await asyncio.to_thread(self.count_tokens, texts)
-
-    def count_input_tokens(self, texts: list[str]) -> list[int]:
-        """Each text's tokens before truncation: what the request limits are about."""
-        self.warm_up()
-        encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-        return [len(ids) for ids in encoded]
-
-    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
-        return await asyncio.to_thread(self.count_input_tokens, texts)
 
     def count_input_tokens(self, texts: list[str]) -> list[int]:
         """Each text's tokens before truncation: what the request limits are about."""
