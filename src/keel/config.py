@@ -233,6 +233,10 @@ class CopilotSettings(BaseModel):
     model: str | None = None
     max_tokens: int = Field(200, ge=16)
     sources: int = Field(4, ge=1, le=10)
+    # When the model writes a draft of the reply (used only where the grounding check supports all of it;
+    # else the answer composed from the passages' own sentences stands): "when_unsure" only when the
+    # passages' sentences do not answer surely by themselves, "always", or "never" (extracts only).
+    model_drafts: Literal["when_unsure", "always", "never"] = "when_unsure"
     # ACL groups the copilot searches with; documents restricted to other groups stay invisible to it.
     acl_groups: list[str] = Field(default_factory=list)
     # Below this the reply goes to a person first.

@@ -17,6 +17,7 @@ from keel.copilot.pipeline import Copilot
 from keel.copilot.prompt import SHIPPED_PROMPT
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.tools.crm import crm_tools
+from keel.copilot.vectors import SentenceVectors
 from keel.errors import InvalidRequestError
 from keel.evals.monitoring import Monitoring, build_monitoring
 from keel.evals.service import Evaluation, build_evaluation
@@ -118,6 +119,9 @@ class Runtime:
     evals: Evaluation
     prompts: Prompts
     monitoring: Monitoring
+    # Set once `warm_up` finished: every model loaded and every classifier fitted, so the copilot can
+    # answer at once (a request before that waits behind the fitting).
+    warmed_up: bool = False
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -210,7 +214,7 @@ class Runtime:
             retriever,
             IntentClassifier(embedding_model, settings.data_dir / "models", settings.copilot.intent_examples),
             ToolBox(crm_tools(database), settings.redis_url or "memory://", tracer),
-            GroundingChecker(embedding_model),
+            GroundingChecker(SentenceVectors(embedding_model)),
             ConversationMemory(database),
             reviews,
             tracer,
@@ -252,13 +256,15 @@ class Runtime:
         self.index.ensure_schema()
 
     def warm_up(self) -> None:
-        """Load both models and the intent classifier (blocking; trains the classifier on first start)."""
+        """Load both models, fit the intent and injection classifiers (blocking; fitted on first start, then
+        loaded from the data directory) and run the copilot's first embedding passes."""
         self.chat_model.warm_up()
         self.embedding_model.warm_up()
         self.copilot.warm_up()
         self.guard.injection.warm_up()
         if self.settings.guard.pii_names:
             self.guard.pii.warm_up()
+        self.warmed_up = True
 
     def close(self) -> None:
         self.tracing.shutdown()

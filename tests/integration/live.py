@@ -41,7 +41,8 @@ def start_server(
     process = subprocess.Popen(
         [*KEEL, "serve", "--port", str(port)], env={**keel_env(data_dir), **(extra_env or {})}
     )
-    deadline = time.monotonic() + 120
+    # A first start loads both models and fits two classifiers: minutes on a busy 2-core machine.
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:

@@ -86,7 +86,12 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": True, "chat_model": True, "embedding_model": True}
+    assert ready.json()["checks"] == {
+        "database": True,
+        "chat_model": True,
+        "embedding_model": True,
+        "copilot": True,
+    }
 
 
 def test_responses_carry_a_request_id(client: TestClient) -> None:

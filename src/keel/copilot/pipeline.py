@@ -20,14 +20,25 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import select
 
 from keel.config import CopilotSettings
-from keel.copilot.extract import best_extract, extract_reply
+from keel.copilot.answering import choose_reply, extract, passages_of
+from keel.copilot.compose import Composer, Composition, focus
 from keel.copilot.grounding import GroundingChecker, GroundingVerdict
 from keel.copilot.intents import IntentClassifier
 from keel.copilot.memory import ConversationMemory, rewrite_query
-from keel.copilot.policy import Signals, confidence, escalation_reasons, relevance_from_cosine
+from keel.copilot.policy import (
+    ANSWER_EVIDENCE,
+    Signals,
+    asks_for_person,
+    confidence,
+    escalation_reasons,
+    relevance_from_cosine,
+    standing_reasons,
+)
 from keel.copilot.prompt import SHIPPED_PROMPT, reply_variables
+from keel.copilot.tools.answers import answer_from_records, wants_tickets
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus, StoredReply
+from keel.copilot.vectors import SentenceVectors
 from keel.errors import KeelError, NotFoundError
 from keel.gateway.protocol import ChatCompletionRequest
 from keel.gateway.service import Caller, Gateway
@@ -52,6 +63,8 @@ NO_KNOWLEDGE = 0.15
 # The intent model knows the shop's topics only; a question it calls out of scope is still answered
 # when the knowledge base holds something this close to it (the knowledge decides, not the intent list).
 TOPIC_RELEVANCE = 0.5
+# The conversation a model's draft sees: the last turns, each cut short (the passages carry the answer).
+_HISTORY_TURNS, _HISTORY_CHARS = 2, 300
 
 
 class Copilot:
@@ -73,7 +86,13 @@ class Copilot:
         output: OutputPolicy | None = None,
         prompts: PromptSource | None = None,
         on_stored: Callable[[StoredReply], object] | None = None,
+        composer: Composer | None = None,
     ) -> None:
+        # Composition and grounding embed the same passage sentences: one cache serves both.
+        embedder = grounding.embedder
+        vectors = embedder if isinstance(embedder, SentenceVectors) else SentenceVectors(embedder)
+        self._composer = composer or Composer(vectors)
+        self._ready = False
         self._guard = guard
         self._output = output
         # The reply prompt: the registry's (runtime) or the shipped file as it is (no registry wired in).
@@ -96,7 +115,17 @@ class Copilot:
         self._reviews = reviews
 
     def warm_up(self) -> None:
+        """Fits (or loads) the intent classifier and runs the embedding model's first passes, which are
+        slower than the rest (the traced encoder specialises on its first calls)."""
         self._intents.warm_up()
+        for _ in range(2):
+            self._composer.evidence("How long does delivery take?", ["Delivery takes 3 working days."])
+        self._ready = True
+
+    @property
+    def is_ready(self) -> bool:
+        """The copilot can answer at once: its classifier is fitted and its models have run."""
+        return self._ready
 
     async def reply(self, request: ReplyRequest, caller: Caller) -> ReplyResponse:
         with self._tracer.start_as_current_span("support.reply") as span:
@@ -131,11 +160,12 @@ class Copilot:
         relevance = relevance_from_cosine(sources[0].scores["vector"].score) if sources else 0.0
         top_score = max((s.scores["vector"].score for s in sources if "vector" in s.scores), default=None)
         customer, orders = await self._crm(caller.tenant, request.customer_id)
+        tickets = await self._tickets(caller.tenant, customer) if wants_tickets(request.message) else None
 
         citations: list[Citation] = []
         model_failed = ungrounded = False
         status: ReplyStatus = "answered"
-        grounded_share = 0.0
+        signals = Signals(relevance, 0.0, intent.probability, True)
         guard_reasons: list[str] = []
         if injected:
             # Never sent to the model; a person reads it (or, by policy, it is refused outright).
@@ -144,40 +174,50 @@ class Copilot:
                 guard_reasons.append("guardrail:prompt_injection")
             else:
                 status = "needs_clarification"
-        elif intent.intent == "human_handoff":
+        elif asks_for_person(intent.intent, request.message):
             text = HANDOVER
-        elif (intent.intent == "out_of_scope" and relevance < TOPIC_RELEVANCE) or relevance < NO_KNOWLEDGE:
-            scope = self._settings.scope.replace("{company}", self._settings.company)
-            text, status = DECLINE.format(scope=scope), "needs_clarification"
         else:
-            # Sticky experiment and canary arms follow the customer, or else the conversation.
-            unit = request.customer_id or conversation_id
-            answer = await self._ask_model(request.message, sources, customer, orders, history, caller, unit)
-            if answer is None:
-                model_failed = True
+            records = answer_from_records(request.message, intent.intent, customer, orders, tickets)
+            with self._tracer.start_as_current_span("compose") as compose_span:
+                composition = await asyncio.to_thread(self._composer.compose, request.message, sources)
+                compose_span.set_attribute("keel.compose.evidence", composition.evidence)
+                compose_span.set_attribute("keel.compose.sentences", len(composition.sentences))
+            if records is None and self._declines(intent.intent, relevance, composition):
+                scope = self._settings.scope.replace("{company}", self._settings.company)
+                text, status = DECLINE.format(scope=scope), "needs_clarification"
             else:
-                draft, cited, instructions = answer
-                with self._tracer.start_as_current_span("grounding") as grounding_span:
-                    verdict = await asyncio.to_thread(
-                        self._grounding.check, draft, [(s.chunk_id, s.text) for s in cited or sources]
+                draft, draft_evidence, instructions = None, None, ""
+                # A person answers anyway (a refund over the limit, a sensitive intent): no draft for it.
+                standing = standing_reasons(
+                    self._settings, intent=intent.intent, message=request.message, orders=orders
+                )
+                if records is None and not standing and self._wants_draft(composition):
+                    # Sticky experiment and canary arms follow the customer, or else the conversation.
+                    unit = request.customer_id or conversation_id
+                    drafted = await self._draft(
+                        request.message, sources, composition, customer, orders, history, caller, unit
                     )
-                    grounded_share = verdict.supported_ratio
-                    ungrounded = grounded_share < 0.5
-                    grounding_span.set_attribute(attributes.GROUNDED_SHARE, grounded_share)
-                    grounding_span.set_attribute("keel.grounding.sentences", len(verdict.sentences))
-            if model_failed or ungrounded:
-                text = extract_reply(query, sources[0])
-                citations = [self._cite(query, sources[0])]
-            else:
-                text = verdict.supported_text
-                citations = self._citations(query, verdict, sources)
-                blocked = self._output_problems(text, customer, instructions)
+                    model_failed = drafted is None
+                    if drafted is not None:
+                        draft, draft_evidence, instructions = drafted
+                chosen = choose_reply(query, sources, composition, records, draft, draft_evidence)
+                blocked = self._output_problems(chosen.text, customer, instructions)
                 if blocked:
                     guard_reasons.extend(f"guardrail:{reason}" for reason in blocked)
-                    text = extract_reply(query, sources[0])
-                    citations = [self._cite(query, sources[0])]
+                    chosen = extract(query, sources, composition)
+                # A failed or unsupported draft matters only when nothing else answered.
+                model_failed = model_failed and chosen.origin == "extract"
+                ungrounded = chosen.ungrounded
+                text, citations = chosen.text, chosen.citations
+                signals = Signals(
+                    relevance if chosen.evidence is not None else 1.0,
+                    chosen.grounded,
+                    intent.probability,
+                    not model_failed,
+                    chosen.evidence,
+                )
 
-        score = confidence(Signals(relevance, grounded_share, intent.probability, not model_failed))
+        score = confidence(signals, self._settings.confidence_threshold)
         reasons = escalation_reasons(
             self._settings,
             intent=intent.intent,
@@ -260,6 +300,61 @@ class Copilot:
             return None, []
         return customer, orders or []
 
+    def _declines(self, intent: str, relevance: float, composition: Composition) -> bool:
+        """Nothing in the knowledge base is about the question; or the intent model calls it out of scope
+        and neither the passages nor their sentences answer it (the knowledge decides, not the intent
+        list, so another company's questions are not declined for being unlike a bicycle shop's)."""
+        if relevance < NO_KNOWLEDGE:
+            return True
+        answered = composition.evidence >= ANSWER_EVIDENCE
+        return intent == "out_of_scope" and relevance < TOPIC_RELEVANCE and not answered
+
+    def _wants_draft(self, composition: Composition) -> bool:
+        mode = self._settings.model_drafts
+        return mode == "always" or (mode == "when_unsure" and composition.evidence < ANSWER_EVIDENCE)
+
+    async def _draft(
+        self,
+        question: str,
+        sources: list[SearchResult],
+        composition: Composition,
+        customer: dict[str, Any] | None,
+        orders: list[dict[str, Any]],
+        history: list[tuple[str, str]],
+        caller: Caller,
+        unit: str | None,
+    ) -> tuple[GroundingVerdict, float | None, str] | None:
+        """The model's draft, written from the passages' best sentences only (a short prompt is a fast
+        one), with the grounding check's verdict on it against the whole passages it cites, how surely it
+        answers the question when all of it is supported, and the instructions it was given."""
+        focused = focus(sources, composition)
+        recent = [(role, text[:_HISTORY_CHARS]) for role, text in history[-_HISTORY_TURNS:]]
+        answer = await self._ask_model(question, focused, customer, orders, recent, caller, unit)
+        if answer is None:
+            return None
+        text, cited, instructions = answer
+        by_id = {s.chunk_id: s for s in sources}
+        grounds = [by_id[s.chunk_id] for s in cited if s.chunk_id in by_id] or sources
+        with self._tracer.start_as_current_span("grounding") as span:
+            verdict = await asyncio.to_thread(self._grounding.check, text, passages_of(grounds), question)
+            span.set_attribute(attributes.GROUNDED_SHARE, verdict.supported_ratio)
+            span.set_attribute("keel.grounding.sentences", len(verdict.sentences))
+        evidence = None
+        if verdict.fully_supported:
+            claims = [s.sentence for s in verdict.sentences]
+            evidence = await asyncio.to_thread(self._composer.evidence, question, claims)
+        return verdict, evidence, instructions
+
+    async def _tickets(self, tenant: str, customer: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+        if customer is None:
+            return None
+        try:
+            call = await self._tools.call(tenant, "ticket_history", {"customer_id": customer["customer_id"]})
+        except KeelError as exc:
+            log.warning("crm_lookup_failed", code=exc.code)
+            return None
+        return list(call.result or [])
+
     async def _ask_model(
         self,
         question: str,
@@ -318,21 +413,6 @@ class Copilot:
         numbers = [n for n in parsed.get("sources", []) if isinstance(n, int)]
         cited = [sources[n - 1] for n in dict.fromkeys(numbers) if 1 <= n <= len(sources)]
         return str(parsed["reply"]).strip(), cited, prompt.instructions
-
-    def _cite(self, question: str, source: SearchResult) -> Citation:
-        return Citation(
-            chunk_id=source.chunk_id,
-            document_id=source.document_id,
-            title=source.title,
-            source=source.source,
-            quote=best_extract(question, source),
-        )
-
-    def _citations(
-        self, question: str, verdict: GroundingVerdict, sources: list[SearchResult]
-    ) -> list[Citation]:
-        by_id = {s.chunk_id: s for s in sources}
-        return [self._cite(question, by_id[c]) for c in verdict.supporting_chunks if c in by_id]
 
     def _store(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 from keel.config import CopilotSettings
 from keel.copilot.grounding import GroundingChecker, sentences
 from keel.copilot.memory import rewrite_query
-from keel.copilot.policy import Signals, amounts, confidence, escalation_reasons
+from keel.copilot.policy import ANSWER_EVIDENCE, Signals, amounts, confidence, escalation_reasons
 from keel.copilot.tools.base import Tool, ToolBox
 from keel.errors import InvalidRequestError, RateLimitError, UpstreamError
 from keel.review.webhooks import WebhookSender, sign
@@ -58,6 +59,15 @@ def test_confidence_is_bounded_and_monotonic() -> None:
     assert 0 <= low < high <= 1
 
 
+def test_confidence_is_capped_by_how_surely_the_passages_answer() -> None:
+    sure = Signals(relevance=0.9, grounded=1.0, intent_probability=0.9, model_ok=True)
+    assert confidence(replace(sure, evidence=ANSWER_EVIDENCE)) == 0.55
+    assert confidence(replace(sure, evidence=ANSWER_EVIDENCE - 0.01)) < 0.55
+    assert confidence(replace(sure, evidence=0.9)) == confidence(sure)
+    # The cap sits at the operator's threshold.
+    assert confidence(replace(sure, evidence=ANSWER_EVIDENCE), threshold=0.7) == 0.7
+
+
 def reasons(intent: str, message: str = "hello", score: float = 0.9, **extra: Any) -> list[str]:
     defaults: dict[str, Any] = {"orders": [], "model_failed": False, "ungrounded": False}
     return escalation_reasons(
@@ -68,7 +78,9 @@ def reasons(intent: str, message: str = "hello", score: float = 0.9, **extra: An
 def test_escalation_reasons() -> None:
     assert reasons("shipping") == []
     assert reasons("shipping", score=0.2) == ["low_confidence"]
-    assert reasons("human_handoff") == ["human_requested"]
+    assert reasons("human_handoff", "Can I talk to a person?") == ["human_requested"]
+    # The intent alone, with no person asked for, is no hand-over.
+    assert reasons("human_handoff", "Sorry, I want to ask about floods") == []
     assert reasons("legal") == ["sensitive_intent:legal"]
     assert reasons("returns_refunds", "refund me €900 please") == ["refund_over_limit"]
     assert reasons("returns_refunds", "refund me 120 EUR") == []

@@ -123,7 +123,8 @@ def test_the_scoring_job_stores_one_score_per_reply(tmp_path: Path) -> None:
         row = session.get_one(OnlineScore, score_id)
     assert (row.groundedness, row.citation_precision, row.retrieval_top_score) == (1.0, 0.5, 0.71)
     assert (row.sentences, row.citations, row.embedding_model) == (1, 2, "counting")
-    assert row.query_embedding is not None and len(np.frombuffer(row.query_embedding, np.float32)) == 3
+    vector = np.frombuffer(row.query_embedding or b"", np.float32)
+    assert len(vector) == CountingEmbedder.dimensions
     assert scorer.score("other-tenant", reply_id, 0.5) is None  # another tenant's reply is not found
     assert scorer.score("acme", "rep_missing", 0.5) is None
 

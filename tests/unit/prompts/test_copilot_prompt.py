@@ -30,7 +30,8 @@ from keel.review.queue import ReviewQueue
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
 from keel.store.models import UsageRecord
-from tests.unit.copilot.test_pipeline import FixedIntent, FixedSearch, LexicalOnlyEmbedder, source
+from tests.unit.copilot.doubles import WordEmbedder
+from tests.unit.copilot.test_pipeline import FixedIntent, FixedSearch, source
 from tests.unit.gateway.doubles import ScriptedModel, local, make_gateway
 
 ADMIN = Actor("key_admin", admin=True)
@@ -45,14 +46,15 @@ def build(tmp_path: Path, model: ScriptedModel) -> tuple[Copilot, PromptRegistry
     budgets = ContextBudgets(gateway.dispatcher.aliases, gateway.dispatcher.deployments)
     source_ = RegistryPromptSource(registry, PromptResolver(database), budgets, SHIPPED_PROMPT)
     copilot = Copilot(
-        CopilotSettings(),
+        # Every reply drafted by the model, so each one shows the prompt it was given.
+        CopilotSettings(model_drafts="always"),
         "m",
         database,
         gateway,
         FixedSearch([source()], []),  # type: ignore[arg-type]
         FixedIntent("battery_charging"),  # type: ignore[arg-type]
         ToolBox(crm_tools(database)),
-        GroundingChecker(LexicalOnlyEmbedder()),
+        GroundingChecker(WordEmbedder()),
         ConversationMemory(database),
         ReviewQueue(database, WebhookSender(None, None)),
         prompts=source_,

@@ -41,6 +41,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         "database": _database_ok(runtime),
         "chat_model": runtime.chat_model.is_ready,
         "embedding_model": runtime.embedding_model.is_ready,
+        # Ready means the copilot can answer: the intent and injection classifiers are fitted and the
+        # first embedding passes ran, not merely that the model files are loaded.
+        "copilot": runtime.copilot.is_ready and runtime.warmed_up,
     }
     ready = all(checks.values())
     return JSONResponse(
