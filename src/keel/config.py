@@ -318,14 +318,14 @@ class DriftMonitorSettings(BaseModel):
 # shift the monitor exists for in 95 % of window pairs (docs/evals.md#drift). A keel.toml or environment
 # variable that sets one field of one monitor keeps that monitor's other defaults.
 DRIFT_MONITOR_DEFAULTS: dict[str, dict[str, float]] = {
-    "query_embeddings": {"min_samples": 50},
+    "query_embeddings": {"min_samples": 75},
     # Effects: Wasserstein distance in score units; Cramér's V; the absolute change of the rate.
     "retrieval_top_score": {"min_samples": 50, "min_effect": 0.02},
     "groundedness": {"min_samples": 500, "min_effect": 0.02},
     "intent_mix": {"min_samples": 50, "min_effect": 0.05},
-    "status_mix": {"min_samples": 800, "min_effect": 0.05},
+    "status_mix": {"min_samples": 1000, "min_effect": 0.05},
     "escalation_rate": {"min_samples": 1000, "min_effect": 0.03},
-    "negative_feedback_rate": {"min_samples": 500, "min_effect": 0.03},
+    "negative_feedback_rate": {"min_samples": 600, "min_effect": 0.03},
 }
 
 

@@ -49,19 +49,18 @@ def build_monitoring(
     gateway: Gateway,
     metrics: KeelMetrics,
 ) -> Monitoring:
-    drift_settings = settings.evals.drift
     drift = build_drift_watch(settings, database, embedder.model_id)
     judge_alias = settings.evals.judge_alias
     judge = Judge(gateway, judge_alias) if judge_alias and settings.evals.online_judge else None
     scorer = OnlineScorer(database, GroundingChecker(embedder), embedder, judge)
-    enqueue = register_online_jobs(queue, scorer.score, drift.watch, drift_settings.check_every_minutes)
+    enqueue = register_online_jobs(queue, scorer.score, drift.watch, drift.settings.check_every_minutes)
     online = OnlineEvaluation(database, settings.evals.online_sample_rate, enqueue)
 
     def online_means() -> dict[str, dict[str, tuple[float | None, int]]]:
         since = datetime.now(UTC) - GAUGE_WINDOW
         return {
-            tenant: {name: (m.mean, m.count) for name, m in metrics_.items()}
-            for tenant, metrics_ in online.means_by_tenant(since).items()
+            tenant: {name: (m.mean, m.count) for name, m in by_metric.items()}
+            for tenant, by_metric in online.means_by_tenant(since).items()
         }
 
     metrics.watch_evaluation(
