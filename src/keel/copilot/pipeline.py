@@ -227,8 +227,9 @@ class Copilot:
             model_failed=model_failed,
             ungrounded=ungrounded,
         )
-        if status == "needs_clarification" and reasons == ["low_confidence"]:
-            reasons = []  # a declined question has nothing for a person to check
+        if reasons == ["low_confidence"] and (status == "needs_clarification" or text in (REFUSAL, HANDOVER)):
+            # Confidence is about an answer: a decline, a refusal or a hand-over gives none to doubt.
+            reasons = []
         reasons = [*guard_reasons, *reasons]
         if reasons:
             status = "escalated"
