@@ -21,10 +21,10 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from keel.copilot.grounding import GroundingChecker
+from keel.copilot.grounding import GroundingChecker, content_words, sentences
 from keel.copilot.types import StoredReply
 from keel.evals.judge import Judge
-from keel.evals.reference_free import reference_free_scores
+from keel.evals.metrics import score_reference_free
 from keel.gateway.providers.base import EmbeddingProvider
 from keel.logs import get_logger
 from keel.store.engine import Database
@@ -115,7 +115,8 @@ class OnlineScorer:
         # A passage deleted since the reply keeps the quote the reply showed from it.
         quotes = {str(c["chunk_id"]): str(c.get("quote", "")) for c in reply.citations}
         cited = [(chunk_id, texts.get(chunk_id) or quotes[chunk_id]) for chunk_id in cited_ids]
-        scores = reference_free_scores(self._checker, reply.reply, cited)
+        # The same metrics as offline runs, so live and evaluated answers are scored alike.
+        scores = score_reference_free(self._checker, reply.reply, cited)
         vector = self._embedder.embed([reply.question])[0].astype(np.float32)
         judged: dict[str, float | int | None] = {}
         if self._judge is not None and cited:
@@ -130,11 +131,11 @@ class OnlineScorer:
             reply_id=reply_id,
             trace_id=reply.trace_id,
             status=reply.status,
-            groundedness=scores.groundedness,
-            citation_precision=scores.citation_precision,
+            groundedness=scores["groundedness"],
+            citation_precision=scores["citation_precision"],
             retrieval_top_score=top_score,
-            sentences=scores.sentences,
-            citations=scores.citations,
+            sentences=sum(1 for s in sentences(reply.reply) if content_words(s)),
+            citations=len(cited),
             judge=judged,
             query_embedding=vector.tobytes(),
             embedding_model=self._embedder.model_id,

@@ -21,8 +21,8 @@ from keel.copilot.pipeline import Copilot
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.tools.crm import crm_tools
 from keel.copilot.types import ReplyRequest, ReplyResponse, StoredReply
+from keel.evals.metrics import score_reference_free
 from keel.evals.online import OnlineEvaluation, OnlineScorer, sampled
-from keel.evals.reference_free import reference_free_scores
 from keel.governance.retention import purge
 from keel.governance.subjects import SubjectRequests
 from keel.review.queue import ReviewQueue
@@ -55,25 +55,13 @@ def test_sampling_is_a_deterministic_share_of_traces() -> None:
     assert all(sampled(t, 1.0) for t in traces[:100])
 
 
-def test_reference_free_scores_by_hand() -> None:
-    checker = GroundingChecker(LexicalOnlyEmbedder())
-    reply = "A full charge takes about 4.5 hours. The battery costs 90 euros."
-    scores = reference_free_scores(checker, reply, [("chk_1", CHARGING), ("chk_2", RETURNS)])
-    # The first sentence is supported by the charging passage; the price is in no passage; the returns
-    # passage supports nothing.
-    assert (scores.groundedness, scores.citation_precision) == (0.5, 0.5)
-    assert (scores.sentences, scores.citations) == (2, 2)
-    nothing = reference_free_scores(checker, "I'm passing you to a colleague.", [])
-    assert (nothing.groundedness, nothing.citation_precision, nothing.citations) == (None, None, 0)
-
-
 def test_a_passage_that_supports_a_sentence_another_supports_better_still_counts() -> None:
     checker = GroundingChecker(LexicalOnlyEmbedder())
     shorter = "A full charge of the battery takes about 4.5 hours."
-    scores = reference_free_scores(
+    scores = score_reference_free(
         checker, "A full charge takes about 4.5 hours.", [("chk_1", CHARGING), ("chk_2", shorter)]
     )
-    assert scores.citation_precision == 1.0
+    assert scores["citation_precision"] == 1.0
 
 
 class CountingEmbedder(LexicalOnlyEmbedder):
