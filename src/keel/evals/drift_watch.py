@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -40,15 +40,7 @@ MonitorName = Literal[
     "escalation_rate",
     "negative_feedback_rate",
 ]
-MONITORS: tuple[MonitorName, ...] = (
-    "query_embeddings",
-    "retrieval_top_score",
-    "groundedness",
-    "intent_mix",
-    "status_mix",
-    "escalation_rate",
-    "negative_feedback_rate",
-)
+MONITORS: tuple[MonitorName, ...] = get_args(MonitorName)
 
 
 class WindowView(BaseModel):
