@@ -96,11 +96,26 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=1)  # one choice per request: n > 1 is refused naming `n`
     stream: bool = False
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     user: str | None = Field(None, max_length=256)
+    # OpenAI parameters Keel does not honour: declared so that asking for one is a 400 naming it
+    # (`unhonoured.py`) instead of being dropped without a word; their neutral values pass.
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    logit_bias: dict[str, float] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    web_search_options: dict[str, Any] | None = None
     # Keel's extensions (the OpenAI SDK sends them through `extra_body`).
     cache: bool = True
     prompt_version: str | None = Field(None, max_length=200)

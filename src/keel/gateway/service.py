@@ -50,6 +50,7 @@ from keel.gateway.providers.base import EmbeddingProvider, Generation, Generatio
 from keel.gateway.providers.turns import requested_by
 from keel.gateway.router import estimate_tokens, prompt_token_bound
 from keel.gateway.structured import check_structured_output, generation_request, repair_request, wants_json
+from keel.gateway.unhonoured import refuse_unhonoured
 from keel.guard.pii import redact
 from keel.observe import attributes
 
@@ -326,6 +327,7 @@ class Gateway:
         self, request: ChatCompletionRequest, caller: Caller
     ) -> tuple[GenerationRequest, CacheKeys | None, npt.NDArray[np.float32] | None]:
         """Checks the request and the caller's limits; returns what generation and the cache need."""
+        refuse_unhonoured(request)
         self.dispatcher.alias(request.model)
         generation_input = generation_request(request)
         chain = self.dispatcher.chain(request.model, generation_input)
