@@ -8,9 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from keel.errors import NotFoundError
 from keel.store.engine import Database
-from keel.store.models import Feedback, SupportReply, UsageRecord
+from keel.store.models import Feedback, SpanRecord, SupportReply, UsageRecord
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -49,6 +51,17 @@ class FeedbackStore:
                 .where(UsageRecord.trace_id == request.trace_id, UsageRecord.tenant == tenant)
                 .limit(1)
             )
+            # Feedback is on an answer Keel gave this tenant: its trace left a reply, a model call or a span.
+            if (
+                reply is None
+                and prompt_version is None
+                and not self._traced(session, tenant, request.trace_id)
+            ):
+                raise NotFoundError(
+                    f"No trace '{request.trace_id}' exists for this tenant.",
+                    code="trace_not_found",
+                    param="trace_id",
+                )
             feedback = Feedback(
                 tenant=tenant,
                 trace_id=request.trace_id,
@@ -62,3 +75,13 @@ class FeedbackStore:
             session.add(feedback)
             session.flush()
             return feedback
+
+    @staticmethod
+    def _traced(session: Session, tenant: str, trace_id: str) -> bool:
+        for column, owner in (
+            (UsageRecord.trace_id, UsageRecord.tenant),
+            (SpanRecord.trace_id, SpanRecord.tenant),
+        ):
+            if session.scalar(select(column).where(column == trace_id, owner == tenant).limit(1)) is not None:
+                return True
+        return False
