@@ -31,8 +31,21 @@ def reciprocal_rank_fusion(ranked: dict[str, list[Hit]], *, k: int = 60) -> list
     return sorted(fused.values(), key=lambda e: (-e.score, e.chunk_id))
 
 
+def absolute_score(score: float) -> float:
+    """A score on [0, 1] without a range to place it in: one that already lies there (cosine similarity,
+    PostgreSQL's ts_rank) keeps its value, a negative one is 0, and an unbounded one (SQLite's BM25) is
+    squashed by s / (1 + s), so a weak lone match stays weak."""
+    if score <= 0.0:
+        return 0.0
+    return score if score <= 1.0 else score / (1.0 + score)
+
+
 def weighted_fusion(ranked: dict[str, list[Hit]], weights: dict[str, float]) -> list[Fused]:
-    """A convex mix of min-max normalised scores; a retriever that did not return a chunk adds 0."""
+    """A convex mix of min-max normalised scores; a retriever that did not return a chunk adds 0.
+
+    A retriever whose hits all score the same (a lone hit, most often) gives min-max nothing to go on:
+    its hits keep their own score on [0, 1] (`absolute_score`) rather than all becoming 1.0, which made a
+    single irrelevant hit look like a perfect match."""
     fused = _stages(ranked)
     for name, hits in ranked.items():
         if not hits:
@@ -41,6 +54,6 @@ def weighted_fusion(ranked: dict[str, list[Hit]], weights: dict[str, float]) -> 
         low, high = min(scores), max(scores)
         spread = high - low
         for hit in hits:
-            normalised = (hit.score - low) / spread if spread > 0 else 1.0
+            normalised = (hit.score - low) / spread if spread > 0 else absolute_score(hit.score)
             fused[hit.chunk_id].score += weights.get(name, 0.0) * normalised
     return sorted(fused.values(), key=lambda e: (-e.score, e.chunk_id))

@@ -112,3 +112,16 @@ def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:
     assert model.calls == [["dddd"]]
     assert again[:, 0].tolist() == [3, 2, 4]
     assert cache.embed([]).shape == (0, 2)
+
+
+def test_a_lone_weak_hit_is_not_normalised_to_a_perfect_score() -> None:
+    # One vector hit of cosine 0.12 and nothing from the keyword side: no range to normalise against.
+    lone = weighted_fusion({"keyword": [], "vector": [Hit("a", 0.12)]}, {"keyword": 0.5, "vector": 0.5})
+    assert lone[0].score == 0.5 * 0.12
+    # An unbounded BM25 score is squashed onto [0, 1]: a strong lone match scores above a weak one.
+    weak = weighted_fusion({"keyword": [Hit("a", 0.5)]}, {"keyword": 1.0})[0].score
+    strong = weighted_fusion({"keyword": [Hit("a", 12.0)]}, {"keyword": 1.0})[0].score
+    assert weak == 0.5 and 0.9 < strong < 1.0
+    # With a spread, min-max still ranks: the best of several hits is 1.0 on its retriever.
+    several = weighted_fusion({"vector": [Hit("a", 0.3), Hit("b", 0.1)]}, {"vector": 1.0})
+    assert [f.score for f in several] == [1.0, 0.0]
