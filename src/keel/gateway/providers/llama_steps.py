@@ -4,12 +4,20 @@ A step is one chunk of the prompt (`PREFILL_CHUNK` tokens) or one generated toke
 turn of its own (`turns.py`): while a long prompt is read, another request's tokens come between its
 chunks, and two generations alternate token by token. No step is long, so no request holds the model
 for more than one of them while another waits. The caller's cancellation is checked at every step.
+
+The prompt's chunks start at fixed positions (multiples of `PREFILL_CHUNK`), and a context reuses only
+the whole chunks it evaluated for an earlier prompt with the same tokens: a prompt is then evaluated in
+the same batches whatever the context held before, so the same request gives the same logits bit for bit
+(with `temperature: 0` or a `seed`, the same text). Chunk boundaries that moved with the reused prefix, or
+reused tokens that were generated one at a time, would change the floating-point sums and, now and then,
+the chosen token.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from keel.gateway.providers.turns import ModelTurns
@@ -29,26 +37,45 @@ def cached_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     return length
 
 
+@dataclass
+class Prefilled:
+    """How many leading tokens a context holds that were evaluated as whole, aligned prompt chunks."""
+
+    tokens: int = 0
+
+
+def reusable_prefix(cached: Sequence[int], prefilled: int, tokens: Sequence[int]) -> int:
+    """The leading tokens of `tokens` the context can keep: whole aligned chunks it prefilled earlier."""
+    shared = cached_prefix(cached[:prefilled], tokens)
+    return shared - shared % PREFILL_CHUNK
+
+
 def generate_in_steps(
     llama: Any,
     prompt_tokens: list[int],
     options: dict[str, Any],
     steps: ModelTurns,
     cancelled: threading.Event,
+    prefilled: Prefilled | None = None,
 ) -> Iterator[dict[str, Any]]:
     """llama-cpp-python's streamed completion chunks for the prompt, each produced during one step.
 
     All but the last prompt token are evaluated here, in chunks (the context keeps the prefix it shares
     with its previous prompt); llama-cpp-python finds them in the context and evaluates only the last,
     then samples. Each `next()` on its stream evaluates one token and samples the next."""
+    state = prefilled if prefilled is not None else Prefilled()
     held = llama.input_ids[: llama.n_tokens]
-    position = cached_prefix(held, prompt_tokens[:-1])
+    position = reusable_prefix(held, state.tokens, prompt_tokens[:-1])
     llama.n_tokens = position  # what follows is dropped from the context by the next evaluation
+    state.tokens = position
     for start in range(position, len(prompt_tokens) - 1, PREFILL_CHUNK):
+        end = min(start + PREFILL_CHUNK, len(prompt_tokens) - 1)
         with steps.acquire():
             if cancelled.is_set():
                 return
-            llama.eval(prompt_tokens[start : min(start + PREFILL_CHUNK, len(prompt_tokens) - 1)])
+            llama.eval(prompt_tokens[start:end])
+        if end - start == PREFILL_CHUNK:
+            state.tokens = end  # a partial last chunk is evaluated again by a longer prompt
     chunks = llama.create_completion(prompt=prompt_tokens, stream=True, **options)
     try:
         while True:

@@ -30,7 +30,7 @@ from keel.gateway.providers.base import (
     StreamEvent,
     TextDelta,
 )
-from keel.gateway.providers.llama_steps import generate_in_steps
+from keel.gateway.providers.llama_steps import Prefilled, generate_in_steps
 from keel.gateway.providers.turns import ModelTurns
 from keel.logs import get_logger
 
@@ -69,6 +69,8 @@ class LocalChatProvider:
         self.contexts = ModelTurns(parallel, on_wait=partial(on_wait, "generation") if on_wait else None)
         self.steps = ModelTurns(1, on_wait=partial(on_wait, "step") if on_wait else None)
         self._idle: list[Any] = []
+        # Per context (by id): the prompt prefix it holds in whole aligned chunks (`llama_steps.py`).
+        self._prefilled: dict[int, Prefilled] = {}
         self._idle_lock = threading.Lock()
         self._llama: Any = None
         self._formatter: Any = None
@@ -108,6 +110,7 @@ class LocalChatProvider:
                 bos_token=llama.detokenize([llama.token_bos()], special=True).decode(errors="ignore"),
             )
             self._idle = contexts
+            self._prefilled = {id(context): Prefilled() for context in contexts}
             self._llama = llama  # tokenizes and counts; generations run on any of the contexts
             log.info(
                 "chat_model_loaded", model=self.model_path.name, n_ctx=self.n_ctx, parallel=self.parallel
@@ -219,7 +222,8 @@ class LocalChatProvider:
             "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
             "top_p": DEFAULT_TOP_P if request.top_p is None else request.top_p,
             "stop": [*request.stop, *formatted.stop],
-            "seed": request.seed,
+            # llama.cpp's sampler takes a 32-bit seed, and reads 0xFFFFFFFF as "random": fold into the rest.
+            "seed": None if request.seed is None else request.seed % 0xFFFFFFFF,
             "presence_penalty": request.presence_penalty or 0.0,
             "frequency_penalty": request.frequency_penalty or 0.0,
             "repeat_penalty": REPEAT_PENALTY,
@@ -235,7 +239,8 @@ class LocalChatProvider:
         pieces: list[str] = []
         finish: str | None = None
         try:
-            for chunk in generate_in_steps(llama, prompt_tokens, options, self.steps, cancelled):
+            prefilled = self._prefilled.setdefault(id(llama), Prefilled())
+            for chunk in generate_in_steps(llama, prompt_tokens, options, self.steps, cancelled, prefilled):
                 choice = chunk["choices"][0]
                 if choice["text"]:
                     pieces.append(choice["text"])
