@@ -56,6 +56,8 @@ from keel.observe import attributes
 
 # A prompt this short is counted on the event loop (well under a millisecond); a longer one on a thread.
 _INLINE_COUNT_CHARS = 4096
+# The model name usage records and metrics carry for a call to a model that does not exist.
+UNKNOWN_MODEL = "(unknown)"
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,10 @@ class Gateway:
         self, record: CallRecord, info: CallInfo, started: float, generation: Generation | None
     ) -> None:
         record.latency_ms = int((time.perf_counter() - started) * 1000)
+        if record.alias not in self.dispatcher.aliases:
+            # A call to a model no alias names (a 404) is counted under one name: callers cannot fill the
+            # usage reports and the metrics' labels with names of their own choosing.
+            record.alias = UNKNOWN_MODEL
         record.cache, record.deployment = info.cache, info.deployment
         record.retries, record.fallback_used, record.cost = info.retries, info.fallback_used, info.cost
         if generation is not None and info.cache == "miss":
