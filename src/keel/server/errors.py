@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from keel.errors import KeelError, RateLimitError
 from keel.logs import get_logger
+from keel.server.allowed_methods import allowed_methods
 
 log = get_logger(__name__)
 
@@ -83,14 +84,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
             exc.status_code, "http_error"
         )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and (methods := allowed_methods(request)):
+            headers["Allow"] = ", ".join(methods)
         return JSONResponse(
             error_body(str(exc.detail), "invalid_request_error", code),
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
 
     @app.exception_handler(Exception)
