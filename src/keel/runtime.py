@@ -174,9 +174,7 @@ class Runtime:
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
         audit = AuditLog(database)
-        prompts = build_prompts(
-            settings, database, audit, gateway, SHIPPED_PROMPT, queue, metrics.registry
-        )
+        prompts = build_prompts(settings, database, audit, gateway, SHIPPED_PROMPT, queue, metrics.registry)
         jobs = IngestionJobs(database, ingestion, queue, stale_after_s=settings.job_stale_after_s)
         register_maintenance(queue, database, settings.retention, audit, jobs)
         metrics.watch(

@@ -14,10 +14,11 @@ from keel.runtime import Runtime
 from keel.store.models import UsageRecord
 from tests.integration.conftest import Keys
 
+# Questions, not orders: the injection guard in front of the API refuses instruction-like messages.
 ECHO = {
     "model": "keel-local",
     "params": {"max_tokens": 4, "temperature": 0},
-    "messages": [{"role": "user", "content": "Say {{ word }}."}],
+    "messages": [{"role": "user", "content": "What colour is a {{ word }}?"}],
     "variables": {"type": "object", "required": ["word"], "properties": {"word": {"type": "string"}}},
 }
 
@@ -55,7 +56,9 @@ def rows(runtime: Runtime, experiment: str, expected: int) -> list[UsageRecord]:
 def test_an_experiment_splits_users_stickily_and_reports_per_arm(
     client: TestClient, keys: Keys, runtime: Runtime
 ) -> None:
-    name = setup_prompt(client, keys, {"messages": [{"role": "user", "content": "Please say {{ word }}."}]})
+    name = setup_prompt(
+        client, keys, {"messages": [{"role": "user", "content": "Which colour is a {{ word }} usually?"}]}
+    )
     body = {
         "name": f"wording-{name}",
         "prompt": name,
@@ -99,15 +102,20 @@ def start_canary(client: TestClient, keys: Keys, name: str) -> Any:
 
 
 def test_a_good_canary_is_promoted(client: TestClient, keys: Keys, runtime: Runtime) -> None:
-    name = setup_prompt(client, keys, {"messages": [{"role": "user", "content": "Please say {{ word }}."}]})
+    name = setup_prompt(
+        client, keys, {"messages": [{"role": "user", "content": "Which colour is a {{ word }} usually?"}]}
+    )
     canary = start_canary(client, keys, name)
     status = client.get(f"/v1/prompts/{name}/canary", headers=keys.header(keys.viewer)).json()
     assert status["status"] == "running" and status["current"]["decision"] == "hold"
     for i in range(60):
         assert call(client, keys, name, f"customer-{i}") == 200
     rows(runtime, canary["id"], 60)
+    # The queue's periodic check may have judged the step already; the explicit check does it otherwise.
     moved = client.post("/v1/canaries/check", headers=keys.header(keys.admin)).json()["data"]
-    assert [(c["id"], c["status"]) for c in moved] == [(canary["id"], "promoted")]
+    assert [c["id"] for c in moved] in ([canary["id"]], [])
+    status = client.get(f"/v1/prompts/{name}/canary", headers=keys.header(keys.viewer)).json()
+    assert (status["id"], status["status"], status["percent"]) == (canary["id"], "promoted", 100)
     assert client.get(f"/v1/prompts/{name}", headers=keys.header(keys.app)).json()["version"] == 2
 
 
@@ -119,8 +127,10 @@ def test_a_canary_whose_calls_fail_is_rolled_back(client: TestClient, keys: Keys
     assert set(statuses) == {200, 404}
     rows(runtime, canary["id"], 60)
     moved = client.post("/v1/canaries/check", headers=keys.header(keys.admin)).json()["data"]
-    assert [(c["id"], c["status"]) for c in moved] == [(canary["id"], "rolled_back")]
-    assert "error_rate" in moved[0]["reason"]
+    assert [c["id"] for c in moved] in ([canary["id"]], [])
+    status = client.get(f"/v1/prompts/{name}/canary", headers=keys.header(keys.viewer)).json()
+    assert (status["id"], status["status"], status["percent"]) == (canary["id"], "rolled_back", 0)
+    assert "error_rate" in status["reason"]
     # At once: every call is stable again.
     assert {call(client, keys, name, f"customer-{i}") for i in range(20)} == {200}
     audit = [e for e in runtime.audit.entries("acme", limit=500) if e.target == f"{name}:production"]
@@ -132,7 +142,9 @@ def test_a_canary_whose_calls_fail_is_rolled_back(client: TestClient, keys: Keys
 def test_the_dashboard_shows_prompts_canaries_and_experiments(
     client: TestClient, keys: Keys, runtime: Runtime
 ) -> None:
-    name = setup_prompt(client, keys, {"messages": [{"role": "user", "content": "Kindly say {{ word }}."}]})
+    name = setup_prompt(
+        client, keys, {"messages": [{"role": "user", "content": "What colour is a {{ word }}, please?"}]}
+    )
     client.post(f"/v1/prompts/{name}/canary", headers=keys.header(keys.admin), json={"version": 2})
     experiment = {
         "name": f"look-{name}",

@@ -10,25 +10,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from keel.demo.loader import load_demo
+from keel.copilot.prompt import reply_variables
 from keel.keys import Role
 from keel.runtime import Runtime
 from keel.store.models import SpanRecord, UsageRecord
 from tests.integration.conftest import Keys
 from tests.integration.live import KEEL, keel_env
 
+# Questions, not orders: the injection guard in front of the API refuses instruction-like messages.
 TRANSLATE = {
-    "description": "Says a word back in capitals.",
+    "description": "Asks about a word's colour.",
     "model": "keel-local",
     "params": {"max_tokens": 6, "temperature": 0},
-    "messages": [
-        {"role": "system", "content": "You repeat words for {{ shop }}."},
-        {"role": "user", "content": "Repeat: {{ word }}"},
-    ],
+    "messages": [{"role": "user", "content": "What colour is a {{ word }} at {{ shop }}?"}],
     "variables": {
         "type": "object",
         "required": ["shop", "word"],
@@ -163,7 +160,12 @@ def test_rollback_changes_what_the_next_request_gets(
 ) -> None:
     name = unique("repeat")
     push(client, keys.app, name)
-    push(client, keys.app, name, messages=[{"role": "user", "content": "Say {{ word }} for {{ shop }}."}])
+    push(
+        client,
+        keys.app,
+        name,
+        messages=[{"role": "user", "content": "Which colour is a {{ word }} at {{ shop }} usually?"}],
+    )
     move(client, keys.admin, name, "production", 1)
     move(client, keys.admin, name, "production", 2, "new wording")
     body = {"prompt": {"name": name, "variables": {"shop": "Larkspur", "word": "wheel"}}}
@@ -202,45 +204,44 @@ def test_another_tenant_sees_none_of_the_prompts(client: TestClient, keys: Keys,
     assert client.post("/v1/chat/completions", headers=theirs, json=body).status_code == 404
 
 
-@pytest.fixture(scope="module")
-def demo(runtime: Runtime, client: TestClient) -> None:
-    load_demo(runtime.database, runtime.ingestion, tenant="acme")
+def test_the_copilots_prompt_is_seeded_and_follows_its_label(client: TestClient, runtime: Runtime) -> None:
+    """The copilot's prompt source as the runtime wires it (the pipeline's use of it, a reply's model call
+    carrying the version, is tests/unit/prompts/test_copilot_prompt.py): seeded on first use, then
+    whatever `production` points at, changed and rolled back over the API."""
+    admin = {"Authorization": f"Bearer {runtime.keys.create('prompt-copilot', Role.ADMIN).secret}"}
+    source = runtime.prompts.copilot
+    variables = reply_variables("Larkspur Cycles", "How long does delivery take?", [], None, [], [])
 
+    def rendered() -> str:
+        prompt = source.render("prompt-copilot", variables, unit="C-1", model="keel-local", max_tokens=200)
+        assert prompt.use is not None and prompt.use.label == "production"
+        return prompt.tag
 
-def test_the_copilot_answers_with_the_registry_prompt(
-    client: TestClient, keys: Keys, runtime: Runtime, demo: None
-) -> None:
-    def ask(message: str) -> dict[str, Any]:
-        response = client.post(
-            "/v1/support/replies", headers=keys.header(keys.app), json={"message": message}
-        )
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+    assert client.get("/v1/prompts/support-reply/summary", headers=admin).status_code == 404
+    assert rendered() == "support-reply@1"
+    summary = client.get("/v1/prompts/support-reply/summary", headers=admin).json()
+    assert summary["labels"] == {"latest": 1, "production": 1}
+    shipped = client.get("/v1/prompts/support-reply?version=1", headers=admin).json()
+    assert shipped["author"] == "keel" and shipped["spec"]["output_schema"]["required"] == [
+        "reply",
+        "sources",
+    ]
 
-    ask("How long does delivery to Germany take?")
-    summary = client.get("/v1/prompts/support-reply/summary", headers=keys.header(keys.app)).json()
-    assert summary["labels"]["production"] == 1
-    assert [r.prompt_label for r in usage_of(runtime, "support-reply@1")][-1] == "production"
-
-    shipped = client.get("/v1/prompts/support-reply?version=1", headers=keys.header(keys.app)).json()
     changed = {**shipped["spec"], "params": {"temperature": 0.0}}
     pushed = client.post(
         "/v1/prompts",
-        headers=keys.header(keys.admin),
+        headers=admin,
         json={**changed, "name": "support-reply", "message": "colder", "label": "production"},
     )
     assert pushed.status_code == 201 and pushed.json()["label_move"]["to_version"] == 2
-    ask("How long does delivery to Germany take?")
-    assert usage_of(runtime, "support-reply@2"), "the next reply used the new production version"
+    assert rendered() == "support-reply@2"
     back = client.post(
         "/v1/prompts/support-reply/labels/production/rollback",
-        headers=keys.header(keys.admin),
+        headers=admin,
         json={"reason": "back to shipped"},
     )
     assert back.json()["to_version"] == 1
-    before = len(usage_of(runtime, "support-reply@1"))
-    ask("How long does delivery to Germany take?")
-    assert len(usage_of(runtime, "support-reply@1")) == before + 1
+    assert rendered() == "support-reply@1"
 
 
 def keel(data_dir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

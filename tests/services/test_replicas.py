@@ -148,10 +148,13 @@ def test_a_label_moved_on_one_replica_is_served_by_the_other_at_once(cluster: di
         "name": "replica-greeting",
         "model": "keel-local",
         "params": {"max_tokens": 4},
-        "messages": [{"role": "user", "content": "Say {{ word }}."}],
+        "messages": [{"role": "user", "content": "What colour is a {{ word }}?"}],
         "variables": {"type": "object", "properties": {"word": {"type": "string"}}},
     }
-    for number, wording in enumerate(("Say {{ word }}.", "Please say {{ word }}."), start=1):
+    # Questions, not orders: the injection guard in front of the API refuses instruction-like messages.
+    for number, wording in enumerate(
+        ("What colour is a {{ word }}?", "Which colour is a {{ word }} usually?"), start=1
+    ):
         pushed = httpx.post(
             f"{first}/v1/prompts",
             json={**version, "messages": [{"role": "user", "content": wording}]},

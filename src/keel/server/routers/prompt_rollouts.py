@@ -21,7 +21,8 @@ class StopRequest(BaseModel):
 
 
 class AbortRequest(BaseModel):
-    label: str = Field("production", min_length=1, max_length=64)
+    # Named, never defaulted: aborting a release is not a guess.
+    label: str = Field(min_length=1, max_length=64)
     reason: str = Field("", max_length=2000)
 
 
