@@ -23,7 +23,7 @@ from keel.server.routers import eval_runs
 from keel.server.routers import prompt_rollouts
 from keel.server.routers import prompts as prompt_routes
 from keel.server.ui import eval_pages, pages, prompt_pages
-from keel.server.ui.pages import LoginRequired
+from keel.server.ui.pages import LoginRequired, PageDenied, denied_page
 from keel.server.ui.session import Sessions, load_secret
 
 log = get_logger(__name__)
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @app.exception_handler(LoginRequired)
     async def login_required(_: Request, __: LoginRequired) -> RedirectResponse:
         return RedirectResponse("/ui/login", status_code=303)
+
+    app.add_exception_handler(PageDenied, denied_page)
 
     app.include_router(health.router)
     app.include_router(openai_compat.router)

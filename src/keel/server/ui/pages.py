@@ -51,7 +51,7 @@ def page_roles(*roles: Role) -> Callable[[Request], Principal]:
         if principal is None:
             raise LoginRequired
         if principal.role not in allowed:
-            raise PermissionDeniedError(f"The role '{principal.role}' may not open this page.")
+            raise PageDenied(principal, allowed)
         return principal
 
     check.allowed_roles = allowed  # type: ignore[attr-defined]
@@ -61,6 +61,23 @@ def page_roles(*roles: Role) -> Callable[[Request], Principal]:
 Viewer = Annotated[Principal, Depends(page_roles(*Role))]
 Reviewer = Annotated[Principal, Depends(page_roles(Role.ADMIN, Role.REVIEWER))]
 Admin = Annotated[Principal, Depends(page_roles(Role.ADMIN))]
+
+
+class PageDenied(PermissionDeniedError):
+    """A logged-in role that may not open a page: the dashboard shows a page saying who may (403), not the
+    API's JSON error."""
+
+    def __init__(self, principal: Principal, allowed: frozenset[Role]) -> None:
+        super().__init__(f"The role '{principal.role}' may not open this page.")
+        self.principal = principal
+        self.allowed = sorted(str(role) for role in allowed)
+
+
+def denied_page(request: Request, exc: Exception) -> HTMLResponse:
+    assert isinstance(exc, PageDenied)
+    response = render(request, "forbidden.html", exc.principal, allowed=exc.allowed)
+    response.status_code = 403
+    return response
 
 
 def render(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
