@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -120,6 +121,7 @@ class TraceSummary:
     model: str
     prompt_version: str
     user: str
+    http_status: int | None = None
 
 
 def recent_traces(
@@ -174,6 +176,7 @@ def recent_traces(
             details[r.trace_id].get("model", ""),
             details[r.trace_id].get("prompt_version", ""),
             details[r.trace_id].get("user", ""),
+            _http_status(r.attributes),
         )
         for r in roots
     ]
@@ -196,3 +199,8 @@ def trace_spans(database: Database, tenant: str, trace_id: str) -> list[SpanReco
     if not roots or roots[0].tenant != tenant:
         return []
     return spans
+
+
+def _http_status(attributes: dict[str, Any]) -> int | None:
+    status = attributes.get("http.response.status_code")
+    return status if isinstance(status, int) else None

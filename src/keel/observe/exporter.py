@@ -34,9 +34,16 @@ def _row(span: ReadableSpan) -> dict[str, Any]:
         "tenant": attributes.get(TENANT),
         "start_time": datetime.fromtimestamp(start / 1e9, UTC),
         "duration_ms": (end - start) / 1e6,
-        "status": "error" if span.status.status_code == StatusCode.ERROR else "ok",
+        "status": "error" if _failed(span.status.status_code, attributes) else "ok",
         "attributes": attributes,
     }
+
+
+def _failed(code: StatusCode, attributes: Mapping[str, Any]) -> bool:
+    """An error span, or a request Keel refused (4xx): the OpenTelemetry status leaves client errors
+    unset on a server span, but the dashboard lists a refused request as an error, not as "ok"."""
+    status = attributes.get("http.response.status_code")
+    return code == StatusCode.ERROR or (isinstance(status, int) and status >= 400)
 
 
 # Attributes as they may be stored: personal data removed (the guard's redactor, wired by the runtime).
