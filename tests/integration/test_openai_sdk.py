@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from openai import AuthenticationError, NotFoundError, OpenAI
+from openai import AuthenticationError, BadRequestError, NotFoundError, OpenAI
 
 from tests.integration.live import create_key, free_port, start_server
 
@@ -70,3 +71,16 @@ def test_sdk_errors(server: tuple[str, str], sdk: OpenAI) -> None:
         sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(AuthenticationError):
         OpenAI(base_url=server[0], api_key="keel_wrong", max_retries=0).models.list()
+
+
+def test_parameters_keel_does_not_honour_are_refused_by_name(sdk: OpenAI) -> None:
+    tool: Any = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    question: Any = [{"role": "user", "content": "Look it up."}]
+    with pytest.raises(BadRequestError) as tools:
+        sdk.chat.completions.create(
+            model="keel-local", messages=question, tools=[tool], tool_choice="required"
+        )
+    assert tools.value.param == "tools" and tools.value.code == "unsupported_parameter"
+    with pytest.raises(BadRequestError) as logprobs:
+        sdk.chat.completions.create(model="keel-local", messages=question, logprobs=True, stream=True)
+    assert logprobs.value.param == "logprobs"

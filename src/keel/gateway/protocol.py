@@ -115,6 +115,7 @@ class ChatCompletionRequest(BaseModel):
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
     reasoning_effort: str | None = None
+    verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
     # Keel's extensions (the OpenAI SDK sends them through `extra_body`).
     cache: bool = True

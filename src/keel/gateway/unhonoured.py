@@ -29,6 +29,7 @@ def _asks(request: ChatCompletionRequest) -> list[tuple[str, bool]]:
         ("audio", request.audio is not None),
         ("prediction", request.prediction is not None),
         ("reasoning_effort", request.reasoning_effort is not None),
+        ("verbosity", request.verbosity is not None),
         ("web_search_options", request.web_search_options is not None),
     ]
 

@@ -28,6 +28,7 @@ TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type"
         ({"functions": [TOOL["function"]]}, "functions"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"reasoning_effort": "high"}, "reasoning_effort"),
+        ({"verbosity": "low"}, "verbosity"),
     ],
 )
 def test_an_unhonoured_parameter_is_refused_by_name(tmp_path: Path, body: dict[str, Any], param: str) -> None:
