@@ -98,7 +98,7 @@ def run_report(
 def comparison_report(comparison: Comparison, *, me: Principal | None = None, csrf: str = "") -> str:
     significant = [m for m in comparison.metrics if not math.isnan(m.low) and (m.low > 0 or m.high < 0)]
     chart = bar_chart(
-        "difference, candidate − baseline",
+        "size of each change, |candidate - baseline|",
         [m.metric for m in comparison.metrics if m.metric != "cost"],
         [abs(m.difference) for m in comparison.metrics if m.metric != "cost"],
     )
