@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Engine, create_engine
 
 import keel.store.eval_models  # registers the evaluation tables on Base.metadata
-import keel.store.online_eval_models  # noqa: F401  (online scores and drift states)
+import keel.store.online_eval_models  # online scores and drift states
 import keel.store.prompt_models  # noqa: F401  (prompts, labels, experiments, canaries)
 from keel.store.models import Base
 
