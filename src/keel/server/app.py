@@ -18,9 +18,17 @@ from keel.server.body_limits import BodyLimitMiddleware
 from keel.server.disconnect import CancelOnDisconnect
 from keel.server.errors import ERROR_RESPONSES, install_error_handlers
 from keel.server.middleware import RequestMiddleware
-from keel.server.routers import admin, evals_monitoring, health, knowledge, observe, openai_compat, support
-from keel.server.routers import eval_runs
-from keel.server.routers import prompt_rollouts
+from keel.server.routers import (
+    admin,
+    eval_runs,
+    evals_monitoring,
+    health,
+    knowledge,
+    observe,
+    openai_compat,
+    prompt_rollouts,
+    support,
+)
 from keel.server.routers import prompts as prompt_routes
 from keel.server.ui import eval_pages, pages, prompt_pages
 from keel.server.ui.pages import LoginRequired, PageDenied, denied_page
