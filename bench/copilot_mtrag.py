@@ -55,7 +55,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bench.harness import summary, write_results
+from bench.harness import percentile, summary, write_results
+from bench.mtrag_judge import Judgement, containment, judge, token_f1
+from bench.mtrag_report import handcheck_lines, table
 from keel.config import CopilotSettings, LocalChatSettings, Settings
 from keel.copilot.grounding import GroundingChecker, sentences
 from keel.copilot.memory import ConversationMemory, rewrite_query
@@ -65,41 +67,17 @@ from keel.knowledge.index.base import SearchScope
 from keel.knowledge.ingestion import IngestRequest
 from keel.knowledge.retrieval import SearchRequest
 from keel.runtime import Runtime
-from keel.store.models import Chunk
+from keel.store.models import Chunk, SpanRecord
 
 TENANT = "mtrag"
 CALLER = Caller(tenant=TENANT, key_id="bench")
 COMPANY = "the government services help desk"
+# What the copilot's decline offers help with, as an operator of such a help desk would put it.
+SCOPE = "questions about public services: benefits, licences, courts, health, parks, science and more"
 CLASSES = ["ANSWERABLE", "PARTIAL", "UNDERSPECIFIED", "UNANSWERABLE"]
 STATUSES = ["answered", "escalated", "needs_clarification"]
 # A cited chunk whose words are this much contained in a reference passage counts as that passage.
 CONTAINMENT = 0.8
-
-
-# --- SQuAD-style answer normalisation and token F1 -------------------------------------------------------
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-def normalise(text: str) -> str:
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
-
-
-def token_f1(prediction: str, gold: str) -> float:
-    predicted, expected = normalise(prediction).split(), normalise(gold).split()
-    if not predicted or not expected:
-        return float(predicted == expected)
-    common = sum((Counter(predicted) & Counter(expected)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(predicted), common / len(expected)
-    return 2 * precision * recall / (precision + recall)
-
-
-def containment(part: str, whole: str) -> float:
-    words = set(normalise(part).split())
-    return len(words & set(normalise(whole).split())) / len(words) if words else 0.0
 
 
 # --- the data ----------------------------------------------------------------------------------------------
@@ -167,6 +145,9 @@ class Outcome:
     reference_after_guard: bool  # a reference passage among the top sources the guard lets through
     unsupported: list[str] = field(default_factory=list)
     unknown_names: list[str] = field(default_factory=list)
+    judgement: Judgement | None = None  # the independent judge, on answered replies
+    load_1m: float = 0.0  # the machine's 1-minute load average when the reply was done
+    half: str = "first"  # tuned on ("first") or unseen ("second")
 
 
 def injection_flags(runtime: Runtime, texts: list[str]) -> list[bool]:
@@ -263,8 +244,9 @@ def empty_draft(draft: str) -> bool:
 
 
 async def evaluate(
-    runtime: Runtime, tasks: list[Task], passages: dict[str, tuple[str, str]], replay: bool
+    runtime: Runtime, tasks: list[Task], passages: dict[str, tuple[str, str]], replay: bool, tuned: set[str]
 ) -> list[Outcome]:
+    """`tuned`: the ids of the tasks the copilot's thresholds were set on (the first half by index)."""
     memory = ConversationMemory(runtime.database)
     drafts = record_drafts(runtime)
     checker = GroundingChecker(runtime.embedding_model)
@@ -306,7 +288,10 @@ async def evaluate(
             reference_after_guard=any(passages.get(r.source, ("", ""))[0] in references for r in kept),
             draft=drafts[-1] if drafts else None,
         )
+        outcome.half = "first" if task.task_id in tuned else "second"
+        outcome.load_1m = os.getloadavg()[0]
         if reply.status == "answered":
+            outcome.judgement = judge(reply.reply, task.golds, task.passages)
             cited = [texts.get(c.chunk_id, "") for c in reply.citations]
             verdict = checker.check(
                 reply.reply, [(c.chunk_id, texts.get(c.chunk_id, "")) for c in reply.citations]
@@ -320,7 +305,8 @@ async def evaluate(
         print(
             f"[{number}/{len(tasks)}] {task.answerability:<14} {reply.status:<19} {latency:5.1f}s "
             f"f1={outcome.f1:.2f} cos={outcome.similarity:.2f} intent={reply.intent} "
-            f"reasons={reply.escalation_reasons}",
+            f"reasons={reply.escalation_reasons}"
+            + (f" judged={'correct' if outcome.judgement.correct else 'no'}" if outcome.judgement else ""),
             flush=True,
         )
     return outcomes
@@ -330,10 +316,36 @@ def mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def fmt(value: float | None, percent: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value * 100:.1f} %" if percent else f"{value:.3f}"
+def judged(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The independent judge over the answered replies (bench/mtrag_judge.py)."""
+    verdicts = [o.judgement for o in outcomes if o.reply.status == "answered" and o.judgement]
+    return {
+        "answered": len(verdicts),
+        "supported": sum(v.supported for v in verdicts),
+        "on_answer": sum(v.on_answer for v in verdicts),
+        "correct": sum(v.correct for v in verdicts),
+        "correct_share": sum(v.correct for v in verdicts) / len(verdicts) if verdicts else None,
+        "mean_recall": mean([v.recall for v in verdicts]),
+        "mean_f1": mean([v.f1 for v in verdicts]),
+    }
+
+
+def brief(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The targets' figures for a set of tasks."""
+    answerable = [o for o in outcomes if o.task.answerability in ("ANSWERABLE", "PARTIAL")]
+    unanswerable = [o for o in outcomes if o.task.answerability == "UNANSWERABLE"]
+    return {
+        "tasks": len(outcomes),
+        "status": dict(Counter(o.reply.status for o in outcomes)),
+        "answerable_or_partial": len(answerable),
+        "answerable_or_partial_answered": sum(o.reply.status == "answered" for o in answerable),
+        "unanswerable": len(unanswerable),
+        "unanswerable_declined_or_escalated": sum(o.reply.status != "answered" for o in unanswerable),
+        "latency_s": summary([o.latency_s for o in outcomes]) if outcomes else None,
+        "model_asked": sum(o.draft is not None for o in outcomes),
+        "load_1m_mean": mean([o.load_1m for o in outcomes]),
+        "judge": judged(outcomes),
+    }
 
 
 def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -354,6 +366,8 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
     }
     return {
         "tasks": len(outcomes),
+        "halves": {half: brief([o for o in outcomes if o.half == half]) for half in ("first", "second")},
+        "all": brief(outcomes),
         "status": {s: len(by_status[s]) for s in STATUSES},
         "status_by_answerability": distribution,
         "f1": {
@@ -427,98 +441,70 @@ def aggregate(outcomes: list[Outcome]) -> dict[str, Any]:
                 "similarity": round(o.similarity, 3),
                 "unsupported_sentences": o.unsupported,
                 "latency_s": round(o.latency_s, 2),
+                "half": o.half,
+                "judge": None
+                if o.judgement is None
+                else {
+                    "correct": o.judgement.correct,
+                    "supported": o.judgement.supported,
+                    "recall": round(o.judgement.recall, 3),
+                    "f1": round(o.judgement.f1, 3),
+                    "sentences_not_in_reference": o.judgement.unsupported_sentences,
+                },
             }
             for o in outcomes
         ],
     }
 
 
+def span_times(runtime: Runtime, trace_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Where the last-turn replies' time went: each step's span durations (ms) from the stored traces."""
+    runtime.tracing.flush()
+    durations: dict[str, list[float]] = defaultdict(list)
+    with runtime.database.session() as session:
+        rows = session.execute(
+            select(SpanRecord.name, SpanRecord.duration_ms).where(SpanRecord.trace_id.in_(trace_ids))
+        )
+        for name, duration in rows:
+            durations[name].append(duration)
+    return {
+        name: {"n": len(values), "median": statistics.median(values), "p95": percentile(values, 95)}
+        for name, values in sorted(durations.items())
+    }
+
+
 def run_model(
-    model_path: Path | None, tasks: list[Task], passages: dict[str, tuple[str, str]], replay: bool
+    model_path: Path | None,
+    tasks: list[Task],
+    passages: dict[str, tuple[str, str]],
+    replay: bool,
+    tuned: set[str],
+    drafts: str | None = None,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as data_dir:
+    """`drafts`: the copilot's `model_drafts` mode (None: its default); `data_dir`: keep the knowledge base
+    there and reuse it on the next run (unchanged passages are not embedded again)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copilot = CopilotSettings(
+            company=COMPANY, scope=SCOPE, **({"model_drafts": drafts} if drafts else {})
+        )
         settings = Settings(
-            data_dir=Path(data_dir),
-            copilot=CopilotSettings(company=COMPANY),
-            chat=LocalChatSettings(model_path=model_path),
+            data_dir=data_dir or Path(scratch), copilot=copilot, chat=LocalChatSettings(model_path=model_path)
         )
         runtime = Runtime.build(settings)
         runtime.prepare()
         runtime.warm_up()
         ingest_s = ingest(runtime, passages)
         started = time.perf_counter()
-        outcomes = asyncio.run(evaluate(runtime, tasks, passages, replay))
+        outcomes = asyncio.run(evaluate(runtime, tasks, passages, replay, tuned))
         result = aggregate(outcomes)
+        result["spans_ms"] = span_times(runtime, [o.reply.trace_id for o in outcomes])
         result["model"] = settings.chat.resolved_model_path().name
+        result["drafts_mode"] = settings.copilot.model_drafts
         result["ingest_s"] = ingest_s
         result["replies_s"] = time.perf_counter() - started
         runtime.close()
     return result
-
-
-def table(name: str, r: dict[str, Any]) -> list[str]:
-    lat = r["latency_s"]
-    status = ", ".join(f"{s} {n}" for s, n in r["status"].items())
-    return [
-        f"### {name}",
-        "",
-        "| metric | value |",
-        "| --- | ---: |",
-        f"| tasks | {r['tasks']} ({status}) |",
-        f"| token F1, answered | {fmt(r['f1']['answered'])} |",
-        f"| token F1, escalated (extract for review) | {fmt(r['f1']['escalated'])} |",
-        f"| token F1, ANSWERABLE + PARTIAL tasks | {fmt(r['f1']['answerable_or_partial'])} |",
-        f"| token F1, all tasks | {fmt(r['f1']['all'])} |",
-        f"| embedding cosine, answered | {fmt(r['similarity']['answered'])} |",
-        f"| embedding cosine, escalated | {fmt(r['similarity']['escalated'])} |",
-        f"| embedding cosine, ANSWERABLE + PARTIAL tasks | {fmt(r['similarity']['answerable_or_partial'])} |",
-        f"| embedding cosine, all tasks | {fmt(r['similarity']['all'])} |",
-        f"| citation precision ({r['citations']} citations on tasks with reference passages) "
-        f"| {fmt(r['citation_precision'], True)} |",
-        f"| retrieval: a reference passage in the top sources | {fmt(r['retrieval_found_reference'], True)} |",
-        f"| UNANSWERABLE declined or escalated | {fmt(r['unanswerable_declined_or_escalated'], True)} |",
-        f"| UNANSWERABLE declined (needs_clarification) | {fmt(r['unanswerable_declined'], True)} |",
-        f"| answered yet failing grounding (target 0) | {fmt(r['answered_ungrounded'], True)} "
-        f"({r['answered_ungrounded_count']}) |",
-        f"| answered replies naming something their cited chunks do not (names are not checked) "
-        f"| {r['answered_naming_what_cited_chunks_do_not']} of {r['status']['answered']} |",
-        f"| declined although a reference passage was in the top sources "
-        f"| {r['declined_with_reference_retrieved']} of {r['declined']} "
-        f"({r['declined_answerable_with_reference_retrieved']} ANSWERABLE) |",
-        f"| injection guard: tasks with top sources dropped / all dropped / a retrieved reference passage dropped "
-        f"| {r['tasks_with_sources_dropped']} / {r['tasks_with_all_sources_dropped']} / "
-        f"{r['reference_retrieved_but_dropped_by_guard']} |",
-        f"| injection guard: distinct top-source chunks it flags | {r['top_chunks_flagged']} of {r['top_chunks']} |",
-        f"| model asked / raised an error / answered with an empty reply (`][`) "
-        f"| {r['model_drafts']} / {r['model_errors']} / {r['model_drafts_empty']} |",
-        f"| escalation rate | {fmt(r['escalation_rate'], True)} |",
-        f"| last-turn reply p50 / p95, all | {lat['median']:.2f} s / {lat['p95']:.2f} s |",
-        (
-            f"| last-turn reply p50 / p95, the {model['n']} that asked the model "
-            f"| {model['median']:.2f} s / {model['p95']:.2f} s |"
-            if (model := r["latency_model_s"])
-            else "| last-turn reply, asking the model | none asked it |"
-        ),
-        "",
-        "| answerability | tasks | answered | escalated | needs_clarification |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *(
-            f"| {cls} | {sum(counts.values())} | "
-            + " | ".join(str(counts.get(s, 0)) for s in STATUSES)
-            + " |"
-            for cls, counts in r["status_by_answerability"].items()
-            if counts
-        ),
-        "",
-        "Escalation reasons: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(r["escalation_reasons"].items())) or "none")
-        + ". Intents: "
-        + ", ".join(f"{k} {v}" for k, v in r["intents"].items())
-        + ".",
-        "",
-        f"Ingestion {r['ingest_s']:.0f} s; {r['tasks']} replies (and checks) {r['replies_s']:.0f} s.",
-        "",
-    ]
 
 
 def main() -> None:
@@ -529,17 +515,34 @@ def main() -> None:
         "--model-path", type=Path, default=None, help="a larger GGUF chat model, also measured"
     )
     parser.add_argument("--replay", action="store_true", help="earlier user turns through reply() too")
+    parser.add_argument(
+        "--model-drafts",
+        default="",
+        help="comma-separated copilot.model_drafts modes to measure (when_unsure, always, never); "
+        "default: the copilot's default",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="keep the knowledge base here and reuse it next time"
+    )
     args = parser.parse_args()
 
     tasks, passages = load_tasks(args.data)
     total = len(tasks)
+    # Thresholds were set on the first half by index; the second half is reported apart, unseen.
+    tuned = {t.task_id for t in tasks[: total // 2]}
     if args.limit:
         tasks = tasks[: args.limit]
     load_before = os.getloadavg()
     started = time.perf_counter()
-    models: dict[str, dict[str, Any]] = {"embedded": run_model(None, tasks, passages, args.replay)}
-    if args.model_path:
-        models[args.model_path.name] = run_model(args.model_path, tasks, passages, args.replay)
+    models: dict[str, dict[str, Any]] = {}
+    for mode in [m for m in args.model_drafts.split(",") if m] or [None]:
+        label = f"embedded, model_drafts={mode}" if mode else "embedded"
+        models[label] = run_model(None, tasks, passages, args.replay, tuned, mode, args.data_dir)
+        if args.model_path:
+            label = f"{args.model_path.name}, model_drafts={mode}" if mode else args.model_path.name
+            models[label] = run_model(
+                args.model_path, tasks, passages, args.replay, tuned, mode, args.data_dir
+            )
     elapsed = time.perf_counter() - started
 
     history = (
@@ -550,28 +553,34 @@ def main() -> None:
     lines = [
         f"MTRAG `govt` dev: {len(tasks)} of {total} tasks, {len(passages)} unique reference passages ingested "
         f'as plain text into one tenant; company "{COMPANY}"; history: {history}; the last user turn '
-        "through `Copilot.reply`.",
+        "through `Copilot.reply`. The copilot's thresholds were set on the first half of the tasks (by "
+        "index); the second half was not looked at before this run. Answered replies are judged by "
+        "`bench/mtrag_judge.py`, which reads only the data set's gold answers and reference passages.",
         "",
     ]
     for name, result in models.items():
-        lines += table(f"{name} chat model ({result['model']})", result)
+        lines += table(
+            f"{name} chat model ({result['model']}, model_drafts={result['drafts_mode']})", result
+        )
+    lines += handcheck_lines()
     if not args.model_path:
         lines.append(
-            "Only the embedded SmolLM2-135M was measured: no larger GGUF model is available on this machine "
-            "(run with `--model-path` to add one)."
+            "Only the embedded SmolLM2-135M was measured (run with `--model-path` to add a larger GGUF)."
         )
         lines.append("")
     load_after = os.getloadavg()
     lines.append(
         f"Total run time {elapsed / 60:.1f} min; 1/5/15-min load average "
         f"{', '.join(f'{v:.2f}' for v in load_before)} before, {', '.join(f'{v:.2f}' for v in load_after)} "
-        "after (latencies are only comparable between runs on an equally quiet machine)."
+        "after, on a 2-core machine shared with other work (latencies are only comparable between runs on "
+        "an equally loaded machine)."
     )
     write_results(
         "copilot_mtrag",
         {
             "tasks": len(tasks),
             "tasks_available": total,
+            "tuned_on": "first half by index",
             "passages": len(passages),
             "history": "replay" if args.replay else "seeded",
             "run_s": elapsed,

@@ -233,10 +233,15 @@ class CopilotSettings(BaseModel):
     model: str | None = None
     max_tokens: int = Field(200, ge=16)
     sources: int = Field(4, ge=1, le=10)
-    # When the model writes a draft of the reply (used only where the grounding check supports all of it;
-    # else the answer composed from the passages' own sentences stands): "when_unsure" only when the
-    # passages' sentences do not answer surely by themselves, "always", or "never" (extracts only).
-    model_drafts: Literal["when_unsure", "always", "never"] = "when_unsure"
+    # When the model writes a draft of the reply from the passages' best sentences: "always" (the draft is
+    # the reply where the grounding check supports all of it, else the composed answer stands),
+    # "when_unsure" (only for what goes to a person), or "never". The embedded SmolLM2-135M's drafts were
+    # supported in 1 of 35 MTRAG questions and took 10-25 s each (bench/results/copilot_mtrag.md): set
+    # "always" with a larger model.
+    model_drafts: Literal["when_unsure", "always", "never"] = "never"
+    # A draft not written by then is given up (the model stops) and the reply goes on without it: a reply
+    # takes seconds, not tens of seconds, on a busy machine.
+    draft_timeout_s: float = Field(5.0, gt=0)
     # ACL groups the copilot searches with; documents restricted to other groups stay invisible to it.
     acl_groups: list[str] = Field(default_factory=list)
     # Below this the reply goes to a person first.

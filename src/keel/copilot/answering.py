@@ -59,7 +59,8 @@ def choose_reply(
         citations = records.citations + cite_composition(knowledge, sources)
         return ChosenReply(text, citations, 1.0, None, "records")
     if draft is not None and draft.fully_supported:
-        evidence = composition.evidence if draft_evidence is None else draft_evidence
+        # The model phrases what the passages say; it is never surer than their own best sentence.
+        evidence = min(composition.evidence, draft_evidence or composition.evidence)
         return ChosenReply(draft.supported_text, cite_verdict(draft, sources), 1.0, evidence, "draft")
     if answers:
         return ChosenReply(

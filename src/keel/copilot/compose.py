@@ -42,6 +42,12 @@ _ASKS: list[tuple[re.Pattern[str], re.Pattern[str] | None]] = [
     (re.compile(r"\bhow many\b", re.I), re.compile(r"\d")),
     (re.compile(r"\b(?:phone|call|number|e-?mail|contact|website|link|address)\b", re.I), None),
 ]
+_DEFINITION_QUESTION = re.compile(
+    r"^(?:(?:so|and|ok|okay|then)[, ]+)?(?:what|who)\s+(?:is|are|was|were)\s+"
+    r"(?:the\s+|a\s+|an\s+)?(.+?)[?.!]*$",
+    re.I,
+)
+_COPULAS = frozenset(["is", "are", "was", "were", "means", "refers", "includes", "consists", "describes"])
 _WORDS_MIN, _WORDS_MAX = 4, 90
 _OVERLAPPING = frozenset({"text", "pdf", "html"})
 _ENDINGS = frozenset(".!?:;)\"\u201d'\u2019")
@@ -144,16 +150,18 @@ class Composer:
                 continue  # says again what a chosen sentence says
             chosen.append(i)
             length += len(candidates[i].text)
-        chosen = _with_antecedents(candidates, chosen)
+        chosen = _with_list_items(candidates, _with_antecedents(candidates, chosen), self._max_chars)
 
         def sentence(i: int) -> ComposedSentence:
             c = candidates[i]
-            return ComposedSentence(c.text, sources[c.rank].chunk_id, c.rank, c.position, round(scores[i], 4))
+            text = c.text if c.text[-1] in _ENDINGS else f"{c.text}."  # a list item or label ends here
+            return ComposedSentence(text, sources[c.rank].chunk_id, c.rank, c.position, round(scores[i], 4))
 
         def reading(indices: list[int]) -> list[int]:
             return sorted(indices, key=lambda i: (candidates[i].rank, candidates[i].position))
 
         context = tuple(sentence(i) for i in reading(order[: self._context_sentences]))
+        # Empty when the best sentence only announced a list that is not there: nothing to say surely.
         return Composition([sentence(i) for i in reading(chosen)], round(scores[best], 4), context)
 
     def evidence(self, question: str, texts: list[str]) -> float:
@@ -178,13 +186,17 @@ def _answer_units(source: SearchResult) -> list[tuple[int, str]]:
     no sentence clipped where the chunk was cut."""
     units = passage_units(source.text)
     kept = []
+    listing = False  # inside the items of a list a sentence announced ("Examples are:")
     for position, text in enumerate(units):
-        if not _WORDS_MIN <= len(text.split()) <= _WORDS_MAX or is_furniture(text):
+        words = len(text.split())
+        item = listing and words >= 1
+        listing = text.endswith(":") or (item and words < _WORDS_MIN * 3)
+        if not item and (not _WORDS_MIN <= words <= _WORDS_MAX or is_furniture(text)):
             continue
         # Text chunks after the first repeat the end of the one before, from a word, not a sentence.
         if position == 0 and source.ordinal > 0 and source.doc_type in _OVERLAPPING:
             continue
-        if position == len(units) - 1 and text[-1] not in _ENDINGS:
+        if position == len(units) - 1 and text[-1] not in _ENDINGS and not item:
             continue  # the chunk was cut inside this sentence
         kept.append((position, text))
     return kept
@@ -204,6 +216,14 @@ def _lexical(question: str, candidates: list[_Candidate]) -> list[float]:
 
 
 def _kind_bonus(question: str, sentence: str) -> float:
+    defined = _DEFINITION_QUESTION.match(question.strip())
+    if defined:
+        # "What is a safe room?": the sentence that says what a safe room is ("A safe room ... is").
+        subject = question_words(defined.group(1))
+        opening = sentence.split()[:12]
+        said = question_words(" ".join(opening[:8]))
+        copula = any(w.lower().strip(",") in _COPULAS for w in opening)
+        return KIND_BONUS if subject and subject <= said and copula else 0.0
     for asks, holds in _ASKS:
         if asks.search(question):
             found = holds.search(sentence) if holds is not None else bool(contacts(sentence))
@@ -222,6 +242,30 @@ def _answers_take_over(candidates: list[_Candidate], scores: list[float]) -> lis
         ):
             lifted[i + 1] = max(lifted[i + 1], scores[i])
     return lifted
+
+
+def _with_list_items(candidates: list[_Candidate], chosen: list[int], max_chars: int) -> list[int]:
+    """A sentence announcing a list ("Examples are:") brings the items after it, as many as fit; with none
+    after it, it says nothing and goes."""
+    result = list(chosen)
+    for i in chosen:
+        if not candidates[i].text.endswith(":"):
+            continue
+        length = sum(len(candidates[j].text) for j in result)
+        following = i + 1
+        while (
+            following < len(candidates)
+            and (candidates[following].rank, candidates[following].position)
+            == (candidates[i].rank, candidates[i].position + following - i)
+            and length + len(candidates[following].text) <= max_chars
+        ):
+            if following not in result:
+                result.append(following)
+                length += len(candidates[following].text)
+            following += 1
+        if following == i + 1:
+            result.remove(i)
+    return result
 
 
 def _with_antecedents(candidates: list[_Candidate], chosen: list[int]) -> list[int]:

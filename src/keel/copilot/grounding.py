@@ -63,7 +63,8 @@ _BACK_REFERENCE = re.compile(
 _ANNOUNCES_CONTACT = re.compile(
     r"\b(?:call|phone|telephone|e-?mail|contact|reach|visit|website|web site|link|number|address)\b", re.I
 )
-_POINTS_ON = re.compile(r"(?:\b(?:below|following|here|as follows)\b[^.!?]*|:)\s*[.!]?\s*$", re.I)
+# A sentence that ends pointing at what comes next ("... the number below.", "... as follows:").
+_POINTS_ON = re.compile(r"(?:\b(?:below|the following|as follows|here)|:)\s*[.!]?\s*$", re.I)
 # Words around a number or code in a claim that must sit with it in the passage sentence stating it.
 _ROLE_SPAN = 3
 _NAME_SPAN = 5

@@ -330,7 +330,14 @@ class Copilot:
         answers the question when all of it is supported, and the instructions it was given."""
         focused = focus(sources, composition)
         recent = [(role, text[:_HISTORY_CHARS]) for role, text in history[-_HISTORY_TURNS:]]
-        answer = await self._ask_model(question, focused, customer, orders, recent, caller, unit)
+        try:
+            answer = await asyncio.wait_for(
+                self._ask_model(question, focused, customer, orders, recent, caller, unit),
+                self._settings.draft_timeout_s,
+            )
+        except TimeoutError:
+            log.warning("copilot_draft_timeout", timeout_s=self._settings.draft_timeout_s)
+            return None
         if answer is None:
             return None
         text, cited, instructions = answer

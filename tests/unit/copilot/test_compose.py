@@ -130,3 +130,15 @@ def test_names_numbers_and_contacts_are_read_off_a_claim() -> None:
         "help@example.org",
         "example.org/x",
     }
+
+
+def test_a_sentence_announcing_a_list_brings_its_items() -> None:
+    text = "A misdemeanor is a lesser crime. Examples of misdemeanors are:\n- petty theft\n- trespassing\n"
+    composed = composer().compose("What are examples of misdemeanors?", [source(text)])
+    assert [s.text for s in composed.sentences][-3:] == [
+        "Examples of misdemeanors are:",
+        "petty theft.",
+        "trespassing.",
+    ]
+    announced = [source("Examples of misdemeanors are:")]
+    assert composer().compose("What are examples of misdemeanors?", announced).sentences == []

@@ -127,6 +127,12 @@ def test_fragments_left_by_dropped_sentences_are_dropped() -> None:
     )
     assert [s.problem for s in checked.sentences] == ["unsupported", "fragment"]
     assert checked.supported_text == ""
+    # "here" and "below" inside a sentence point at nothing.
+    ebt = Passage("ebt", "EBT is used here in California. A room below ground may flood.")
+    assert verdict("EBT is used here in California. A room below ground may flood.", ebt) == [
+        (True, None),
+        (True, None),
+    ]
 
 
 def test_semantic_support_still_needs_the_numbers_in_place() -> None:

@@ -158,7 +158,7 @@ def test_a_failing_model_does_not_matter_when_the_passages_answer(tmp_path: Path
 
 def test_when_nothing_answers_surely_a_person_checks_the_extract(tmp_path: Path) -> None:
     model = ScriptedModel([answer("Fast charging wears out the cells in 20 days.")])
-    copilot, _ = make_copilot(tmp_path, model)
+    copilot, _ = make_copilot(tmp_path, model, settings=CopilotSettings(model_drafts="when_unsure"))
     reply = ask(copilot, UNSURE)
     assert model.requests, "unsure: the model is asked for a draft"
     assert reply.status == "escalated" and reply.escalation_reasons == ["ungrounded"]
@@ -168,15 +168,24 @@ def test_when_nothing_answers_surely_a_person_checks_the_extract(tmp_path: Path)
 
 @pytest.mark.parametrize("failure", [UpstreamError("model down"), "not json at all"])
 def test_a_failing_model_and_no_sure_answer_escalate_as_model_failure(tmp_path: Path, failure: Any) -> None:
-    copilot, _ = make_copilot(tmp_path, ScriptedModel([failure]))
+    copilot, _ = make_copilot(tmp_path, ScriptedModel([failure]), settings=always())
     reply = ask(copilot, UNSURE)
+    assert reply.status == "escalated" and reply.escalation_reasons == ["model_failure"]
+    assert CHARGING in reply.reply
+
+
+def test_a_draft_past_its_deadline_is_given_up(tmp_path: Path) -> None:
+    slow = ScriptedModel([answer("A full charge takes about 4.5 hours.")], delay_s=30)
+    copilot, _ = make_copilot(tmp_path, slow, settings=always(draft_timeout_s=0.2))
+    reply = ask(copilot, UNSURE)
+    assert slow.requests, "the model was asked"
     assert reply.status == "escalated" and reply.escalation_reasons == ["model_failure"]
     assert CHARGING in reply.reply
 
 
 def test_without_a_draft_an_unsure_answer_is_low_confidence(tmp_path: Path) -> None:
     model = ScriptedModel([answer("never asked")])
-    copilot, _ = make_copilot(tmp_path, model, settings=CopilotSettings(model_drafts="never"))
+    copilot, _ = make_copilot(tmp_path, model)  # the default: no drafts
     reply = ask(copilot, UNSURE)
     assert reply.status == "escalated" and reply.escalation_reasons == ["low_confidence"]
     assert model.requests == []
@@ -272,6 +281,15 @@ def test_account_questions_are_answered_from_the_customer_record(tmp_path: Path)
     reply = ask(copilot, "Which plan is my account on?", customer_id="C-7")
     assert reply.reply.startswith("Your account is on no plan") and reply.status == "answered"
     assert reply.citations[0].source == "crm/lookup_customer"
+
+
+def test_a_grounded_draft_is_never_surer_than_the_passages(tmp_path: Path) -> None:
+    # The draft restates the passage, but the passage does not answer the question surely.
+    model = ScriptedModel([answer("A full charge takes about 4.5 hours.")])
+    copilot, _ = make_copilot(tmp_path, model, settings=always())
+    reply = ask(copilot, UNSURE)
+    assert reply.reply == "A full charge takes about 4.5 hours."
+    assert reply.status == "escalated" and reply.escalation_reasons == ["low_confidence"]
 
 
 def test_the_conversation_carries_the_earlier_question(tmp_path: Path) -> None:
