@@ -139,6 +139,7 @@ class Runtime:
         embedding_model = LocalEmbeddingProvider(
             settings.embedding.resolved_model_path(),
             batch_size=settings.embedding.batch_size,
+            batch_tokens=settings.embedding.batch_tokens,
             on_wait=metrics.queue_observer(settings.embedding.alias),
         )
         pii = PiiDetector(ner=settings.guard.pii_names)

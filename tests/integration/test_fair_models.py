@@ -334,3 +334,28 @@ def test_shutdown_cancels_a_large_request_after_the_grace_period(tmp_path: Path)
     assert 1 <= len(log.requesters) < len(huge) // BATCH
     turns = live.runtime.embedding_model.turns
     assert turns.holders() == [] and turns.waiting() == []
+
+
+def test_the_early_context_window_count_is_a_lower_bound_that_stops_at_the_window(live: Server) -> None:
+    chat = live.runtime.chat_model
+    short = "Where is my order? It was due on Monday. " * 20
+    assert chat.count_tokens_up_to(short, chat.context_window) == chat.count_tokens(short)
+    longer = "The parcel went through the sorting centre and was scanned again. " * 300
+    assert chat.count_tokens_up_to(longer, 100_000) == chat.count_tokens(longer)
+    # A text far past the window: its bytes show it (a floor no larger than its real count), untokenized.
+    huge = "word " * 200_000
+    floor = chat.count_tokens_up_to(huge, chat.context_window)
+    assert chat.context_window <= floor <= chat.count_tokens(huge)
+    assert chat.count_tokens_up_to(huge[:2000], chat.context_window) == chat.count_tokens(huge[:2000])
+
+
+def test_a_batch_is_bounded_in_tokens_as_well_as_texts(live: Server) -> None:
+    provider = live.runtime.embedding_model
+    provider.batch_size, provider.batch_tokens = 32, 1024
+    try:
+        # Texts past the model's 256-token window cost the window: four to a batch; short ones, 32.
+        _, _, batches = provider._batches(["word " * 800] * 10 + ["refund"] * 40)
+    finally:
+        provider.batch_size = BATCH
+    # Longest first: 4 + 4 long ones, the last 2 with 30 short ones (32 texts), then the other 10.
+    assert [len(batch) for batch in batches] == [4, 4, 32, 10]

@@ -2,9 +2,10 @@
 so a prompt no model could read costs a cheap 400 instead of the work that would come before it.
 
 The count is a lower bound, never an estimate: a prompt is refused only when it certainly does not
-fit. A provider that can tokenize (`TokenCounter`, the local model) counts with its own tokenizer, and
-never past the window: a long text costs at most the window's worth of tokenizing. Any other provider
-is held to a floor of UTF-8 bytes / `MAX_TOKEN_BYTES`; the exact check is then the upstream's own.
+fit. A provider that can tokenize (`TokenCounter`, the local model) counts with its own tokenizer, except
+for a text whose bytes alone show it is past the window (no token is longer than the vocabulary's
+longest): so a long text costs at most the window times that many bytes of tokenizing. Any other
+provider is held to a floor of UTF-8 bytes / `MAX_TOKEN_BYTES`; the exact check is then the upstream's.
 """
 
 from __future__ import annotations

@@ -40,8 +40,6 @@ DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
 # Small models loop easily; a mild repeat penalty keeps them from it.
 REPEAT_PENALTY = 1.1
-# The early context-window check tokenizes a long text in slices of this many characters.
-_SLICE_CHARS = 8192
 
 
 def _finish_reason(raw: str | None) -> FinishReason:
@@ -125,22 +123,15 @@ class LocalChatProvider:
         return self.n_ctx
 
     def count_tokens_up_to(self, text: str, limit: int) -> int:
-        """A lower bound on the text's tokens, exact for a text of up to `_SLICE_CHARS`, that stops as
-        soon as it reaches `limit`: the gateway's early context-window check costs at most the window's
-        worth of tokenizing, however long the text (llama.cpp tokenizes ~150 KB/s here)."""
+        """The text's tokens, exactly, unless its bytes alone show it has at least `limit` (no token is
+        longer than the vocabulary's longest): then that floor. So the gateway's early context-window
+        check tokenizes at most `limit` x the longest token's bytes, however long the text."""
         self.warm_up()
         size = len(text.encode())
-        # A text far longer than the window is judged by its bytes alone (the vocabulary is read once).
+        # The vocabulary is read once, and only for a text that may be far past the window.
         if size > 16 * limit and (floor := size // self._longest_token_bytes()) >= limit:
             return floor
-        counted = cuts = 0
-        for start in range(0, len(text), _SLICE_CHARS):
-            counted += len(self._llama.tokenize(text[start : start + _SLICE_CHARS].encode(), add_bos=False))
-            # A cut may split what would be one token into two: one token per cut is taken off.
-            cuts += 1 if start else 0
-            if counted - cuts >= limit:
-                break
-        return max(0, counted - cuts)
+        return self.count_tokens(text)
 
     def _longest_token_bytes(self) -> int:
         """The longest token of the vocabulary, in bytes: no token covers more text than this."""

@@ -3,8 +3,9 @@ a TorchScript-traced transformer when the model allows it: `traced_encoder.py`).
 
 Loads once from a local folder (never a hub). The model runs one batch at a time (which keeps memory
 flat and is as fast as parallel calls on a few cores), and batches from different requesters take turns
-(`turns.py`): a call of many texts runs as batches of `batch_size`, each a turn of its own, so a large
-request never holds the model while a small one from someone else waits for more than one batch.
+(`turns.py`): a call of many texts runs as batches of at most `batch_size` texts and about `batch_tokens`
+tokens, each a turn of its own, so a large request never holds the model while a small one from someone
+else waits for more than one short batch.
 Encoding runs on a worker thread.
 """
 
@@ -34,10 +35,16 @@ TRACED_MAX_TEXTS = 8
 
 class LocalEmbeddingProvider:
     def __init__(
-        self, model_path: Path, *, batch_size: int, on_wait: Callable[[str, float], None] | None = None
+        self,
+        model_path: Path,
+        *,
+        batch_size: int,
+        batch_tokens: int = 1024,
+        on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.model_path = model_path
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.turns = ModelTurns(on_wait=partial(on_wait, "batch") if on_wait else None)
         self._model: Any = None
         self._traced: TracedMeanPoolEncoder | None = None
@@ -106,10 +113,17 @@ class LocalEmbeddingProvider:
         """Whether the traced path serves the call, the texts' order (longest first, so a batch pads
         little), and the batches in that order."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        batches = [
-            [texts[i] for i in order[start : start + self.batch_size]]
-            for start in range(0, len(order), self.batch_size)
-        ]
+        window = int(self._model.max_seq_length)
+        batches: list[list[str]] = []
+        tokens = 0
+        for i in order:
+            # About four characters a token, and the model reads no more than its window of a text.
+            cost = min(window, len(texts[i]) // 4 + 2)
+            if not batches or len(batches[-1]) == self.batch_size or tokens + cost > self.batch_tokens:
+                batches.append([])
+                tokens = 0
+            batches[-1].append(texts[i])
+            tokens += cost
         return self._traced is not None and len(texts) <= TRACED_MAX_TEXTS, order, batches
 
     def _encode(
