@@ -155,9 +155,8 @@ def injection_flags(runtime: Runtime, texts: list[str]) -> list[bool]:
     guard = getattr(runtime, "guard", None)  # absent before the guardrails existed
     if guard is None or guard.settings.injection_in_sources == "off" or not texts:
         return [False] * len(texts)
-    # The copilot drops a passage only on a rule hit or a classifier score past `injection_block_score`.
-    threshold = guard.settings.injection_block_score
-    return [guard.acts_on(v, threshold) for v in guard.injection.check_many(texts)]
+    # The copilot cuts out what the passage check flags (or drops the passage): any flag counts here.
+    return [v.is_injection for v in guard.injection.check_passages(texts)]
 
 
 def chunk_texts(runtime: Runtime, chunk_ids: list[str]) -> dict[str, str]:

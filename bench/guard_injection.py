@@ -1,218 +1,266 @@
-"""Prompt-injection detection on deepset/prompt-injections (train split, 546 rows, English and German).
+"""Prompt injection, direct and in passages: the decision each shipped path makes, on the test part of a
+fixed split that the shipped model was neither fitted nor tuned on (`bench/guard_injection_data.py`).
 
-    .venv/bin/python -m bench.guard_injection [--seed 13] [--data ../shared/data/injection/deepset_train.jsonl]
+    .venv/bin/python -m bench.guard_injection [--cache FILE] [--latency-messages 120] [--latency-passages 40]
 
-The file is split into a seeded, stratified 70/30 train/test split. On the test split it reports precision,
-recall, F1 and the false-positive rate of: the rules alone; the classifier trained on the examples Keel
-ships; the classifier trained on those plus the deepset train split; and rules + classifier (the shipped
-configuration, the same with the deepset-trained classifier, and the shipped one with its threshold picked
-for the best F1 on the train split, never the test split). No judge is plugged in, so the grey zone is
-decided by the classifier score against the threshold (0.5 by default).
+Direct injection, per path: the API refuses (rule hit, or classifier score from the `block` threshold),
+the copilot escalates (rule hit, or from `escalate`). Test sets: deepset/prompt-injections rows of the
+test part; templated attacks (test frames around test goals and BIPIA test-category attacks); ordinary
+banking77 questions; benign banking questions with trigger words (test templates). Passages: BIPIA's
+recipe (a test-category attack at the start, middle or end of a test e-mail or web page) and the clean
+test contexts; what the shipped policy does to each (kept, neutralised, dropped), whether the attack
+was removed, and how much of the clean text a neutralised passage keeps.
 
-Latency of one `check()` (single text, warm, the test texts one by one, two passes) for the rules alone and
-for rules + classifier (with and without sentence scoring), measured in the same run and taking turns on
-each text, against the target of 20 ms p95. The classifier's cost is almost all the embedding of the text,
-so the raw `embed([text])` latency is reported too.
+Peers in the same run: the rules alone, and the classifier Keel fits on its shipped examples only (the
+fallback when the embedding model is not the one the shipped model was fitted on). Quality runs read
+vectors from a file of the model's own vectors (`--cache`); latency is timed on the model itself, one
+message or one passage per call, with the load average recorded.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bench.guard_injection_data import Labeled, Passage, message_sets, passage_sets, split_record
+from bench.guard_injection_fit import CACHE, StoredEmbedder
 from bench.harness import percentile, write_results
 from keel.config import packaged_embedding_model
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
-from keel.guard.injection import InjectionDetector, InjectionSettings, InjectionVerdict, load_examples
+from keel.guard.inbound import InboundGuard
+from keel.guard.injection import InjectionDetector, InjectionVerdict, PassageVerdict
+from keel.guard.injection_model import Thresholds
+from keel.guard.passages import decide
 
-DATA = Path("../shared/data/injection/deepset_train.jsonl")
-TARGET_P95_MS = 20.0
+TARGETS = {
+    "api_recall": 0.80,
+    "api_fpr": 0.02,
+    "copilot_recall": 0.90,
+    "copilot_fpr": 0.05,
+    "trigger_refused": 0.03,
+    "passage_recall": 0.85,
+    "passage_fpr": 0.03,
+    "message_p95_ms": 20.0,
+    "passage_p95_ms": 40.0,
+}
 
 
-def load(path: Path) -> list[tuple[str, int]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(str(row["text"]), int(row["label"])) for row in rows]
+def acted(verdicts: list[InjectionVerdict], threshold: float) -> list[bool]:
+    """What the shipped paths do with a verdict (`InboundGuard.acts_on`)."""
+    return [InboundGuard.acts_on(v, threshold) for v in verdicts]
 
 
-def split(rows: list[tuple[str, int]], seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    from sklearn.model_selection import train_test_split
-
-    train, test = train_test_split(rows, test_size=0.3, random_state=seed, stratify=[r[1] for r in rows])
-    return list(train), list(test)
+def share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else 0.0
 
 
-def metrics(verdicts: list[InjectionVerdict], labels: list[int]) -> dict[str, Any]:
-    tp = sum(1 for v, y in zip(verdicts, labels, strict=True) if v.is_injection and y == 1)
-    fp = sum(1 for v, y in zip(verdicts, labels, strict=True) if v.is_injection and y == 0)
-    fn = sum(1 for v, y in zip(verdicts, labels, strict=True) if not v.is_injection and y == 1)
-    tn = len(labels) - tp - fp - fn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+def message_quality(detector: InjectionDetector, sets: dict[str, list[Labeled]]) -> dict[str, Any]:
+    thresholds = detector.thresholds
+    out: dict[str, Any] = {"thresholds": {"block": thresholds.block, "escalate": thresholds.escalate}}
+    scores: list[float] = []
+    labels: list[int] = []
+    for path, threshold in (("api_refuses", thresholds.block), ("copilot_escalates", thresholds.escalate)):
+        out[path] = {}
+        for name, rows in sets.items():
+            verdicts = detector.check_many([r.text for r in rows])
+            flags = acted(verdicts, threshold)
+            if path == "api_refuses":
+                scores += [v.score for v in verdicts]
+                labels += [r.label for r in rows]
+            for label in (1, 0):
+                chosen = [f for f, r in zip(flags, rows, strict=True) if r.label == label]
+                if chosen:
+                    key = f"{name}_{'recall' if label else 'flagged'}"
+                    out[path][key] = {"share": share(chosen), "n": len(chosen)}
+            out[path][f"{name}_by_rules"] = sum(v.tier == "rules" for v in verdicts)
+    out["ranking"] = _ranking(np.array(scores), np.array(labels))
+    return out
+
+
+def _ranking(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Threshold-free: AUC and average precision of the verdict scores, and their calibration (Brier
+    score, expected calibration error over ten bins) on all test messages."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    bins = np.minimum((scores * 10).astype(int), 9)
+    ece = sum(
+        abs(float(scores[bins == b].mean()) - float(labels[bins == b].mean())) * float(np.mean(bins == b))
+        for b in range(10)
+        if np.any(bins == b)
+    )
     return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "false_positive_rate": fp / (fp + tn) if fp + tn else 0.0,
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "tn": tn,
-        "decided_by": dict(Counter(v.tier for v in verdicts)),
+        "auc": float(roc_auc_score(labels, scores)),
+        "average_precision": float(average_precision_score(labels, scores)),
+        "brier": float(brier_score_loss(labels, scores)),
+        "ece": float(ece),
     }
 
 
-def pick_threshold(detector: InjectionDetector, train: list[tuple[str, int]]) -> float:
-    verdicts = detector.check_many([t for t, _ in train])
-    labels = [y for _, y in train]
-
-    def f1_at(threshold: float) -> float:
-        decided = [
-            InjectionVerdict(v.score, v.tier == "rules" or v.score >= threshold, v.tier, v.reason)
-            for v in verdicts
-        ]
-        return float(metrics(decided, labels)["f1"])
-
-    return max((round(0.05 * step, 2) for step in range(4, 15)), key=f1_at)
+def _covered(verdict: PassageVerdict, attack: tuple[int, int]) -> bool:
+    return any(start <= attack[0] and attack[1] <= end for start, end in verdict.spans)
 
 
-def timings_ms(
-    calls: dict[str, Callable[[str], object]], texts: list[str], passes: int = 2
-) -> dict[str, list[float]]:
-    """Milliseconds per call; the calls take turns on each text, so load from elsewhere hits them alike."""
-    values: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(passes):
-        for text in texts:
-            for name, call in calls.items():
-                started = time.perf_counter()
-                call(text)
-                values[name].append((time.perf_counter() - started) * 1000)
-    return values
+def passage_quality(detector: InjectionDetector, sets: dict[str, list[Passage]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"threshold": detector.thresholds.passage}
+    for name, passages in sets.items():
+        verdicts = detector.check_passages([p.text for p in passages])
+        screened = [decide(p.text, v, "neutralise") for p, v in zip(passages, verdicts, strict=True)]
+        row: dict[str, Any] = {
+            "n": len(passages),
+            "flagged": share([v.is_injection for v in verdicts]),
+            "actions": dict(Counter(s.action for s in screened)),
+        }
+        if name == "poisoned":
+            removed = [_covered(v, p.attack) for p, v in zip(passages, verdicts, strict=True) if p.attack]
+            row["attack_removed"] = share(removed)
+            row["attack_removed_or_dropped"] = share(
+                [r or s.action == "dropped" for r, s in zip(removed, screened, strict=True)]
+            )
+            kept = [
+                _clean_kept(p, s.text) for p, s in zip(passages, screened, strict=True) if s.text is not None
+            ]
+            row["clean_text_kept_when_neutralised"] = float(np.mean(kept)) if kept else 0.0
+            for key in ("category", "position", "source"):
+                groups: dict[str, list[bool]] = defaultdict(list)
+                for p, v in zip(passages, verdicts, strict=True):
+                    groups[getattr(p, key)].append(v.is_injection)
+                row[f"recall_by_{key}"] = {g: round(share(f), 3) for g, f in sorted(groups.items())}
+        out[name] = row
+    return out
 
 
-def latency_row(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95)}
+def _clean_kept(passage: Passage, text: str) -> float:
+    """The share of the passage's clean words still present after screening."""
+    assert passage.attack is not None
+    clean = (passage.text[: passage.attack[0]] + " " + passage.text[passage.attack[1] :]).split()
+    left = Counter(text.split())
+    return sum(min(n, left[w]) for w, n in Counter(clean).items()) / max(1, len(clean))
+
+
+def timed(calls: dict[str, Callable[[Any], object]], items: list[Any]) -> dict[str, dict[str, float]]:
+    """Wall and process CPU milliseconds per call; the calls take turns on each item, so load from
+    elsewhere hits them alike. On a machine others load, CPU time is the steadier of the two: the work
+    the call itself did, on all its threads."""
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    for item in items:
+        for name, call in calls.items():
+            started, started_cpu = time.perf_counter(), time.process_time()
+            call(item)
+            wall[name].append((time.perf_counter() - started) * 1000)
+            cpu[name].append((time.process_time() - started_cpu) * 1000)
+    return {
+        name: {
+            "n": len(wall[name]),
+            "p50_ms": percentile(wall[name], 50),
+            "p95_ms": percentile(wall[name], 95),
+            "cpu_p50_ms": percentile(cpu[name], 50),
+            "cpu_p95_ms": percentile(cpu[name], 95),
+        }
+        for name in calls
+    }
+
+
+def latency(messages: list[str], passages: list[str]) -> dict[str, Any]:
+    model = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=32)
+    model.warm_up()
+    detector = InjectionDetector(model)
+    detector.warm_up()
+    detector.check_many(messages[:8])  # first-call paths warmed before timing
+    rules = InjectionDetector(None)
+    before = os.getloadavg()
+    rows = {
+        **timed(
+            {
+                "message, rules only": rules.check,
+                "message, rules + classifier": detector.check,
+                "message, embedding alone": lambda m: model.embed([m]),
+            },
+            messages,
+        ),
+        **timed(
+            {
+                "passage, rules + classifier": lambda p: detector.check_passages([p]),
+                "passage, embedding alone (one pass, cut at 256 tokens)": lambda p: model.embed([p]),
+            },
+            passages,
+        ),
+    }
+    return {
+        "paths": rows,
+        "load_average": {"before": before, "after": os.getloadavg()},
+        "torch_threads": _threads(),
+    }
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--cache", type=Path, default=CACHE.with_name("injection_vectors_test.npz"))
+    parser.add_argument("--latency-messages", type=int, default=120)
+    parser.add_argument("--latency-passages", type=int, default=40)
     args = parser.parse_args()
-
-    train, test = split(load(args.data), args.seed)
-    texts, labels = [t for t, _ in test], [y for _, y in test]
-    embedder = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=32)
-    embedder.warm_up()
-    no_rules = InjectionSettings(rules_enabled=False)
+    model = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=64)
+    model.warm_up()
+    store = StoredEmbedder(model, args.cache)
+    messages = message_sets().sets["test"]
+    passages = passage_sets()["test"]
     with tempfile.TemporaryDirectory() as tmp:
-        extra = Path(tmp) / "deepset_train_split.jsonl"
-        extra.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in train))
-        cache = Path(tmp) / "cache"
+        no_extra = Path(tmp) / "none.jsonl"
+        no_extra.write_text("")
         detectors = {
+            "shipped model": InjectionDetector(store),
+            "fitted on the shipped examples only": InjectionDetector(store, extra_examples=no_extra),
             "rules only": InjectionDetector(None),
-            "classifier (shipped examples)": InjectionDetector(embedder, cache_dir=cache, settings=no_rules),
-            "classifier (shipped + deepset train split)": InjectionDetector(
-                embedder, cache_dir=cache, settings=no_rules, extra_examples=extra
-            ),
-            "rules + classifier (shipped configuration)": InjectionDetector(embedder, cache_dir=cache),
-            "rules + classifier (shipped), sentences not scored": InjectionDetector(
-                embedder, cache_dir=cache, settings=InjectionSettings(sentences=False)
-            ),
-            "rules + classifier (shipped + deepset train split)": InjectionDetector(
-                embedder, cache_dir=cache, extra_examples=extra
-            ),
         }
-        quality: dict[str, dict[str, Any]] = {}
-        # The threshold is tuned on the train split only (best F1 of rules + shipped classifier there).
-        tuned = pick_threshold(detectors["rules + classifier (shipped configuration)"], train)
-        detectors[f"rules + classifier (shipped), threshold {tuned:.2f} picked on the train split"] = (
-            InjectionDetector(embedder, cache_dir=cache, settings=InjectionSettings(threshold=tuned))
-        )
-        for name, detector in detectors.items():
-            started = time.perf_counter()
-            detector.warm_up()  # fits the classifier (embeds the training examples) on first use
-            fit_s = time.perf_counter() - started
-            started = time.perf_counter()
-            verdicts = detector.check_many(texts)
-            quality[name] = {
-                **metrics(verdicts, labels),
-                "fit_s": fit_s,
-                "batch_s": time.perf_counter() - started,
+        try:
+            quality = {
+                name: {"messages": message_quality(d, messages), "passages": passage_quality(d, passages)}
+                for name, d in detectors.items()
             }
-            print(name, {k: v for k, v in quality[name].items() if k != "decided_by"}, flush=True)
-
-        shipped = detectors["rules + classifier (shipped configuration)"]
-        no_sentences = detectors["rules + classifier (shipped), sentences not scored"]
-        reached = [shipped.check(t).tier != "rules" for t in texts] * 2  # one entry per timed call
-        embedder.embed(texts[:8])  # warm the model's first-call paths before timing
-        load_before = os.getloadavg()[0]
-        timed = timings_ms(
-            {
-                "rules only": detectors["rules only"].check,
-                "rules + classifier (shipped configuration)": shipped.check,
-                "rules + classifier, sentences not scored": no_sentences.check,
-                "embedding alone, embed([text])": lambda t: embedder.embed([t]),
-            },
-            texts,
-        )
-        latency = {name: latency_row(values) for name, values in timed.items()}
-        shipped_ms = timed["rules + classifier (shipped configuration)"]
-        latency["rules + classifier (shipped), texts no rule caught"] = latency_row(
-            [ms for ms, classified in zip(shipped_ms, reached, strict=True) if classified]
-        )
-
+        finally:
+            store.save()
+    model_meta = detectors["shipped model"].model
+    rng = np.random.default_rng(17)
+    texts = [r.text for rows in messages.values() for r in rows]
+    pool = passages["clean_emails"] + passages["clean_pages"] + passages["poisoned"]
+    lat = latency(
+        [texts[i] for i in rng.permutation(len(texts))[: args.latency_messages]],
+        [pool[i].text for i in rng.permutation(len(pool))[: args.latency_passages]],
+    )
     data = {
-        "data": str(args.data),
-        "seed": args.seed,
-        "split": {"train": len(train), "test": len(test), "test_injections": sum(labels)},
-        "shipped_examples": len(load_examples()),
-        "settings": InjectionSettings().model_dump(),
-        "threshold_picked_on_train_split": tuned,
+        "split": split_record(),
+        "test_sizes": {
+            **{f"messages_{k}": len(v) for k, v in messages.items()},
+            **{f"passages_{k}": len(v) for k, v in passages.items()},
+        },
+        "model_meta": model_meta.meta if model_meta is not None else {},
+        "default_thresholds_without_shipped_model": vars(Thresholds()),
         "quality": quality,
-        "latency": latency,
-        "latency_target_p95_ms": TARGET_P95_MS,
+        "latency": lat,
+        "targets": TARGETS,
         "cpus": len(os.sched_getaffinity(0)),
-        "load_average_1m": {"before_timing": load_before, "after_timing": os.getloadavg()[0]},
     }
     write_results("guard_injection", data, markdown(data))
 
 
 def markdown(data: dict[str, Any]) -> str:
-    split_ = data["split"]
-    lines = [
-        f"deepset/prompt-injections train file, stratified 70/30 split (seed {data['seed']}): "
-        f"{split_['train']} train / {split_['test']} test rows ({split_['test_injections']} injections). "
-        f"Shipped training examples: {data['shipped_examples']}. Threshold 0.5 unless named, no judge.",
-        "",
-        "| configuration | precision | recall | F1 | false-positive rate | TP | FP | FN | TN |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, m in data["quality"].items():
-        lines.append(
-            f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
-            f"{m['false_positive_rate']:.3f} | {m['tp']} | {m['fp']} | {m['fn']} | {m['tn']} |"
-        )
-    lines += [
-        "",
-        f"Latency of one `check()` (single text, warm; target p95 <= {data['latency_target_p95_ms']:.0f} ms; "
-        f"1-minute load average {data['load_average_1m']['before_timing']:.2f} before and "
-        f"{data['load_average_1m']['after_timing']:.2f} after timing, on {data['cpus']} CPUs):",
-        "",
-        "| path | n | p50 ms | p95 ms | p95 within target |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, row in data["latency"].items():
-        within = "yes" if row["p95_ms"] <= data["latency_target_p95_ms"] else "no"
-        lines.append(f"| {name} | {row['n']} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {within} |")
-    return "\n".join(lines)
+    from bench.guard_injection_report import tables
+
+    return tables(data)
 
 
 if __name__ == "__main__":

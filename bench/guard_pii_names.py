@@ -95,7 +95,7 @@ def evaluate(detector: PiiDetector, part: str) -> dict[str, Any]:
     found = whole = 0
     timings = []
     items = sentences(part)
-    missed = []
+    missed: list[str] = []
     for text, (start, end) in items:
         started = time.perf_counter()
         spans = [s for s in detector.detect(text) if s.type == "PERSON"]
@@ -125,7 +125,7 @@ def main() -> None:
     detector = PiiDetector()
     detector.warm_up()
     load = os.getloadavg()
-    data = {
+    data: dict[str, Any] = {
         "split_seed": SPLIT_SEED,
         "templates": _half("templates", TEMPLATES),
         "dev": evaluate(detector, "dev"),

@@ -412,13 +412,16 @@ class GuardSettings(BaseModel):
     injection_api: Literal["block", "flag", "off"] = "block"
     # Prompt injection in a customer's message to the copilot: a person sees it first, or refuse it.
     injection_copilot: Literal["escalate", "block"] = "escalate"
-    # Injection inside retrieved documents (indirect): drop those passages before they reach the prompt.
-    injection_in_sources: Literal["drop", "off"] = "drop"
-    injection_threshold: float = Field(0.5, ge=0, le=1)
-    # The classifier alone wrongly flags ~9 % of benign texts at 0.5 (bench/guard_injection.py), so acting
-    # on it takes a higher score: rule hits always count, classifier scores from these up.
-    injection_block_score: float = Field(0.9, ge=0, le=1)
-    injection_escalate_score: float = Field(0.7, ge=0, le=1)
+    # Injection inside retrieved documents (indirect): cut the instruction out of the passage and keep the
+    # rest ("neutralise"; a passage with too little left is dropped), drop the whole passage, or do not check.
+    injection_in_sources: Literal["neutralise", "drop", "off"] = "neutralise"
+    # Classifier scores from which a message is flagged, the API refuses, the copilot escalates and a
+    # passage sentence is cut out; rule hits always count. None: the thresholds shipped with the model,
+    # chosen on held-out data (docs/guardrails.md, bench/results/guard_injection.md).
+    injection_threshold: float | None = Field(None, ge=0, le=1)
+    injection_block_score: float | None = Field(None, ge=0, le=1)
+    injection_escalate_score: float | None = Field(None, ge=0, le=1)
+    injection_passage_score: float | None = Field(None, ge=0, le=1)
     # Personal data in prompts to external providers (not the local model): replace it with placeholders
     # and put the values back in the answer ("pseudonymise"), replace it for good ("redact"), or send it.
     pii_external: Literal["pseudonymise", "redact", "off"] = "pseudonymise"

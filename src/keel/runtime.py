@@ -151,7 +151,10 @@ class Runtime:
         injection = InjectionDetector(
             embedding_model,
             cache_dir=settings.data_dir / "models",
-            settings=InjectionSettings(threshold=settings.guard.injection_threshold),
+            settings=InjectionSettings(
+                threshold=settings.guard.injection_threshold,
+                passage_threshold=settings.guard.injection_passage_score,
+            ),
         )
         guard = InboundGuard(settings.guard, injection, pii)
         gateway = build_gateway(settings, database, chat_model, embedding_model, tracer, metrics, guard)

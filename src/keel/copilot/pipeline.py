@@ -257,7 +257,7 @@ class Copilot:
             verdict = await asyncio.to_thread(self._guard.injection.check, message)
             span.set_attribute("keel.guard.injection_score", verdict.score)
             span.set_attribute("keel.guard.injection_tier", verdict.tier)
-            return self._guard.acts_on(verdict, self._guard.settings.injection_escalate_score)
+            return self._guard.escalates(verdict)
 
     def _output_problems(self, text: str, customer: dict[str, Any] | None, instructions: str) -> list[str]:
         if self._output is None:
@@ -273,18 +273,15 @@ class Copilot:
         results = [r for r in found.results if "vector" in r.scores] or found.results
         if self._guard is None or self._guard.settings.injection_in_sources == "off" or not results:
             return results
-        # Indirect injection: a passage that tries to instruct the model never reaches the prompt.
-        with self._tracer.start_as_current_span("guard.sources") as span:
-            verdicts = await asyncio.to_thread(self._guard.injection.check_many, [r.text for r in results])
-            # Documents are full of instructions ("apply by ...", "you must ..."): on MTRAG the classifier at
-            # its own threshold dropped a reference passage in 37 of 157 tasks, so passages go only on a
-            # rule hit or a sure classifier score.
-            threshold = self._guard.settings.injection_block_score
-            kept = [
-                r for r, v in zip(results, verdicts, strict=True) if not self._guard.acts_on(v, threshold)
-            ]
-            span.set_attribute("keel.guard.sources_dropped", len(results) - len(kept))
-        return kept
+        # Indirect injection: an instruction to the reader inside a passage never reaches the prompt; the
+        # guard cuts it out (or drops the passage) and records each decision on this span.
+        with self._tracer.start_as_current_span("guard.sources"):
+            screened = await self._guard.ascreen_passages([r.text for r in results])
+        return [
+            r if s.text == r.text else r.model_copy(update={"text": s.text})
+            for r, s in zip(results, screened, strict=True)
+            if s.text is not None
+        ]
 
     async def _crm(
         self, tenant: str, customer_id: str | None

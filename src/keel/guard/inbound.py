@@ -13,6 +13,7 @@ from keel.errors import InvalidRequestError
 from keel.gateway.protocol import ChatMessage
 from keel.gateway.providers.base import GenerationRequest
 from keel.guard.injection import InjectionDetector, InjectionVerdict
+from keel.guard.passages import ScreenedPassage, decide, record
 from keel.guard.pii import PiiDetector, restore
 
 # Joins a request's messages for one pseudonymisation pass (the same person gets the same placeholder in
@@ -49,6 +50,33 @@ class InboundGuard:
         """Rule hits are precise enough to act on; the classifier must be surer than its threshold."""
         return verdict.is_injection and (verdict.tier == "rules" or verdict.score >= score)
 
+    @property
+    def block_score(self) -> float:
+        """From this classifier score the API refuses: the setting, else the model's tuned threshold."""
+        configured = self.settings.injection_block_score
+        return configured if configured is not None else self.injection.thresholds.block
+
+    @property
+    def escalate_score(self) -> float:
+        """From this classifier score the copilot escalates: the setting, else the model's tuned one."""
+        configured = self.settings.injection_escalate_score
+        return configured if configured is not None else self.injection.thresholds.escalate
+
+    def escalates(self, verdict: InjectionVerdict) -> bool:
+        return self.acts_on(verdict, self.escalate_score)
+
+    async def ascreen_passages(self, texts: list[str]) -> list[ScreenedPassage]:
+        """Retrieved passages as they may reach a prompt (`guard.injection_in_sources`): an instruction
+        to the reader is cut out ("neutralise") or its passage dropped ("drop"); each decision is
+        recorded on the current span."""
+        policy = self.settings.injection_in_sources
+        if policy == "off" or not texts:
+            return [ScreenedPassage(text, "kept", None) for text in texts]
+        verdicts = await self.injection.acheck_passages(texts)
+        screened = [decide(text, verdict, policy) for text, verdict in zip(texts, verdicts, strict=True)]
+        record(screened)
+        return screened
+
     def enforce_on_api(self, messages: list[ChatMessage]) -> None:
         """The OpenAI-compatible route: refuse (or flag) a message that tries to override instructions."""
         if self.settings.injection_api != "off":
@@ -65,9 +93,7 @@ class InboundGuard:
         span.set_attribute("keel.guard.injection_score", verdict.score)
         if verdict.is_injection:
             span.set_attribute("keel.guard.injection_reason", verdict.reason)
-            if self.settings.injection_api == "block" and self.acts_on(
-                verdict, self.settings.injection_block_score
-            ):
+            if self.settings.injection_api == "block" and self.acts_on(verdict, self.block_score):
                 raise InvalidRequestError(
                     f"The message looks like a prompt injection ({verdict.reason}); no model saw it.",
                     code="prompt_injection",
