@@ -422,6 +422,9 @@ class GuardSettings(BaseModel):
     injection_block_score: float | None = Field(None, ge=0, le=1)
     injection_escalate_score: float | None = Field(None, ge=0, le=1)
     injection_passage_score: float | None = Field(None, ge=0, le=1)
+    # A model alias asked about messages the classifier is unsure of (off when None); its calls go through
+    # the gateway and are costed in the usage ledger (feature "guard_judge").
+    injection_judge: str | None = None
     # Personal data in prompts to external providers (not the local model): replace it with placeholders
     # and put the values back in the answer ("pseudonymise"), replace it for good ("redact"), or send it.
     pii_external: Literal["pseudonymise", "redact", "off"] = "pseudonymise"

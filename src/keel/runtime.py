@@ -26,6 +26,7 @@ from keel.gateway.cache import MemoryResponseCache
 from keel.gateway.cache_redis import RedisResponseCache
 from keel.gateway.deployments import build_deployments, default_local_deployments
 from keel.gateway.dispatch import Dispatcher
+from keel.gateway.judge_ask import gateway_ask
 from keel.gateway.ledger import UsageLedger
 from keel.gateway.limits import RateLimiter
 from keel.gateway.providers.local import LocalChatProvider
@@ -35,6 +36,7 @@ from keel.governance.audit import AuditLog
 from keel.governance.subjects import SubjectRequests
 from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionSettings
+from keel.guard.judge import make_judge
 from keel.guard.output import OutputPolicy
 from keel.guard.pii import PiiDetector
 from keel.guard.pii_policy import ContentRedactor, install_payment_masking
@@ -158,6 +160,8 @@ class Runtime:
         )
         guard = InboundGuard(settings.guard, injection, pii)
         gateway = build_gateway(settings, database, chat_model, embedding_model, tracer, metrics, guard)
+        if settings.guard.injection_judge:
+            injection.use_judge(make_judge(gateway_ask(gateway, settings.guard.injection_judge)))
         index: KnowledgeIndex = (
             SqliteIndex(database)
             if database.is_sqlite

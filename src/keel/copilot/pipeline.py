@@ -254,7 +254,7 @@ class Copilot:
         if self._guard is None:
             return False
         with self._tracer.start_as_current_span("guard.injection") as span:
-            verdict = await asyncio.to_thread(self._guard.injection.check, message)
+            verdict = await self._guard.injection.acheck(message)
             span.set_attribute("keel.guard.injection_score", verdict.score)
             span.set_attribute("keel.guard.injection_tier", verdict.tier)
             return self._guard.escalates(verdict)
