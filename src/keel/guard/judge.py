@@ -10,7 +10,8 @@ usage ledger like any other (feature `guard_judge`).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from keel.errors import KeelError
 from keel.logs import get_logger
@@ -38,7 +39,7 @@ def parse_verdict(answer: str) -> float | None:
     return 1.0 if found.group(1).upper() == "INJECTION" else 0.0
 
 
-def make_judge(ask: Ask) -> Callable[[str], Awaitable[float | None]]:
+def make_judge(ask: Ask) -> Callable[[str], Coroutine[Any, Any, float | None]]:
     """A `Judge` that never raises: a failed model call has no opinion, and the classifier decides."""
 
     async def judge(text: str) -> float | None:
