@@ -43,7 +43,13 @@ class Database:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"check_same_thread": False} if self.is_sqlite else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        # A database error's message never carries the row's values (a customer's message) into the logs.
+        options: dict[str, Any] = {
+            "connect_args": connect_args,
+            "pool_pre_ping": True,
+            "hide_parameters": True,
+        }
+        self.engine: Engine = create_engine(url, **options)
         self.read_engine: Engine = self.engine
         if self.is_sqlite:
             event.listen(self.engine, "connect", _on_sqlite_connect)
@@ -52,7 +58,7 @@ class Database:
             # BEGIN IMMEDIATE, which waits its turn; reads go through a second engine with plain BEGIN.
             event.listen(self.engine, "connect", _manual_transactions)
             event.listen(self.engine, "begin", _begin_immediate)
-            self.read_engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+            self.read_engine = create_engine(url, **options)
             event.listen(self.read_engine, "connect", _on_sqlite_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
