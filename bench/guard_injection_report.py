@@ -20,6 +20,8 @@ def tables(data: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in sizes.items())
         + ".",
         "",
+        *(f"- Look at the test part, {look}" for look in data.get("looks_at_test", [])),
+        "",
         "## Direct injection: the decision each path makes",
         "",
         "| path | detector | threshold | deepset injections refused/escalated | templated attacks | "
