@@ -65,6 +65,9 @@ FULL_PAYMENT = [form for value in CARDS + IBANS for form in digits_and_spaced(va
 PERSONAL = [part for name in NAMES for part in name.split()] + [EMAIL, PHONE, PHONE.replace(" ", "")]
 
 
+CACHE_HEADERS: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     runtime = Runtime.build(Settings(data_dir=tmp_path_factory.mktemp("policy-data")))  # type: ignore[call-arg]
@@ -80,13 +83,15 @@ def traffic(runtime: Runtime) -> Path:
         load_demo(runtime.database, runtime.ingestion, tenant="acme")
         app = {"Authorization": f"Bearer {runtime.keys.create('acme', Role.APP).secret}"}
         admin = {"Authorization": f"Bearer {runtime.keys.create('acme', Role.ADMIN).secret}"}
-        for message in messages():
+        for message in [*messages(), messages()[0], "Say yes.", "Say yes."]:
             chat = {
                 "model": "keel-local",
                 "messages": [{"role": "user", "content": message}],
                 "max_tokens": 8,
             }
-            assert client.post("/v1/chat/completions", headers=app, json=chat).status_code == 200
+            response = client.post("/v1/chat/completions", headers=app, json=chat)
+            assert response.status_code == 200
+            CACHE_HEADERS.append(response.headers["x-keel-cache"])
         for message in messages()[:6]:
             body = {"message": message, "customer_id": "C-1002"}
             assert client.post("/v1/support/replies", headers=app, json=body).status_code == 200
@@ -160,3 +165,9 @@ def test_no_file_of_the_data_dir_holds_them(traffic: Path) -> None:
         needles = FULL_PAYMENT if ".db" in path.name else FULL_PAYMENT + PERSONAL
         leaks += [(path.name, needle) for needle in needles if needle in content]
     assert leaks == []
+
+
+def test_the_response_cache_keeps_no_answer_to_a_prompt_with_personal_data(traffic: Path) -> None:
+    """The first message again is a miss (it was never cached); a prompt without any is served from it."""
+    assert CACHE_HEADERS[len(messages())] == "miss"
+    assert CACHE_HEADERS[-2:] == ["miss", "exact"]

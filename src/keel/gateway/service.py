@@ -191,7 +191,7 @@ class Gateway:
                 await self._guard_input(request, caller)
                 reservation = await self._reserve(request, generation_input, caller)
                 generation = await self._generate(request.model, generation_input, reservation, info)
-                if keys is not None:
+                if keys is not None and await self._cacheable(request, generation.text):
                     self.cache.put(keys, _answer(generation, info), vector)
         except KeelError as exc:
             record.outcome = exc.code
@@ -302,7 +302,7 @@ class Gateway:
                 generation = Generation("".join(pieces), end.finish_reason, end.usage)
                 if generation.finish_reason != "length":
                     check_structured_output(generation.text, generation_input)
-                if keys is not None:
+                if keys is not None and await self._cacheable(request, generation.text):
                     self.cache.put(keys, _answer(generation, info), vector)
             # Usage once, in a last chunk of its own, and only when asked (as OpenAI does): a client
             # that adds up every chunk's usage (LangChain's stream_usage) must not count it twice.
@@ -351,6 +351,15 @@ class Gateway:
             if embedder is not None:
                 vector = (await embedder.aembed([keys.last_user_message]))[0]
         return generation_input, keys, vector
+
+    async def _cacheable(self, request: ChatCompletionRequest, answer: str) -> bool:
+        """Caches keep no personal data (docs/guardrails.md): an answer is cached only when neither it nor
+        its prompt holds any, as the guard's own detector finds it (off the event loop)."""
+        guard = self.dispatcher.guard
+        if guard is None:
+            return True
+        texts = [*(m.text() for m in request.messages), answer]
+        return not await asyncio.to_thread(lambda: any(guard.pii.detect(text) for text in texts))
 
     async def _guard_input(self, request: ChatCompletionRequest, caller: Caller) -> None:
         """Only on a cache miss: a cached answer was made for a request that passed, and a hit costs no

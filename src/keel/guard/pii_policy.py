@@ -106,7 +106,8 @@ class ContentRedactor:
         if not words:
             return redacted
         echo = re.compile(
-            r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)"
+            r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)",
+            re.IGNORECASE,  # the model may write the name in lower case
         )
         return {key: _echoed(value, echo) for key, value in redacted.items()}
 

@@ -101,7 +101,7 @@ def test_a_name_found_once_is_redacted_wherever_the_span_repeats_it() -> None:
             "completion": "Sure thing, quintero! Quintero's card is safe.",
         }
     )
-    assert "Quintero" not in str(redacted) and "4111" not in str(redacted)
+    assert "quintero" not in str(redacted).lower() and "4111" not in str(redacted)
     assert redacted["prompt"] == "user: My name is <PERSON>, card <CARD>"
 
 
