@@ -50,7 +50,8 @@ def items(questions: list[tuple[str, list[str], str]]) -> list[dict[str, Any]]:
 
 
 def wait_for(client: TestClient, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
-    for _ in range(1200):
+    # Up to 15 minutes: the run shares one queue consumer and two cores with the rest of the session.
+    for _ in range(3600):
         run: dict[str, Any] = client.get(f"/v1/evals/runs/{run_id}", headers=headers).json()
         if run["status"] not in ("queued", "running"):
             return run
