@@ -124,3 +124,25 @@ def keys(client: TestClient, runtime: Runtime) -> Keys:
         reviewer=runtime.keys.create("acme", Role.REVIEWER).secret,
         second_reviewer=runtime.keys.create("acme", Role.REVIEWER).secret,
     )
+
+
+@contextmanager
+def demo_documents(runtime: Runtime, tenant: str = "acme") -> Iterator[None]:
+    """The demo knowledge base in `tenant` for a module; its documents are deleted after, so the
+    knowledge tests sharing the tenant later in the session search only their own."""
+    from sqlalchemy import select
+
+    from keel.demo.loader import load_demo
+    from keel.store.models import Document
+
+    def document_ids() -> set[str]:
+        with runtime.database.session() as session:
+            return set(session.scalars(select(Document.id).where(Document.tenant == tenant)))
+
+    before = document_ids()
+    load_demo(runtime.database, runtime.ingestion, tenant=tenant)
+    try:
+        yield
+    finally:
+        for document_id in document_ids() - before:
+            runtime.ingestion.delete(tenant, document_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from keel.cli import app
-from keel.demo.loader import load_demo
 from keel.keys import Role
 from keel.runtime import Runtime
-from tests.integration.conftest import Keys
+from tests.integration.conftest import Keys, demo_documents
 
 QUESTIONS = [
     ("How long does a refund take?", ["help-center/returns-and-refunds.md"], "answerable"),
@@ -33,8 +33,9 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def demo(runtime: Runtime, client: TestClient) -> None:
-    load_demo(runtime.database, runtime.ingestion, tenant="acme")
+def demo(runtime: Runtime, client: TestClient) -> Iterator[None]:
+    with demo_documents(runtime):
+        yield
 
 
 def items(questions: list[tuple[str, list[str], str]]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,15 +17,15 @@ from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.config import DriftMonitors
-from keel.demo.loader import load_demo
 from keel.evals.drift_watch import MONITORS
 from keel.runtime import Runtime
-from tests.integration.conftest import Keys
+from tests.integration.conftest import Keys, demo_documents
 
 
 @pytest.fixture(scope="module")
-def demo(runtime: Runtime, client: TestClient) -> None:
-    load_demo(runtime.database, runtime.ingestion, tenant="acme")
+def demo(runtime: Runtime, client: TestClient) -> Iterator[None]:
+    with demo_documents(runtime):
+        yield
 
 
 def scored(client: TestClient, keys: Keys, trace_id: str) -> dict[str, Any] | None:
