@@ -558,9 +558,7 @@ def main() -> None:
         "",
     ]
     for name, result in models.items():
-        lines += table(
-            f"{name} chat model ({result['model']}, model_drafts={result['drafts_mode']})", result
-        )
+        lines += table(f"{name} chat model ({result['model']}, model_drafts={result['drafts_mode']})", result)
     lines += handcheck_lines()
     if not args.model_path:
         lines.append(

@@ -58,4 +58,7 @@ def test_a_seed_gives_the_same_sampled_text_after_other_requests(model: LocalCha
     ask(model, FIRST, temperature=1.0, seed=99)
     assert ask(model, FIRST, temperature=1.0, seed=1234) == first
     # The seed decides the sample: across a handful of seeds, not every text is the same.
-    assert ask(model, FIRST, temperature=1.0, seed=1) != first or ask(model, FIRST, temperature=1.0, seed=2) != first
+    assert (
+        ask(model, FIRST, temperature=1.0, seed=1) != first
+        or ask(model, FIRST, temperature=1.0, seed=2) != first
+    )

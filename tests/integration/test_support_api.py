@@ -122,7 +122,11 @@ def test_review_decisions_reach_the_client_and_become_feedback(
     assert added.status_code == 201
     dataset, items = runtime.evals.datasets.items("acme", "handoffs")
     (example,) = [i.item for i in items if i.item.key == added.json()["id"]]
-    assert (dataset.name, example.reference_answer, example.question) == ("handoffs", final, "Can I speak to a human?")
+    assert (dataset.name, example.reference_answer, example.question) == (
+        "handoffs",
+        final,
+        "Can I speak to a human?",
+    )
     again = client.post(f"/v1/reviews/{review_id}/dataset", headers=reviewer, json={"dataset": "handoffs"})
     # The same review again changes nothing: its key is the review id, so no second item or version.
     assert again.status_code == 201 and again.json()["version"] == added.json()["version"]
