@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,8 +26,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from keel.config import Settings
 from keel.keys import Role
 from keel.runtime import Runtime
+from keel.server.app import create_app
 
 EXAMPLES_PER_OPERATION = 6
 MAX_GENERATED_TOKENS = 4
@@ -35,8 +38,28 @@ CALL_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
-def fuzz_key(runtime: Runtime) -> str:
-    return runtime.keys.create("fuzz", Role.ADMIN).secret
+def fuzz_runtime(
+    tmp_path_factory: pytest.TempPathFactory, tier_settings: dict[str, str]
+) -> Iterator[Runtime]:
+    """A runtime of its own: schemathesis runs the app's lifespan, whose shutdown stops the job
+    consumers and drains the services; on the session's runtime that left later tests' queued work
+    unconsumed."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("keel-fuzz"), **tier_settings)  # type: ignore[arg-type]
+    runtime = Runtime.build(settings)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(fuzz_runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=fuzz_runtime)) as client:
+        fuzz_runtime.warm_up()
+        yield client
+
+
+@pytest.fixture(scope="module")
+def fuzz_key(fuzz_runtime: Runtime) -> str:
+    return fuzz_runtime.keys.create("fuzz", Role.ADMIN).secret
 
 
 @pytest.fixture
@@ -55,8 +78,9 @@ def _cap_generation(case: Any) -> None:
 
 @pytest.mark.usefixtures("unseeded_ids")
 def test_no_server_errors_and_every_response_as_declared(
-    client: TestClient, fuzz_key: str, subtests: pytest.Subtests
+    fuzz_client: TestClient, fuzz_key: str, subtests: pytest.Subtests
 ) -> None:
+    client = fuzz_client
     # schemathesis's own pytest plugin does not run on pytest 9: each operation is a subtest here.
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
     operations = [result.ok() for result in schema.get_all_operations()]
