@@ -202,6 +202,14 @@ class PersonNames:
     def find(self, text: str) -> Iterator[PiiSpan]:
         self.warm_up()
         assert self._nlp is not None
+        seen: set[tuple[int, int]] = set()  # the model and the name-slot rules may find the same name
+        for found in self._candidates(text):
+            if (found.start, found.end) not in seen:
+                seen.add((found.start, found.end))
+                yield found
+
+    def _candidates(self, text: str) -> Iterator[PiiSpan]:
+        assert self._nlp is not None
         for offset, piece in _chunks(text, self.chunk):
             with self._lock:
                 doc = self._nlp(piece)
