@@ -91,7 +91,9 @@ def test_a_subject_is_exported_then_erased_everywhere(client: TestClient, runtim
             session.scalars(select(SpanRecord).where(SpanRecord.trace_id == reply["trace_id"])).first()
             is None
         )
-        erasure = session.scalars(select(AuditEntry).where(AuditEntry.action == "subject.erase")).one()
+        erasure = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "subject.erase", AuditEntry.tenant == "gdpr")
+        ).one()
     assert "C-1002" not in json.dumps([erasure.target, erasure.details])
     assert client.get(f"/v1/support/replies/{reply['id']}", headers=app).status_code == 404
 
