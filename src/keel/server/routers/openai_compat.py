@@ -20,7 +20,7 @@ from keel.gateway.protocol import (
     ModelList,
 )
 from keel.gateway.request_limits import check_chat_request, check_embedding_request, reachable_context_window
-from keel.gateway.service import Caller, CallInfo
+from keel.gateway.service import Caller, response_headers
 from keel.logs import get_logger
 from keel.server.deps import AnyCaller, ModelCaller, RuntimeDep
 from keel.server.errors import error_body
@@ -69,10 +69,11 @@ async def create_chat_completion(
     )
     who = Caller(tenant=caller.tenant, key_id=caller.key_id, prompt=use)
     if not body.stream:
-        completion, info = await runtime.gateway.chat(body, who)
-        return JSONResponse(completion.model_dump(mode="json"), headers=info.headers() | _prompt_headers(use))
-    info = CallInfo()
-    chunks = runtime.gateway.chat_stream(body, who, info)
+        completion, record = await runtime.gateway.chat(body, who)
+        return JSONResponse(
+            completion.model_dump(mode="json"), headers=response_headers(record) | _prompt_headers(use)
+        )
+    chunks = runtime.gateway.chat_stream(body, who)
     # The role chunk comes after the request is checked and the limits charged, the next one after a
     # deployment answered (or the cache did): errors before that still get their own status, and the
     # response headers can say which deployment serves the stream.
@@ -85,7 +86,7 @@ async def create_chat_completion(
         headers={
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
-            **info.headers(),
+            **response_headers(chunks.record),
             **_prompt_headers(use),
         },
     )
