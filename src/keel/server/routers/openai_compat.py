@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from keel.errors import KeelError
 from keel.gateway.ledger import PromptUse
@@ -55,7 +55,7 @@ def _json(value: object) -> str:
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def create_chat_completion(
     body: ChatCompletionRequest, runtime: RuntimeDep, caller: ModelCaller
-) -> JSONResponse | StreamingResponse:
+) -> Response:
     # A registry prompt becomes ordinary messages first, so every check below sees what the model will.
     use = None
     if body.prompt is not None:
@@ -70,8 +70,11 @@ async def create_chat_completion(
     who = Caller(tenant=caller.tenant, key_id=caller.key_id, prompt=use)
     if not body.stream:
         completion, record = await runtime.gateway.chat(body, who)
-        return JSONResponse(
-            completion.model_dump(mode="json"), headers=response_headers(record) | _prompt_headers(use)
+        # Serialised straight from the model by pydantic-core (no dict in between).
+        return Response(
+            completion.model_dump_json(),
+            media_type="application/json",
+            headers=response_headers(record) | _prompt_headers(use),
         )
     chunks = runtime.gateway.chat_stream(body, who)
     # The role chunk comes after the request is checked and the limits charged, the next one after a
