@@ -46,5 +46,9 @@ class RateLimited:
         tokens = estimate_tokens(request.messages) + (
             request.token_limit() or self._default_completion_tokens
         )
-        self._limiter.acquire(call.caller.key_id, call.caller.tenant, tokens)
+        caller = call.caller
+        if self._limiter.blocking:
+            await asyncio.to_thread(self._limiter.acquire, caller.key_id, caller.tenant, tokens)
+        else:
+            self._limiter.acquire(caller.key_id, caller.tenant, tokens)
         return await self.inner.open(call)

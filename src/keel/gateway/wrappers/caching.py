@@ -34,7 +34,11 @@ class Cached:
             return await self.inner.open(call)
         keys = cache_keys(call.caller.tenant, call.request)
         vector = await self._vector(keys)
-        found = self._lookup(keys, vector)
+        found = (
+            await asyncio.to_thread(self._lookup, keys, vector)
+            if self.cache.blocking
+            else self._lookup(keys, vector)
+        )
         if found is not None:
             call.record.cache, hit = found
             call.record.deployment = hit.deployment
@@ -72,7 +76,10 @@ class Cached:
                 text = "".join(pieces)
                 if await self._cacheable(call, text):
                     cached = CachedAnswer(text, event.finish_reason, event.usage, call.record.deployment)
-                    self.cache.put(keys, cached, vector)
+                    if self.cache.blocking:
+                        await asyncio.to_thread(self.cache.put, keys, cached, vector)
+                    else:
+                        self.cache.put(keys, cached, vector)
             yield event
 
     async def _cacheable(self, call: ChatCall, answer: str) -> bool:
