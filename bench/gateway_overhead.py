@@ -399,7 +399,7 @@ def find_litellm(explicit: str | None) -> str | None:
         shutil.which("litellm"),
     ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
+            return str(Path(candidate).absolute())  # the proxy runs in a work folder of its own
     return None
 
 

@@ -98,18 +98,25 @@ class Answer:
             await self._end(None)
             raise
         except BaseException as exc:
-            await self._end(exc)
+            # A wrapper's own refusal (a stream's end that breaks its schema) leaves the answers inside
+            # it unfinished: they are closed first, so what they settle (the cost) is known after.
+            await self._close(exc)
             raise
 
     async def aclose(self) -> None:
+        aclose = getattr(self._events, "aclose", None)
         try:
-            aclose = getattr(self._events, "aclose", None)
             if aclose is not None:
                 await aclose()
+        finally:
+            await self._close(None)
+
+    async def _close(self, error: BaseException | None) -> None:
+        try:
             if self._inner is not None:
                 await self._inner.aclose()
         finally:
-            await self._end(None)
+            await self._end(error)
 
     async def _end(self, error: BaseException | None) -> None:
         finish, self._finish = self._finish, None

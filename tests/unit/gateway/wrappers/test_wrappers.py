@@ -60,7 +60,9 @@ def guard() -> InboundGuard:
 
 
 def dispatcher(tmp_path: Path) -> Any:
-    return make_gateway(tmp_path, {"d": (ScriptedModel(["x"]), local(input_per_1k=Decimal("1")))}).dispatcher
+    return make_gateway(
+        tmp_path, {"d": (ScriptedModel(["x"]), local(input_price=Decimal("1000")))}
+    ).dispatcher
 
 
 def test_checked_refuses_an_unknown_model_before_the_inner_model(tmp_path: Path) -> None:
@@ -241,3 +243,21 @@ def test_a_refused_stream_sends_no_chunk_and_cancels_the_upstream(tmp_path: Path
         run(stream())
     assert sent == [] and upstream.opened == 1 and upstream.cancelled == 1
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_stream_refused_at_its_end_still_settles_its_real_cost(tmp_path: Path) -> None:
+    settings = GatewaySettings(key_budget=BudgetSettings(daily=Decimal("5")))
+    prices = local(input_price=Decimal("1000"), output_price=Decimal("1000"))
+    gateway = make_gateway(tmp_path, {"d": (ScriptedModel(["not json"]), prices)}, settings=settings)
+
+    async def stream() -> None:
+        request = call_of(stream=True, response_format={"type": "json_object"}).request
+        async for _ in gateway.chat_stream(request, CALLER):
+            pass
+
+    with pytest.raises(UpstreamError, match="not valid JSON"):
+        run(stream())
+    with Database(f"sqlite:///{tmp_path / 'gateway.db'}").session() as session:
+        counters = session.scalars(select(BudgetCounter)).all()
+    # 7 prompt and 3 completion tokens at 1,000 per million each: 0.01.
+    assert counters and all(c.reserved_micros == 0 and c.spent_micros == 10_000 for c in counters)
