@@ -51,9 +51,6 @@ def serve(
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
-        # uvloop and httptools where installed (the gateway's hot path); asyncio and h11 otherwise.
-        loop="auto",
-        http="auto",
     )
 
 
