@@ -1,7 +1,8 @@
 """Hostile load: a small chat and a small embedding request from tenant B, on an idle `keel serve` and
 while tenant A sends the largest request the limits allow, back to back. Target: B's latency under load
 at most 2x idle. Also the time to a refusal for oversized input, the time from SIGTERM to exit while A's
-largest embedding request runs, and the injection guard's cost on long and adversarial texts.
+largest embedding request runs, the injection guard's cost on long and adversarial texts, and A's
+largest requests alone on the server (what the sharing costs A itself).
 
     .venv/bin/python -m bench.hostile_load [--rounds 8]
 
@@ -136,14 +137,15 @@ def turns_taken(url: str, model: str, turn: str) -> float:
 
 @contextmanager
 def hostile(url: str, key: str, path: str, body: dict[str, Any]) -> Iterator[None]:
-    model, turn = ("keel-embed", "batch") if path == "/v1/embeddings" else ("keel-local", "step")
+    # A's request is in the model once it has had two batches, or once its generation holds the steps.
+    model, turn, turns = ("keel-embed", "batch", 2) if path == "/v1/embeddings" else ("keel-local", "step", 1)
     taken = turns_taken(url, model, turn)
     context = multiprocessing.get_context("spawn")
     status = context.Value("i", 0)
     process = context.Process(target=flood, args=(url, key, path, body, status), daemon=True)
     process.start()
     deadline = time.monotonic() + A_START_S
-    while turns_taken(url, model, turn) < taken + 2:  # A's request is in the model
+    while turns_taken(url, model, turn) < taken + turns:
         if status.value not in (0, 200) or time.monotonic() > deadline:
             process.terminate()
             raise RuntimeError(f"A's {path} request never reached the model (last status {status.value})")
@@ -226,6 +228,23 @@ def small_requests(server: Server, rounds: int) -> dict[str, Any]:
             embedding.append(timed(client, server, "/v1/embeddings", SMALL_EMBEDDING))
             time.sleep(0.2)
     return {"chat_ms": summary(chat), "embedding_ms": summary(embedding), "load_average": [before, load()]}
+
+
+def alone(server: Server, bodies: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """A's largest requests, one at a time on an otherwise idle server: what sharing costs A itself."""
+    out: dict[str, Any] = {}
+    with httpx.Client(timeout=3600) as client:
+        for name, (path, body) in bodies.items():
+            before = load()
+            started = time.perf_counter()
+            response = client.post(
+                f"{server.url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {server.keys['tenant-a']}"},
+            )
+            response.raise_for_status()
+            out[name] = {"seconds": round(time.perf_counter() - started, 2), "load_average": before}
+    return out
 
 
 def refusals(server: Server) -> dict[str, Any]:
@@ -320,7 +339,7 @@ def guard_costs() -> dict[str, Any]:
 
 
 def ratio(loaded: dict[str, Any], idle: dict[str, Any], key: str, stat: str) -> float:
-    return round(loaded[key][stat] / idle[key][stat], 2)
+    return round(float(loaded[key][stat]) / float(idle[key][stat]), 2)
 
 
 def measure(rounds: int) -> dict[str, Any]:
@@ -341,6 +360,13 @@ def measure(rounds: int) -> dict[str, Any]:
             timed(client, server, "/v1/chat/completions", SMALL_CHAT)
             timed(client, server, "/v1/embeddings", SMALL_EMBEDDING)
         idle = small_requests(server, rounds)
+        data["a_alone"] = alone(
+            server,
+            {
+                "largest embedding": ("/v1/embeddings", largest_embedding),
+                "largest chat": ("/v1/chat/completions", chat_body),
+            },
+        )
         key_a = server.keys["tenant-a"]
         with hostile(server.url, key_a, "/v1/embeddings", largest_embedding):
             under_embedding = small_requests(server, rounds)
@@ -402,6 +428,13 @@ def markdown(data: dict[str, Any]) -> str:
             f"{value:.2f}x{'' if value <= TARGET_RATIO else ' (over)'}" for value in ratios.values()
         )
         lines.append(f"| {name} | {cells} |")
+    lines += [
+        "",
+        "| A's largest request, alone on the server | seconds | load average |",
+        "| --- | --- | --- |",
+    ]
+    for name, timing in data["a_alone"].items():
+        lines.append(f"| {name} | {timing['seconds']} | {timing['load_average']} |")
     lines += [
         "",
         "| oversized input | status | code | seconds | load average |",
