@@ -224,6 +224,7 @@ class ModelTurns:
                 self._order.arrive(requester, self._busy())
             if len(self._holders) < self.lanes and not self._waiting:
                 self._holders.append(turn)
+                turn.granted_at = turn.queued_at
                 granted: Turn | None = turn
             else:
                 self._waiting.setdefault(requester, deque()).append(turn)
@@ -256,10 +257,10 @@ class ModelTurns:
         else:
             del self._waiting[requester]
         self._holders.append(turn)
+        turn.granted_at = self._clock()  # under the lock: a newcomer may charge the holders at once
         return turn
 
     def _signal(self, turn: Turn) -> None:
-        turn.granted_at = self._clock()
         turn.waited_s = max(0.0, turn.granted_at - turn.queued_at)
         if self._on_wait is not None:
             self._on_wait(turn.waited_s)
