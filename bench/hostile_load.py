@@ -262,7 +262,11 @@ def alone(server: Server, bodies: dict[str, tuple[str, dict[str, Any]]]) -> dict
                 headers={"Authorization": f"Bearer {server.keys['tenant-a']}"},
             )
             response.raise_for_status()
-            out[name] = {"seconds": round(time.perf_counter() - started, 2), "load_average": before}
+            out[name] = {
+                "seconds": round(time.perf_counter() - started, 2),
+                "usage": response.json()["usage"],  # a chat may end before max_tokens
+                "load_average": before,
+            }
     return out
 
 
