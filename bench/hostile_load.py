@@ -237,16 +237,15 @@ def small_requests(server: Server, rounds: int) -> dict[str, Any]:
     }
 
 
-def pooled(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Two idle phases as one: the machine's own load (other processes) changes over a run, so the idle
-    reference is taken before and after the loaded phases."""
-    raw = {kind: first["raw_ms"][kind] + second["raw_ms"][kind] for kind in ("chat", "embedding")}
-    return {
-        "chat_ms": summary(raw["chat"]),
-        "embedding_ms": summary(raw["embedding"]),
-        "load_average": [first["load_average"][0], second["load_average"][1]],
-        "phases": [first, second],
-    }
+def faster_idle(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """The idle reference: of two idle phases, before and after the loaded ones, the faster for each kind
+    of request (the machine's own load, from other processes, changes over a run; the faster phase is the
+    stricter reference and gives the higher ratio)."""
+    reference: dict[str, Any] = {"phases": [first, second]}
+    for kind in ("chat_ms", "embedding_ms"):
+        reference[kind] = min(first[kind], second[kind], key=lambda stats: stats["median"])
+    reference["load_average"] = [first["load_average"][0], second["load_average"][1]]
+    return reference
 
 
 def alone(server: Server, bodies: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -388,7 +387,7 @@ def measure(rounds: int) -> dict[str, Any]:
             under_embedding = small_requests(server, rounds)
         with hostile(server.url, key_a, "/v1/chat/completions", chat_body):
             under_chat = small_requests(server, rounds)
-        idle = pooled(idle_before, small_requests(server, rounds))
+        idle = faster_idle(idle_before, small_requests(server, rounds))
         data["a_alone"] = alone(
             server,
             {
@@ -439,11 +438,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"one short text), while tenant A sends its largest request back to back: embeddings of "
         f"{largest['embedding_inputs']} inputs ({largest['embedding_chars']:,} characters, just under 300,000 "
         f"tokens), or a chat of {largest['chat_prompt_chars']:,} characters with max_tokens "
-        f"{largest['chat_max_tokens']} (the 4,096-token window). Target: at most {TARGET_RATIO:.0f}x idle.",
+        f"{largest['chat_max_tokens']} (the 4,096-token window). Target: at most {TARGET_RATIO:.0f}x idle. The "
+        "ratios are taken against the faster of the two idle phases for each kind of request.",
         "",
         "| B's latency | chat p50 ms | chat p95 ms | embedding p50 ms | embedding p95 ms | load average (1/5/15 min) |",
         "| --- | --- | --- | --- | --- | --- |",
-        row("idle server (before and after the loaded phases, pooled)", data["idle"]),
+        row("idle server, before the loaded phases", data["idle"]["phases"][0]),
+        row("idle server, after them", data["idle"]["phases"][1]),
         row("A: largest embeddings", data["under_largest_embedding"]),
         row("A: largest chat", data["under_largest_chat"]),
         "",
