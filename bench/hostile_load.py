@@ -1,7 +1,8 @@
 """Hostile load: a small chat and a small embedding request from tenant B, on an idle `keel serve` and
 while tenant A sends the largest request the limits allow, back to back. Target: B's latency under load
 at most 2x idle. Also the time to a refusal for oversized input, the time from SIGTERM to exit while A's
-largest embedding request runs, and the injection guard's cost on long and adversarial texts.
+largest embedding request runs, the injection guard's cost on long and adversarial texts, and A's
+largest requests alone on the server (what the sharing costs A itself).
 
     .venv/bin/python -m bench.hostile_load [--rounds 8]
 
@@ -67,6 +68,8 @@ N_CTX = 4096
 A_START_S = 600
 EMBED_INPUTS = 2048
 EMBED_REQUEST_TOKENS = 300_000
+# A's own time alone is measured on this many of its inputs (the whole request takes minutes here).
+ALONE_INPUTS = 256
 
 
 def load() -> list[float]:
@@ -136,14 +139,15 @@ def turns_taken(url: str, model: str, turn: str) -> float:
 
 @contextmanager
 def hostile(url: str, key: str, path: str, body: dict[str, Any]) -> Iterator[None]:
-    model, turn = ("keel-embed", "batch") if path == "/v1/embeddings" else ("keel-local", "step")
+    # A's request is in the model once it has had two batches, or once its generation holds the steps.
+    model, turn, turns = ("keel-embed", "batch", 2) if path == "/v1/embeddings" else ("keel-local", "step", 1)
     taken = turns_taken(url, model, turn)
     context = multiprocessing.get_context("spawn")
     status = context.Value("i", 0)
     process = context.Process(target=flood, args=(url, key, path, body, status), daemon=True)
     process.start()
     deadline = time.monotonic() + A_START_S
-    while turns_taken(url, model, turn) < taken + 2:  # A's request is in the model
+    while turns_taken(url, model, turn) < taken + turns:
         if status.value not in (0, 200) or time.monotonic() > deadline:
             process.terminate()
             raise RuntimeError(f"A's {path} request never reached the model (last status {status.value})")
@@ -225,7 +229,44 @@ def small_requests(server: Server, rounds: int) -> dict[str, Any]:
             time.sleep(0.2)
             embedding.append(timed(client, server, "/v1/embeddings", SMALL_EMBEDDING))
             time.sleep(0.2)
-    return {"chat_ms": summary(chat), "embedding_ms": summary(embedding), "load_average": [before, load()]}
+    return {
+        "chat_ms": summary(chat),
+        "embedding_ms": summary(embedding),
+        "load_average": [before, load()],
+        "raw_ms": {"chat": chat, "embedding": embedding},
+    }
+
+
+def faster_idle(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """The idle reference: of two idle phases, before and after the loaded ones, the faster for each kind
+    of request (the machine's own load, from other processes, changes over a run; the faster phase is the
+    stricter reference and gives the higher ratio)."""
+    reference: dict[str, Any] = {"phases": [first, second]}
+    for kind in ("chat_ms", "embedding_ms"):
+        reference[kind] = min(first[kind], second[kind], key=lambda stats: stats["median"])
+    reference["load_average"] = [first["load_average"][0], second["load_average"][1]]
+    return reference
+
+
+def alone(server: Server, bodies: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """A's largest requests, one at a time on an otherwise idle server: what sharing costs A itself."""
+    out: dict[str, Any] = {}
+    with httpx.Client(timeout=3600) as client:
+        for name, (path, body) in bodies.items():
+            before = load()
+            started = time.perf_counter()
+            response = client.post(
+                f"{server.url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {server.keys['tenant-a']}"},
+            )
+            response.raise_for_status()
+            out[name] = {
+                "seconds": round(time.perf_counter() - started, 2),
+                "usage": response.json()["usage"],  # a chat may end before max_tokens
+                "load_average": before,
+            }
+    return out
 
 
 def refusals(server: Server) -> dict[str, Any]:
@@ -320,7 +361,7 @@ def guard_costs() -> dict[str, Any]:
 
 
 def ratio(loaded: dict[str, Any], idle: dict[str, Any], key: str, stat: str) -> float:
-    return round(loaded[key][stat] / idle[key][stat], 2)
+    return round(float(loaded[key][stat]) / float(idle[key][stat]), 2)
 
 
 def measure(rounds: int) -> dict[str, Any]:
@@ -340,12 +381,23 @@ def measure(rounds: int) -> dict[str, Any]:
         with httpx.Client(timeout=600) as client:  # first-call paths warmed
             timed(client, server, "/v1/chat/completions", SMALL_CHAT)
             timed(client, server, "/v1/embeddings", SMALL_EMBEDDING)
-        idle = small_requests(server, rounds)
+        idle_before = small_requests(server, rounds)
         key_a = server.keys["tenant-a"]
         with hostile(server.url, key_a, "/v1/embeddings", largest_embedding):
             under_embedding = small_requests(server, rounds)
         with hostile(server.url, key_a, "/v1/chat/completions", chat_body):
             under_chat = small_requests(server, rounds)
+        idle = faster_idle(idle_before, small_requests(server, rounds))
+        data["a_alone"] = alone(
+            server,
+            {
+                f"embeddings, the first {ALONE_INPUTS} of the largest request's inputs": (
+                    "/v1/embeddings",
+                    {**largest_embedding, "input": embedding_inputs[:ALONE_INPUTS]},
+                ),
+                "largest chat": ("/v1/chat/completions", chat_body),
+            },
+        )
         metrics = httpx.get(f"{server.url}/metrics").text
         data["queue_metric"] = [
             line
@@ -386,11 +438,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"one short text), while tenant A sends its largest request back to back: embeddings of "
         f"{largest['embedding_inputs']} inputs ({largest['embedding_chars']:,} characters, just under 300,000 "
         f"tokens), or a chat of {largest['chat_prompt_chars']:,} characters with max_tokens "
-        f"{largest['chat_max_tokens']} (the 4,096-token window). Target: at most {TARGET_RATIO:.0f}x idle.",
+        f"{largest['chat_max_tokens']} (the 4,096-token window). Target: at most {TARGET_RATIO:.0f}x idle. The "
+        "ratios are taken against the faster of the two idle phases for each kind of request.",
         "",
         "| B's latency | chat p50 ms | chat p95 ms | embedding p50 ms | embedding p95 ms | load average (1/5/15 min) |",
         "| --- | --- | --- | --- | --- | --- |",
-        row("idle server", data["idle"]),
+        row("idle server, before the loaded phases", data["idle"]["phases"][0]),
+        row("idle server, after them", data["idle"]["phases"][1]),
         row("A: largest embeddings", data["under_largest_embedding"]),
         row("A: largest chat", data["under_largest_chat"]),
         "",
@@ -402,6 +456,13 @@ def markdown(data: dict[str, Any]) -> str:
             f"{value:.2f}x{'' if value <= TARGET_RATIO else ' (over)'}" for value in ratios.values()
         )
         lines.append(f"| {name} | {cells} |")
+    lines += [
+        "",
+        "| A's largest request, alone on the server | seconds | load average |",
+        "| --- | --- | --- |",
+    ]
+    for name, timing in data["a_alone"].items():
+        lines.append(f"| {name} | {timing['seconds']} | {timing['load_average']} |")
     lines += [
         "",
         "| oversized input | status | code | seconds | load average |",

@@ -68,7 +68,8 @@ class LocalEmbeddingSettings(BaseModel):
     model_path: Path | None = None
     batch_size: int = Field(32, ge=1)
     # A batch also stops at about this many tokens: it is one turn at the model, so this bounds how long
-    # a large request makes a small one wait (~0.1 s on two cores). 256-token texts go four to a batch.
+    # a large request makes another large one wait (~0.1 s on two cores; small calls have a lane of their
+    # own). 256-token texts go four to a batch.
     batch_tokens: int = Field(1024, ge=64)
 
     def resolved_model_path(self) -> Path:

@@ -6,7 +6,6 @@ model's batches and turns), never by the clock."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,7 +55,7 @@ class BatchLog:
             self.cancelled.append(cancelled is not None and cancelled.is_set())
             return original(batch, traced, cancelled)
 
-        provider._encode = spy  # type: ignore[method-assign]
+        provider._encode = spy  # type: ignore[method-assign,assignment]
 
 
 def wait_until(condition: Callable[[], bool]) -> None:
@@ -82,8 +81,8 @@ def serving(tmp_path: Path) -> Iterator[Server]:
         data_dir=tmp_path,
         preload_models=False,
         serve_jobs=False,
-        embedding={"batch_size": BATCH},  # type: ignore[arg-type]
-        guard={"injection_api": "off"},  # type: ignore[arg-type]
+        embedding={"batch_size": BATCH},
+        guard={"injection_api": "off"},
         shutdown_grace_s=1,
     )
     runtime = Runtime.build(settings)
@@ -125,7 +124,41 @@ def embeddings(live: Server, tenant: str, texts: list[str]) -> dict[str, Any]:
     }
 
 
-def test_a_small_request_waits_for_at_most_one_batch_of_a_large_one(live: Server) -> None:
+def large_and_other(live: Server, log: BatchLog, other: list[str]) -> tuple[httpx.Response, httpx.Response]:
+    """A's large request, and once its first batch runs, B's request of `other`."""
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient() as client:
+            large = asyncio.ensure_future(client.post(**embeddings(live, "tenant-a", LARGE)))
+            await asyncio.to_thread(wait_until, lambda: len(log.requesters) == 1)
+            small = await client.post(**embeddings(live, "tenant-b", other))
+            return await large, small
+
+    large, small = asyncio.run(scenario())
+    assert large.status_code == 200 and small.status_code == 200
+    return large, small
+
+
+def test_a_small_request_runs_beside_a_large_ones_batch(live: Server) -> None:
+    log = BatchLog()
+
+    def hold_first_batch_until_b_has_run(number: int, _: threading.Event) -> None:
+        if number == 1:
+            wait_until(lambda: "tenant-b" in log.requesters)
+
+    log.on_batch = hold_first_batch_until_b_has_run
+    log.install(live.runtime)
+    large, _ = large_and_other(live, log, ["refund"])
+    # B's call of one short text took the small lane while A's first batch held the bulk lane.
+    assert log.requesters == ["tenant-a", "tenant-b", *["tenant-a"] * 15]
+    # Batched and interleaved, A's vectors are still the ones its texts get alone, in its order.
+    rows = np.array([item["embedding"] for item in large.json()["data"]], dtype=np.float32)
+    alone = live.runtime.embedding_model.embed([LARGE[0], LARGE[37], LARGE[63]])
+    assert np.allclose(rows[[0, 37, 63]], alone, atol=1e-5)
+    assert large.json()["usage"]["prompt_tokens"] > len(LARGE) * 64
+
+
+def test_a_request_in_the_bulk_lane_waits_for_at_most_one_batch_of_a_large_one(live: Server) -> None:
     log = BatchLog()
     turns = live.runtime.embedding_model.turns
 
@@ -135,23 +168,12 @@ def test_a_small_request_waits_for_at_most_one_batch_of_a_large_one(live: Server
 
     log.on_batch = hold_first_batch_until_b_queues
     log.install(live.runtime)
-
-    async def scenario() -> tuple[httpx.Response, httpx.Response]:
-        async with httpx.AsyncClient() as client:
-            large = asyncio.ensure_future(client.post(**embeddings(live, "tenant-a", LARGE)))
-            await asyncio.to_thread(wait_until, lambda: len(log.requesters) == 1)
-            small = await client.post(**embeddings(live, "tenant-b", ["refund"]))
-            return await large, small
-
-    large, small = asyncio.run(scenario())
-    assert large.status_code == 200 and small.status_code == 200
-    # B arrived during A's first batch and ran right after it, ahead of A's other 15.
-    assert log.requesters == ["tenant-a", "tenant-b", *["tenant-a"] * 15]
-    # Batched and interleaved, A's vectors are still the ones its texts get alone, in its order.
-    rows = np.array([item["embedding"] for item in large.json()["data"]], dtype=np.float32)
-    alone = live.runtime.embedding_model.embed([LARGE[0], LARGE[37], LARGE[63]])
-    assert np.allclose(rows[[0, 37, 63]], alone, atol=1e-5)
-    assert large.json()["usage"]["prompt_tokens"] > len(LARGE) * 64
+    # Nine texts: more than a small call has, so B queues in the bulk lane, behind A's first batch only.
+    large_and_other(live, log, [f"refund {i}" for i in range(9)])
+    assert log.requesters[:2] == ["tenant-a", "tenant-b"]
+    # B's other batches come no later than every other batch: A never runs two while B waits.
+    last_b = len(log.requesters) - 1 - log.requesters[::-1].index("tenant-b")
+    assert log.requesters.count("tenant-b") == 3 and last_b <= 5
 
 
 def test_an_embedding_request_stops_when_its_client_goes_away(live: Server) -> None:
@@ -172,14 +194,15 @@ def test_an_embedding_request_stops_when_its_client_goes_away(live: Server) -> N
             large.cancel()  # the client gives up: its connection closes
             with pytest.raises(asyncio.CancelledError):
                 await large
-            # Served once the model is free: no batch of the abandoned request comes before or after it.
             return await client.post(**embeddings(live, "tenant-b", ["refund"]))
 
     assert asyncio.run(scenario()).status_code == 200
+    turns = live.runtime.embedding_model.turns
+    wait_until(lambda: turns.holders() == [])  # the abandoned batch returns, and the lane is free
+    # No batch of the abandoned request ran after the one in hand.
     assert log.requesters == ["tenant-a", "tenant-b"]
     assert log.cancelled == [True, False]
-    turns = live.runtime.embedding_model.turns
-    assert turns.holders() == [] and turns.waiting() == []
+    assert turns.waiting() == []
     metrics = httpx.get(f"{live.url}/metrics").text
     assert 'keel_model_queue_seconds_count{model="keel-embed",turn="batch"}' in metrics
 
@@ -268,17 +291,16 @@ def test_a_generation_stops_between_tokens_when_its_client_goes_away(live: Serve
     assert chat.steps.holders() == [] and chat.steps.waiting() == []
 
 
-def test_a_short_generation_is_served_alongside_a_long_one(live: Server) -> None:
+def test_a_short_generation_runs_ahead_of_a_long_one(live: Server) -> None:
     chat = live.runtime.chat_model
     steps: list[str | None] = []
-    acquire = chat.steps.acquire
+    checkpoint = chat.steps.checkpoint
 
-    def recording_acquire() -> Any:
-        turn = acquire()
-        steps.append(current_requester())  # while the step is held: the list is the order of steps
-        return turn
+    def recording_checkpoint(turn: Any) -> None:
+        checkpoint(turn)
+        steps.append(current_requester())  # the turn is held again: the list is the order of steps
 
-    chat.steps.acquire = recording_acquire  # type: ignore[method-assign]
+    chat.steps.checkpoint = recording_checkpoint  # type: ignore[method-assign]
     try:
         with endless_generations_for(live.runtime, "tenant-a") as record:
 
@@ -287,10 +309,13 @@ def test_a_short_generation_is_served_alongside_a_long_one(live: Server) -> None
                     long = asyncio.ensure_future(
                         client.post(**chat_body(live, "tenant-a", "Tell me a story.", 3000))
                     )
-                    await asyncio.to_thread(record.started.wait, GUARD_S)
+                    # A has had far more model time than B's short request needs (and B's head start
+                    # is capped at a couple of seconds of it).
+                    await asyncio.to_thread(wait_until, lambda: record.tokens >= 200)
                     short = await client.post(**chat_body(live, "tenant-b", "Say hello.", 8))
                     # A's generation of 3,000 tokens is still going: B did not wait for it.
                     assert not record.finished.is_set()
+                    await asyncio.to_thread(wait_until, lambda: steps[-1] == "tenant-a")
                     long.cancel()
                     with pytest.raises(asyncio.CancelledError):
                         await long
@@ -299,13 +324,13 @@ def test_a_short_generation_is_served_alongside_a_long_one(live: Server) -> None
             short = asyncio.run(scenario())
             assert record.finished.wait(GUARD_S)
     finally:
-        del chat.steps.acquire
+        del chat.steps.checkpoint
     assert short.status_code == 200 and short.json()["usage"]["completion_tokens"] > 0
-    # While B generated, it and A took the model in turns: never two of A's steps in a row.
+    # B, the newcomer, took the model at A's next step and kept it to its end; then A went on.
     first, last = steps.index("tenant-b"), len(steps) - 1 - steps[::-1].index("tenant-b")
-    during = steps[first : last + 1]
-    assert all(not (one == two == "tenant-a") for one, two in itertools.pairwise(during))
-    assert during.count("tenant-b") >= 2
+    assert steps[first : last + 1] == ["tenant-b"] * (last - first + 1)
+    assert last - first + 1 >= short.json()["usage"]["completion_tokens"]
+    assert "tenant-a" in steps[:first] and "tenant-a" in steps[last + 1 :]
 
 
 def test_shutdown_cancels_a_large_request_after_the_grace_period(tmp_path: Path) -> None:

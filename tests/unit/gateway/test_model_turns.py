@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from keel.gateway.providers.turn_order import HEAD_START_S
 from keel.gateway.providers.turns import ModelTurns, requested_by
 
 
@@ -32,34 +33,55 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_requesters_take_turns_in_round_robin_and_their_own_work_in_order() -> None:
+def serve_in_turn(pieces: dict[str, list[str]], lead_s: float, held_s: float) -> list[str]:
+    """A's piece `a0` is granted first, and A queues its other pieces; `lead_s` later B and C queue
+    theirs. Each piece after `a0` holds the model for `held_s`. Returns the order the pieces ran in."""
+
     async def scenario() -> list[str]:
-        turns = ModelTurns()
-        served: list[str] = []
-        holder = await enter(turns, "A", served, "a0")
-        # A queues three more pieces of work before B and C arrive with one each.
-        tasks = [enter_async(turns, requester) for requester in ("A", "A", "A", "B", "C")]
-        labels = ["a1", "a2", "a3", "b1", "c1"]
+        clock = Clock()
+        turns = ModelTurns(clock=clock)
+        served = ["a0"]
+        with requested_by("A"):
+            turn = await turns.aacquire()
+        labels = [label for requester in "ABC" for label in pieces.get(requester, [])]
+        tasks = {label: enter_async(turns, label[0].upper()) for label in labels if label[0] == "a"}
         await settle()
-        assert turns.waiting() == ["A", "B", "C"]
-        turn = holder
+        clock.now += lead_s
+        tasks |= {label: enter_async(turns, label[0].upper()) for label in labels if label[0] != "a"}
+        await settle()
         for _ in labels:
+            clock.now += held_s
             turn.release()
             await settle()
-            done = [(task, label) for task, label in zip(tasks, labels, strict=True) if task.done()]
-            newest = next((task, label) for task, label in done if label not in served)
-            served.append(newest[1])
-            turn = newest[0].result()  # type: ignore[assignment]
+            label = next(label for label in labels if tasks[label].done() and label not in served)
+            served.append(label)
+            turn = tasks[label].result()  # type: ignore[assignment]
         turn.release()
         return served
 
-    async def enter(turns: ModelTurns, requester: str, served: list[str], label: str) -> object:
-        served.append(label)
-        with requested_by(requester):
-            return await turns.aacquire()
+    return asyncio.run(scenario())
 
-    # A was first to queue, then B and C: one turn each, then A's remaining work.
-    assert asyncio.run(scenario()) == ["a0", "a1", "b1", "c1", "a2", "a3"]
+
+def test_requesters_with_equal_model_time_take_turns_in_round_robin_and_their_own_work_in_order() -> None:
+    # No time passes: A (first to queue), B and C have had the same model time; one turn each in the
+    # order they first queued, then A's remaining work.
+    pieces = {"A": ["a1", "a2", "a3"], "B": ["b1"], "C": ["c1"]}
+    assert serve_in_turn(pieces, lead_s=0.0, held_s=0.0) == ["a0", "a1", "b1", "c1", "a2", "a3"]
+
+
+def test_newcomers_go_ahead_of_a_requester_that_has_had_the_model() -> None:
+    pieces = {"A": ["a1", "a2", "a3"], "B": ["b1"], "C": ["c1"]}
+    assert serve_in_turn(pieces, lead_s=0.5, held_s=0.5) == ["a0", "b1", "c1", "a1", "a2", "a3"]
+
+
+def test_a_newcomer_runs_ahead_for_its_head_start_then_they_alternate() -> None:
+    # A's first piece has had the model 5 s when B queues five pieces of 1 s: B runs ahead for its head
+    # start of 2 s (A's piece in hand goes on 1 s more), then the two alternate by model time.
+    assert HEAD_START_S == 2.0
+    pieces = {"A": ["a1", "a2", "a3"], "B": ["b1", "b2", "b3", "b4", "b5"]}
+    order = serve_in_turn(pieces, lead_s=5.0, held_s=1.0)
+    assert order[:5] == ["a0", "b1", "b2", "b3", "a1"]
+    assert order[5:] in (["b4", "a2", "b5", "a3"], ["a2", "b4", "a3", "b5"])
 
 
 def test_a_request_of_many_batches_lets_a_newcomer_in_after_one_batch() -> None:
@@ -179,7 +201,7 @@ def test_work_of_a_cancelled_caller_never_starts_and_running_work_is_told_to_sto
 
 
 def test_each_turn_reports_how_long_it_waited() -> None:
-    clock, waits = Clock(), []
+    clock, waits = Clock(), list[float]()
     turns = ModelTurns(on_wait=waits.append, clock=clock)
 
     async def scenario() -> float:
@@ -194,3 +216,65 @@ def test_each_turn_reports_how_long_it_waited() -> None:
 
     assert asyncio.run(scenario()) == 2.5
     assert waits == [0.0, 2.5]
+
+
+def queue_on_thread(turns: ModelTurns, requester: str, ran: list[str]) -> threading.Thread:
+    """`requester` queues for one turn on a thread of its own, and records when it runs."""
+
+    def work() -> None:
+        with requested_by(requester), turns.acquire():
+            ran.append(requester)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    while requester not in turns.waiting():
+        threading.Event().wait(0.001)
+    return thread
+
+
+def test_a_held_turn_is_kept_at_checkpoints_until_a_waiting_requester_is_owed_the_model() -> None:
+    clock, ran = Clock(), list[str]()
+    turns = ModelTurns(clock=clock)
+    with requested_by("A"):
+        turn = turns.acquire()
+    clock.now = 5.0
+    turn.checkpoint()  # nobody waits: A keeps the model
+    assert turns.holders() == ["A"]
+
+    newcomer = queue_on_thread(turns, "B", ran)
+    turn.checkpoint()  # B has had less model time: B runs, then A has the model again
+    newcomer.join(timeout=30)
+    assert ran == ["B"] and turns.holders() == ["A"] and turns.waiting() == []
+
+    same = queue_on_thread(turns, "A", ran)
+    turn.checkpoint()  # A's own other work, in arrival order: it runs between two of A's steps
+    same.join(timeout=30)
+    assert ran == ["B", "A"] and turns.holders() == ["A"]
+    turn.release()
+    assert turns.holders() == []
+
+
+def test_a_requester_ahead_keeps_the_model_at_checkpoints_while_the_others_have_had_more() -> None:
+    clock, ran = Clock(), list[str]()
+    turns = ModelTurns(clock=clock)
+    with requested_by("A"), turns.acquire():
+        clock.now = 5.0  # A has had 5 s of model time
+    with requested_by("B"):
+        turn = turns.acquire()
+    waiting = queue_on_thread(turns, "A", ran)
+    clock.now = 6.0
+    turn.checkpoint()  # B has had 1 s: it keeps the model
+    assert turns.holders() == ["B"] and turns.waiting() == ["A"] and ran == []
+    turn.release()
+    waiting.join(timeout=30)
+    assert ran == ["A"]
+
+
+def test_checkpoint_is_for_a_thread_turn() -> None:
+    async def scenario() -> None:
+        turn = await ModelTurns().aacquire()
+        with pytest.raises(RuntimeError):
+            turn.checkpoint()
+        turn.release()
+
+    asyncio.run(scenario())

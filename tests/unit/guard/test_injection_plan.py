@@ -22,6 +22,7 @@ from keel.guard.injection import (
     _windows,
     match_rule,
 )
+from keel.guard.injection_plan import MAX_PIECES
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -106,6 +107,14 @@ def test_a_long_text_is_classified_on_a_bounded_spread_of_windows() -> None:
     assert len(one_sentence.windows) == MAX_WINDOWS and len(one_sentence.pieces) <= 3 * MAX_WINDOWS
     no_sentences = _plan("word " * 500_000, sentences=False)
     assert len(no_sentences.pieces) == MAX_WINDOWS and no_sentences.pieces[0].startswith("word word")
+
+
+def test_a_megabyte_of_sentence_ends_is_read_as_its_windows_alone() -> None:
+    # ". . . ." has a sentence every two characters: 500 a window, past MAX_PIECES for the chosen
+    # windows; the plan falls back to the windows themselves, so the embedding work stays bounded.
+    plan = _plan(". " * 500_000, sentences=True)
+    assert len(plan.pieces) == MAX_WINDOWS <= MAX_PIECES
+    assert all(len(piece) <= WINDOW_CHARS for piece in plan.pieces)
 
 
 class CountingEmbedder:

@@ -1,9 +1,10 @@
 """Generation in steps, so that generations on different llama contexts interleave on one model.
 
-A step is one chunk of the prompt (`PREFILL_CHUNK` tokens) or one generated token, each run during a
-turn of its own (`turns.py`): while a long prompt is read, another request's tokens come between its
-chunks, and two generations alternate token by token. No step is long, so no request holds the model
-for more than one of them while another waits. The caller's cancellation is checked at every step.
+A step is one chunk of the prompt (`PREFILL_CHUNK` tokens) or one generated token. A generation holds a
+turn at the model (`turns.py`) and hands it on between two steps whenever a waiting request is owed it:
+a newcomer's short request runs ahead of a long one in progress, and two long generations alternate. No
+step is long, so no request holds the model for more than one of them while another is owed it. The
+caller's cancellation is checked at every step.
 
 The prompt's chunks start at fixed positions (multiples of `PREFILL_CHUNK`), and a context reuses only
 the whole chunks it evaluated for an earlier prompt with the same tokens: a prompt is then evaluated in
@@ -68,23 +69,27 @@ def generate_in_steps(
     position = reusable_prefix(held, state.tokens, prompt_tokens[:-1])
     llama.n_tokens = position  # what follows is dropped from the context by the next evaluation
     state.tokens = position
-    for start in range(position, len(prompt_tokens) - 1, PREFILL_CHUNK):
-        end = min(start + PREFILL_CHUNK, len(prompt_tokens) - 1)
-        with steps.acquire():
+    # One turn across the steps, handed on at a checkpoint before each step when someone waiting is owed
+    # the model (`turns.py`); the caller's consumption of a yielded chunk must not block.
+    with steps.acquire() as turn:
+        for start in range(position, len(prompt_tokens) - 1, PREFILL_CHUNK):
+            end = min(start + PREFILL_CHUNK, len(prompt_tokens) - 1)
+            if start > position:
+                turn.checkpoint()
             if cancelled.is_set():
                 return
             llama.eval(prompt_tokens[start:end])
-        if end - start == PREFILL_CHUNK:
-            state.tokens = end  # a partial last chunk is evaluated again by a longer prompt
-    chunks = llama.create_completion(prompt=prompt_tokens, stream=True, **options)
-    try:
-        while True:
-            with steps.acquire():
+            if end - start == PREFILL_CHUNK:
+                state.tokens = end  # a partial last chunk is evaluated again by a longer prompt
+        chunks = llama.create_completion(prompt=prompt_tokens, stream=True, **options)
+        try:
+            while True:
+                turn.checkpoint()
                 if cancelled.is_set():
                     return
                 chunk = next(chunks, None)
-            if chunk is None:
-                return
-            yield chunk
-    finally:
-        chunks.close()
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            chunks.close()

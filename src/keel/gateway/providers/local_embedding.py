@@ -1,12 +1,13 @@
 """The embedded sentence-embedding model, run in-process by sentence-transformers on the CPU (through
 a TorchScript-traced transformer when the model allows it: `traced_encoder.py`).
 
-Loads once from a local folder (never a hub). The model runs one batch at a time (which keeps memory
-flat and is as fast as parallel calls on a few cores), and batches from different requesters take turns
-(`turns.py`): a call of many texts runs as batches of at most `batch_size` texts and about `batch_tokens`
-tokens, each a turn of its own, so a large request never holds the model while a small one from someone
-else waits for more than one short batch.
-Encoding runs on a worker thread.
+Loads once from a local folder (never a hub). Two lanes, each running one batch at a time: calls of a
+few short texts (queries, request-path checks, a client's small request) take the small lane, on the
+traced encoder, and every other call the bulk lane, on sentence-transformers; so a small call never
+waits for a large call's batch, only, at most, for another small one. Within a lane, batches from
+different requesters take turns (`turns.py`): a call of many texts runs as batches of at most
+`batch_size` texts and about `batch_tokens` tokens, each a turn of its own. Each lane keeps its own
+model object and tokenizer, so no object is used by two threads at once. Encoding runs on worker threads.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from keel.gateway.providers.turns import ModelTurns
 from keel.logs import get_logger
 
 log = get_logger(__name__)
-# Calls of up to this many texts (request-path checks and queries) take the traced path.
-TRACED_MAX_TEXTS = 8
+# Calls of up to this many texts and about this many tokens (request-path checks and queries) take the
+# small lane; its batches stay short (~20 ms on two cores), so another small call waits little for one.
+SMALL_CALL_TEXTS = 8
+SMALL_CALL_TOKENS = 512
 
 
 class LocalEmbeddingProvider:
@@ -46,6 +49,7 @@ class LocalEmbeddingProvider:
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.turns = ModelTurns(on_wait=partial(on_wait, "batch") if on_wait else None)
+        self.small_turns = ModelTurns(on_wait=partial(on_wait, "small_batch") if on_wait else None)
         self._model: Any = None
         self._traced: TracedMeanPoolEncoder | None = None
         self._load_lock = threading.Lock()
@@ -92,9 +96,10 @@ class LocalEmbeddingProvider:
         """Unit-length vectors, one row per text (cosine similarity is then a dot product)."""
         self.warm_up()
         traced, order, batches = self._batches(texts)
+        lane = self.small_turns if traced else self.turns
         rows = []
         for batch in batches:
-            with self.turns.acquire():
+            with lane.acquire():
                 rows.append(self._encode(batch, traced))
         return self._in_order(rows, order)
 
@@ -104,18 +109,19 @@ class LocalEmbeddingProvider:
         if self._model is None:
             await asyncio.to_thread(self.warm_up)
         traced, order, batches = self._batches(texts)
+        lane = self.small_turns if traced else self.turns
         rows = []
         for batch in batches:
-            rows.append(await self.turns.run(partial(self._encode, batch, traced)))
+            rows.append(await lane.run(partial(self._encode, batch, traced)))
         return self._in_order(rows, order)
 
     def _batches(self, texts: list[str]) -> tuple[bool, list[int], list[list[str]]]:
-        """Whether the traced path serves the call, the texts' order (longest first, so a batch pads
-        little), and the batches in that order."""
+        """Whether the call is small (the small lane and the traced path serve it), the texts' order
+        (longest first, so a batch pads little), and the batches in that order."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         window = int(self._model.max_seq_length)
         batches: list[list[str]] = []
-        tokens = 0
+        tokens = total = 0
         for i in order:
             # About four characters a token, and the model reads no more than its window of a text.
             cost = min(window, len(texts[i]) // 4 + 2)
@@ -124,7 +130,9 @@ class LocalEmbeddingProvider:
                 tokens = 0
             batches[-1].append(texts[i])
             tokens += cost
-        return self._traced is not None and len(texts) <= TRACED_MAX_TEXTS, order, batches
+            total += cost
+        small = len(texts) <= SMALL_CALL_TEXTS and total <= SMALL_CALL_TOKENS
+        return self._traced is not None and small, order, batches
 
     def _encode(
         self, batch: list[str], traced: bool, _cancelled: threading.Event | None = None

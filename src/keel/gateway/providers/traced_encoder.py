@@ -12,6 +12,7 @@ reproduce exactly, and the caller keeps using `SentenceTransformer.encode`.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -57,8 +58,13 @@ class TracedMeanPoolEncoder:
         # Tracing reads the whole model config, and transformers remarks on unused fields of it.
         transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         try:
+            # A tokenizer of its own: this path runs on its own lane, and a fast tokenizer used from two
+            # threads at once can fail ("Already borrowed").
             encoder = cls(
-                None, model.tokenizer, int(transformer.max_seq_length), int(model.get_embedding_dimension())
+                None,
+                copy.deepcopy(model.tokenizer),
+                int(transformer.max_seq_length),
+                int(model.get_embedding_dimension()),
             )
             # Traced on a padded batch, so the attention mask is part of the graph for every input.
             example = encoder._tokenize(
