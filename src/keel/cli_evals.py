@@ -167,9 +167,8 @@ def run(
 ) -> None:
     """Run a target over a dataset here, with a progress bar; the last line printed is the run id."""
     from keel.evals.run_config import parse_overrides
-    from keel.evals.run_types import RunRequest
+    from keel.evals.run_types import EvalRun, RunRequest
     from keel.runtime import Runtime
-    from keel.store.eval_models import EvalRun
 
     if not resume and not dataset:
         raise typer.BadParameter("name a dataset, or --resume a run")

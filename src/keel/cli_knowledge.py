@@ -18,8 +18,7 @@ from rich.table import Table
 from keel.cli_common import command_settings, err, out
 from keel.cli_remote import RemoteServer, connect
 from keel.config import Settings
-from keel.jobs.ingestion_jobs import NewDocument
-from keel.store.models import JobItem
+from keel.jobs.ingestion_jobs import JobItem, NewDocument
 
 # Documents per progress step when ingesting in this process: small enough that the bar moves.
 PROGRESS_BATCH = 4

@@ -44,6 +44,7 @@ from keel.jobs.ingestion_jobs import IngestionJobs
 from keel.jobs.maintenance import register_maintenance
 from keel.jobs.queue import build_queue
 from keel.keys import KeyStore
+from keel.knowledge.catalog import DocumentCatalog
 from keel.knowledge.embedding_cache import CachedEmbedder
 from keel.knowledge.index.base import KnowledgeIndex
 from keel.knowledge.index.postgres import PostgresIndex
@@ -108,6 +109,7 @@ class Runtime:
     gateway: Gateway
     index: KnowledgeIndex
     ingestion: Ingestion
+    documents: DocumentCatalog
     queue: Huey
     jobs: IngestionJobs
     retriever: Retriever
@@ -239,6 +241,7 @@ class Runtime:
             gateway=gateway,
             index=index,
             ingestion=ingestion,
+            documents=DocumentCatalog(database),
             queue=queue,
             jobs=jobs,
             retriever=retriever,

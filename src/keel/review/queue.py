@@ -19,7 +19,10 @@ from keel.keys import Role
 from keel.review.claims import ClaimRules, ClaimState
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
-from keel.store.models import ApiKey, Feedback, ReviewItem, SupportReply, utcnow
+from keel.store.models import ApiKey, Feedback, SupportReply, utcnow
+
+# The row this service returns, named here for its callers (routers and the CLI never import the ORM).
+from keel.store.models import ReviewItem as ReviewItem
 
 # Reviewer judgement as feedback: approved answers were right, edited ones partly, rejected ones not.
 DECISION_SCORES = {"approve": 1.0, "edit": 0.5, "reject": 0.0}

@@ -13,9 +13,8 @@ from keel.evals.datasets import DatasetInfo
 from keel.evals.formats import to_csv, to_jsonl
 from keel.evals.gate import gate, parse_allowance
 from keel.evals.items import DatasetItem
-from keel.evals.run_types import RunRequest
+from keel.evals.run_types import EvalRun, RunRequest
 from keel.server.deps import DatasetWriter, EvalReader, EvalRunner, RuntimeDep
-from keel.store.eval_models import EvalRun
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
 

@@ -8,15 +8,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
-from keel.errors import InvalidRequestError, NotFoundError
-from keel.jobs.ingestion_jobs import NewDocument
+from keel.errors import InvalidRequestError
+from keel.jobs.ingestion_jobs import Job, NewDocument
 from keel.keys import Role
+from keel.knowledge.catalog import DocumentSummary
 from keel.knowledge.retrieval import SearchRequest, SearchResponse, scope_for
 from keel.server.deps import AnyCaller, KnowledgeWriter, RuntimeDep, SearchCaller
-from keel.store.models import Document, Job
 
 router = APIRouter(prefix="/v1", tags=["knowledge"])
 
@@ -135,6 +134,21 @@ class DocumentView(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, document: DocumentSummary) -> DocumentView:
+        return cls(
+            id=document.id,
+            source=document.source,
+            title=document.title,
+            doc_type=document.doc_type,
+            acl=document.acl,
+            metadata=document.meta,
+            chunks=document.chunks,
+            content_hash=document.content_hash,
+            created_at=document.created_at,
+            updated_at=document.updated_at,
+        )
+
 
 class DocumentList(BaseModel):
     object: Literal["list"] = "list"
@@ -242,33 +256,6 @@ def get_job(job_id: str, runtime: RuntimeDep, caller: AnyCaller) -> JobView:
     return JobView.of(runtime.jobs.get(caller.tenant, job_id))
 
 
-def _document_views(runtime: RuntimeDep, query: Any) -> list[DocumentView]:
-    from keel.store.models import Chunk
-
-    counts = select(Chunk.document_id, func.count().label("n")).group_by(Chunk.document_id).subquery()
-    with runtime.database.session() as session:
-        rows = session.execute(
-            query.add_columns(func.coalesce(counts.c.n, 0)).outerjoin(
-                counts, counts.c.document_id == Document.id
-            )
-        ).all()
-    return [
-        DocumentView(
-            id=d.id,
-            source=d.source,
-            title=d.title,
-            doc_type=d.doc_type,
-            acl=d.acl,
-            metadata=d.meta,
-            chunks=n,
-            content_hash=d.content_hash,
-            created_at=d.created_at,
-            updated_at=d.updated_at,
-        )
-        for d, n in rows
-    ]
-
-
 @router.get("/documents", response_model=DocumentList)
 def list_documents(
     runtime: RuntimeDep,
@@ -277,23 +264,13 @@ def list_documents(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     doc_type: Annotated[str | None, Query(max_length=MAX_DOC_TYPE_CHARS)] = None,
 ) -> DocumentList:
-    query = select(Document).where(Document.tenant == caller.tenant)
-    if doc_type:
-        query = query.where(Document.doc_type == doc_type)
-    with runtime.database.session() as session:
-        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = query.order_by(Document.source).limit(limit).offset(offset)
-    return DocumentList(data=_document_views(runtime, page), total=total)
+    page = runtime.documents.page(caller.tenant, limit=limit, offset=offset, doc_type=doc_type)
+    return DocumentList(data=[DocumentView.of(d) for d in page.documents], total=page.total)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentView)
 def get_document(document_id: str, runtime: RuntimeDep, caller: AnyCaller) -> DocumentView:
-    views = _document_views(
-        runtime, select(Document).where(Document.id == document_id, Document.tenant == caller.tenant)
-    )
-    if not views:
-        raise NotFoundError(f"No document '{document_id}'.", code="document_not_found")
-    return views[0]
+    return DocumentView.of(runtime.documents.get(caller.tenant, document_id))
 
 
 @router.delete("/documents/{document_id}", status_code=204)

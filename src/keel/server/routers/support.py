@@ -11,9 +11,8 @@ from pydantic import BaseModel, Field
 from keel.copilot.types import ReplyRequest, ReplyResponse
 from keel.gateway.service import Caller
 from keel.review.claims import as_utc
-from keel.review.queue import Decision, ReviewQueue
+from keel.review.queue import Decision, ReviewItem, ReviewQueue
 from keel.server.deps import AdminCaller, ModelCaller, ReviewCaller, RuntimeDep, SupportReader
-from keel.store.models import ReviewItem
 
 router = APIRouter(prefix="/v1", tags=["support"])
 
