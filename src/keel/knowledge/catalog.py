@@ -1,4 +1,5 @@
-"""The document catalog: what a tenant's knowledge base holds, read for the API and the dashboard."""
+"""The document catalog: what a tenant's knowledge base holds (for the API and the dashboard), and the
+audited deletion of a document."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, select
 
 from keel.errors import NotFoundError
+from keel.governance.audit import AuditLog
+from keel.knowledge.ingestion import Ingestion
 from keel.store.engine import Database
 from keel.store.models import Chunk, Document
 
@@ -20,7 +23,7 @@ class DocumentSummary:
     title: str
     doc_type: str
     acl: list[str]
-    meta: dict[str, Any]
+    metadata: dict[str, Any]
     chunks: int
     content_hash: str
     created_at: datetime
@@ -35,8 +38,10 @@ class DocumentPage:
 
 
 class DocumentCatalog:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, ingestion: Ingestion, audit: AuditLog) -> None:
         self._database = database
+        self._ingestion = ingestion
+        self._audit = audit
 
     def page(
         self,
@@ -62,6 +67,11 @@ class DocumentCatalog:
             raise NotFoundError(f"No document '{document_id}'.", code="document_not_found")
         return found[0]
 
+    def delete(self, tenant: str, document_id: str, *, actor: str) -> None:
+        """Removes the document and its chunks from every index, and audits it."""
+        self._ingestion.delete(tenant, document_id)
+        self._audit.append(tenant, actor, "document.delete", document_id)
+
     def _summaries(self, query: Select[Document]) -> list[DocumentSummary]:
         counts = select(Chunk.document_id, func.count().label("n")).group_by(Chunk.document_id).subquery()
         with self._database.reading() as session:
@@ -77,7 +87,7 @@ class DocumentCatalog:
                 title=d.title,
                 doc_type=d.doc_type,
                 acl=list(d.acl),
-                meta=dict(d.meta),
+                metadata=dict(d.meta),
                 chunks=n,
                 content_hash=d.content_hash,
                 created_at=d.created_at,

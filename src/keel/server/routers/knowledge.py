@@ -15,7 +15,9 @@ from keel.jobs.ingestion_jobs import Job, NewDocument
 from keel.keys import Role
 from keel.knowledge.catalog import DocumentSummary
 from keel.knowledge.retrieval import SearchRequest, SearchResponse, scope_for
-from keel.server.deps import AnyCaller, KnowledgeWriter, RuntimeDep, SearchCaller
+from keel.server.deps import AnyCaller, KnowledgeWriter, SearchCaller
+from keel.server.services import DocumentsDep, IngestionDep, JobsDep, RetrieverDep
+from keel.server.threads import off_loop
 
 router = APIRouter(prefix="/v1", tags=["knowledge"])
 
@@ -136,18 +138,7 @@ class DocumentView(BaseModel):
 
     @classmethod
     def of(cls, document: DocumentSummary) -> DocumentView:
-        return cls(
-            id=document.id,
-            source=document.source,
-            title=document.title,
-            doc_type=document.doc_type,
-            acl=document.acl,
-            metadata=document.meta,
-            chunks=document.chunks,
-            content_hash=document.content_hash,
-            created_at=document.created_at,
-            updated_at=document.updated_at,
-        )
+        return cls.model_validate(document, from_attributes=True)
 
 
 class DocumentList(BaseModel):
@@ -243,44 +234,45 @@ def _has_suffix(source: str) -> bool:
 
 
 @router.post("/documents", status_code=202, response_model=JobView, openapi_extra=_upload_request_body())
-async def upload_documents(request: Request, runtime: RuntimeDep, caller: KnowledgeWriter) -> JobView:
+async def upload_documents(
+    request: Request, ingestion: IngestionDep, jobs: JobsDep, caller: KnowledgeWriter
+) -> JobView:
     documents = await _uploads(request)
     for document in documents:
-        runtime.ingestion.check_size(len(document.data), document.source)
-    job = runtime.jobs.submit(caller.tenant, documents)
-    return JobView.of(runtime.jobs.get(caller.tenant, job.id))
+        ingestion.check_size(len(document.data), document.source)
+    job = await off_loop(jobs.submit, caller.tenant, documents)
+    return JobView.of(await off_loop(jobs.get, caller.tenant, job.id))
 
 
 @router.get("/jobs/{job_id}", response_model=JobView)
-def get_job(job_id: str, runtime: RuntimeDep, caller: AnyCaller) -> JobView:
-    return JobView.of(runtime.jobs.get(caller.tenant, job_id))
+def get_job(job_id: str, jobs: JobsDep, caller: AnyCaller) -> JobView:
+    return JobView.of(jobs.get(caller.tenant, job_id))
 
 
 @router.get("/documents", response_model=DocumentList)
 def list_documents(
-    runtime: RuntimeDep,
+    documents: DocumentsDep,
     caller: AnyCaller,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     doc_type: Annotated[str | None, Query(max_length=MAX_DOC_TYPE_CHARS)] = None,
 ) -> DocumentList:
-    page = runtime.documents.page(caller.tenant, limit=limit, offset=offset, doc_type=doc_type)
+    page = documents.page(caller.tenant, limit=limit, offset=offset, doc_type=doc_type)
     return DocumentList(data=[DocumentView.of(d) for d in page.documents], total=page.total)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentView)
-def get_document(document_id: str, runtime: RuntimeDep, caller: AnyCaller) -> DocumentView:
-    return DocumentView.of(runtime.documents.get(caller.tenant, document_id))
+def get_document(document_id: str, documents: DocumentsDep, caller: AnyCaller) -> DocumentView:
+    return DocumentView.of(documents.get(caller.tenant, document_id))
 
 
 @router.delete("/documents/{document_id}", status_code=204)
-def delete_document(document_id: str, runtime: RuntimeDep, caller: KnowledgeWriter) -> Response:
-    runtime.ingestion.delete(caller.tenant, document_id)
-    runtime.audit.append(caller.tenant, caller.key_id, "document.delete", document_id)
+def delete_document(document_id: str, documents: DocumentsDep, caller: KnowledgeWriter) -> Response:
+    documents.delete(caller.tenant, document_id, actor=caller.key_id)
     return Response(status_code=204)
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(body: SearchRequest, runtime: RuntimeDep, caller: SearchCaller) -> SearchResponse:
+async def search(body: SearchRequest, retriever: RetrieverDep, caller: SearchCaller) -> SearchResponse:
     scope = scope_for(caller.tenant, body, sees_everything=caller.role == Role.ADMIN)
-    return await runtime.retriever.search(body, scope)
+    return await retriever.search(body, scope)

@@ -19,6 +19,7 @@ from keel.observe.dashboard import overview, recent_traces, trace_spans
 from keel.review.claims import ClaimRules
 from keel.review.queue import CLAIMING_ROLES, Decision
 from keel.runtime import Runtime
+from keel.server.services import DocumentsDep, JobsDep
 from keel.server.ui.charts import bar_chart, line_chart
 from keel.server.ui.session import COOKIE, MAX_AGE_S, Sessions
 
@@ -274,8 +275,6 @@ async def decide(
 
 
 @router.get("/knowledge", response_class=HTMLResponse)
-def knowledge_page(request: Request, me: Viewer) -> HTMLResponse:
-    runtime = _runtime(request)
-    documents = runtime.documents.page(me.tenant, limit=200, order="recent").documents
-    jobs = runtime.jobs.recent(me.tenant, limit=20)
-    return render(request, "knowledge.html", me, documents=documents, jobs=jobs)
+def knowledge_page(request: Request, me: Viewer, documents: DocumentsDep, jobs: JobsDep) -> HTMLResponse:
+    listed = documents.page(me.tenant, limit=200, order="recent").documents
+    return render(request, "knowledge.html", me, documents=listed, jobs=jobs.recent(me.tenant, limit=20))
