@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select, func, select
 
 from keel.errors import NotFoundError
@@ -16,8 +17,9 @@ from keel.store.engine import Database
 from keel.store.models import Chunk, Document
 
 
-@dataclass(frozen=True)
-class DocumentSummary:
+class DocumentSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: str
     source: str
     title: str

@@ -20,26 +20,16 @@ class ModelCall(Protocol):
     """What the metrics read of one gateway call (the gateway's `CallRecord` has these fields): observe
     sits below the gateway, so it names the shape instead of importing the gateway's type."""
 
-    @property
-    def alias(self) -> str: ...
-    @property
-    def deployment(self) -> str | None: ...
-    @property
-    def outcome(self) -> str: ...
-    @property
-    def cache(self) -> str: ...
-    @property
-    def latency_ms(self) -> int: ...
-    @property
-    def prompt_tokens(self) -> int: ...
-    @property
-    def completion_tokens(self) -> int: ...
-    @property
-    def cost(self) -> Decimal: ...
-    @property
-    def retries(self) -> int: ...
-    @property
-    def fallback_used(self) -> bool: ...
+    alias: str
+    deployment: str | None
+    outcome: str
+    cache: str
+    latency_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    retries: int
+    fallback_used: bool
 
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

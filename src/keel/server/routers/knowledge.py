@@ -123,18 +123,8 @@ class JobView(BaseModel):
         )
 
 
-class DocumentView(BaseModel):
-    id: str
+class DocumentView(DocumentSummary):
     object: Literal["document"] = "document"
-    source: str
-    title: str
-    doc_type: str
-    acl: list[str]
-    metadata: dict[str, Any]
-    chunks: int
-    content_hash: str
-    created_at: datetime
-    updated_at: datetime
 
     @classmethod
     def of(cls, document: DocumentSummary) -> DocumentView:
