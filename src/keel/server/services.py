@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends
 
 from keel.copilot.pipeline import Copilot
+from keel.evals.monitoring import Monitoring
 from keel.evals.service import Evaluation
 from keel.governance.audit import AuditLog
 from keel.governance.retention import Retention
@@ -18,6 +19,9 @@ from keel.keys import KeyStore
 from keel.knowledge.catalog import DocumentCatalog
 from keel.knowledge.ingestion import Ingestion
 from keel.knowledge.retrieval import Retriever
+from keel.prompts.canary import Canaries
+from keel.prompts.experiments import Experiments
+from keel.prompts.registry import PromptRegistry
 from keel.review.queue import ReviewQueue
 from keel.runtime import Runtime
 from keel.server.deps import RuntimeDep
@@ -45,3 +49,7 @@ KeysDep = Annotated[KeyStore, Depends(_service(lambda r: r.keys))]
 SubjectsDep = Annotated[SubjectRequests, Depends(_service(lambda r: r.subjects))]
 RetentionDep = Annotated[Retention, Depends(_service(lambda r: r.retention))]
 AuditDep = Annotated[AuditLog, Depends(_service(lambda r: r.audit))]
+PromptRegistryDep = Annotated[PromptRegistry, Depends(_service(lambda r: r.prompts.registry))]
+ExperimentsDep = Annotated[Experiments, Depends(_service(lambda r: r.prompts.experiments))]
+CanariesDep = Annotated[Canaries, Depends(_service(lambda r: r.prompts.canaries))]
+MonitoringDep = Annotated[Monitoring, Depends(_service(lambda r: r.monitoring))]

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from keel.keys import Principal, Role
 from keel.prompts.registry import Actor, LabelMoveView, PromptSummary, PushResult, VersionView
 from keel.prompts.spec import PromptSpec
-from keel.server.deps import AdminCaller, AnyCaller, PromptWriter, RuntimeDep
+from keel.server.deps import AdminCaller, AnyCaller, PromptWriter
+from keel.server.services import PromptRegistryDep
 from keel.server.threads import off_loop
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
@@ -56,8 +57,7 @@ class DiffView(BaseModel):
 
 
 @router.post("", status_code=201, response_model=PushResponse)
-async def push_prompt(body: PushRequest, runtime: RuntimeDep, caller: PromptWriter) -> PushResponse:
-    registry = runtime.prompts.registry
+async def push_prompt(body: PushRequest, registry: PromptRegistryDep, caller: PromptWriter) -> PushResponse:
     spec = PromptSpec.model_validate(body.model_dump(include=set(PromptSpec.model_fields)))
     who = actor(caller)
     if body.label is not None:
@@ -77,64 +77,64 @@ async def push_prompt(body: PushRequest, runtime: RuntimeDep, caller: PromptWrit
 
 
 @router.get("")
-async def list_prompts(runtime: RuntimeDep, caller: AnyCaller) -> dict[str, Any]:
-    found = await off_loop(runtime.prompts.registry.prompts, caller.tenant)
+async def list_prompts(registry: PromptRegistryDep, caller: AnyCaller) -> dict[str, Any]:
+    found = await off_loop(registry.prompts, caller.tenant)
     return {"object": "list", "data": [p.model_dump(mode="json") for p in found]}
 
 
 @router.get("/{name}", response_model=VersionView)
 async def get_prompt(
     name: str,
-    runtime: RuntimeDep,
+    registry: PromptRegistryDep,
     caller: AnyCaller,
     label: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> VersionView:
     """The version a label points at (`production` by default), or a version by number."""
-    return await off_loop(runtime.prompts.registry.version, caller.tenant, name, version=version, label=label)
+    return await off_loop(registry.version, caller.tenant, name, version=version, label=label)
 
 
 @router.get("/{name}/summary", response_model=PromptSummary)
-async def get_prompt_summary(name: str, runtime: RuntimeDep, caller: AnyCaller) -> PromptSummary:
-    return await off_loop(runtime.prompts.registry.prompt, caller.tenant, name)
+async def get_prompt_summary(name: str, registry: PromptRegistryDep, caller: AnyCaller) -> PromptSummary:
+    return await off_loop(registry.prompt, caller.tenant, name)
 
 
 @router.get("/{name}/versions")
-async def list_versions(name: str, runtime: RuntimeDep, caller: AnyCaller) -> dict[str, Any]:
-    found = await off_loop(runtime.prompts.registry.versions, caller.tenant, name)
+async def list_versions(name: str, registry: PromptRegistryDep, caller: AnyCaller) -> dict[str, Any]:
+    found = await off_loop(registry.versions, caller.tenant, name)
     return {"object": "list", "data": [v.model_dump(mode="json") for v in found]}
 
 
 @router.get("/{name}/diff", response_model=DiffView)
 async def diff_versions(
     name: str,
-    runtime: RuntimeDep,
+    registry: PromptRegistryDep,
     caller: AnyCaller,
     from_version: Annotated[int, Query(alias="from", ge=1)],
     to_version: Annotated[int, Query(alias="to", ge=1)],
 ) -> DiffView:
-    text = await off_loop(runtime.prompts.registry.diff, caller.tenant, name, from_version, to_version)
+    text = await off_loop(registry.diff, caller.tenant, name, from_version, to_version)
     return DiffView(name=name, from_version=from_version, to_version=to_version, diff=text)
 
 
 @router.get("/{name}/history")
 async def label_history(
     name: str,
-    runtime: RuntimeDep,
+    registry: PromptRegistryDep,
     caller: AnyCaller,
     label: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    moves = await off_loop(runtime.prompts.registry.history, caller.tenant, name, label, limit)
+    moves = await off_loop(registry.history, caller.tenant, name, label, limit)
     return {"object": "list", "data": [m.model_dump(mode="json") for m in moves]}
 
 
 @router.put("/{name}/labels/{label}", response_model=LabelMoveView)
 async def move_label(
-    name: str, label: str, body: LabelRequest, runtime: RuntimeDep, caller: PromptWriter
+    name: str, label: str, body: LabelRequest, registry: PromptRegistryDep, caller: PromptWriter
 ) -> LabelMoveView:
     return await off_loop(
-        runtime.prompts.registry.move_label,
+        registry.move_label,
         caller.tenant,
         name,
         label,
@@ -146,10 +146,10 @@ async def move_label(
 
 @router.post("/{name}/labels/{label}/rollback", response_model=LabelMoveView)
 async def rollback_label(
-    name: str, label: str, body: RollbackRequest, runtime: RuntimeDep, caller: PromptWriter
+    name: str, label: str, body: RollbackRequest, registry: PromptRegistryDep, caller: PromptWriter
 ) -> LabelMoveView:
     return await off_loop(
-        runtime.prompts.registry.rollback,
+        registry.rollback,
         caller.tenant,
         name,
         label,
@@ -163,15 +163,15 @@ async def rollback_label(
 async def delete_label(
     name: str,
     label: str,
-    runtime: RuntimeDep,
+    registry: PromptRegistryDep,
     caller: PromptWriter,
     reason: Annotated[str, Query(max_length=2000)] = "",
 ) -> Response:
-    await off_loop(runtime.prompts.registry.delete_label, caller.tenant, name, label, actor(caller), reason)
+    await off_loop(registry.delete_label, caller.tenant, name, label, actor(caller), reason)
     return Response(status_code=204)
 
 
 @router.delete("/{name}", status_code=204)
-async def delete_prompt(name: str, runtime: RuntimeDep, caller: AdminCaller) -> Response:
-    await off_loop(runtime.prompts.registry.delete_prompt, caller.tenant, name, actor(caller))
+async def delete_prompt(name: str, registry: PromptRegistryDep, caller: AdminCaller) -> Response:
+    await off_loop(registry.delete_prompt, caller.tenant, name, actor(caller))
     return Response(status_code=204)
