@@ -59,6 +59,7 @@ TIERED_TESTS := tests/integration/test_chat_completions.py tests/integration/tes
 	tests/integration/test_trace_export_load.py tests/integration/test_evals_api.py
 
 test: dev
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 	KEEL_TEST_TIER=scaleout $(BIN)/pytest $(TIERED_TESTS)
 
@@ -66,6 +67,7 @@ test-scaleout: dev
 	KEEL_TEST_TIER=scaleout $(BIN)/pytest $(TIERED_TESTS)
 
 lint: dev
+	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
@@ -87,4 +89,4 @@ bench: dev $(LITELLM_VENV)/bin/litellm
 	$(BIN)/python -m bench.gateway_profile
 
 clean:
-	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from bench.harness import summary, write_results
-from keel.logs import PersonalDataRedactor
+from keel.guard.log_redaction import PersonalDataRedactor
 
 
 def _traceback() -> Any:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from keel import cli_evals, cli_knowledge, cli_prompts, cli_reviews, cli_support
-from keel.cli_common import command_settings, err, fail, migrated_database, out
+from keel.cli_common import CLI_ACTOR, command_settings, err, fail, local_runtime, migrated_database, out
 from keel.cli_remote import RemoteServer, connect
 from keel.errors import KeelError
 from keel.governance.audit import AuditLog
@@ -73,12 +73,9 @@ def keys_create(
 
     database = migrated_database(command_settings())
     try:
-        issued = KeyStore(database).create(tenant, role, name)
+        issued = KeyStore(database, AuditLog(database)).create(tenant, role, name, actor=CLI_ACTOR)
     except KeelError as exc:
         raise fail(exc) from exc
-    AuditLog(database).append(
-        issued.record.tenant, "cli", "key.create", issued.record.id, {"role": role.value}
-    )
     err.print(
         f"created {issued.record.id} ({issued.record.role} for tenant {issued.record.tenant}); "
         "store it now, it is not shown again:"
@@ -103,7 +100,8 @@ def keys_list(
     table.add_column("name", overflow="fold")
     for column in ("created", "revoked") if revoked else ("created",):
         table.add_column(column, no_wrap=True)
-    for key in KeyStore(migrated_database(command_settings())).list(tenant, include_revoked=revoked):
+    database = migrated_database(command_settings())
+    for key in KeyStore(database, AuditLog(database)).list(tenant, include_revoked=revoked):
         row = [key.id, key.prefix, key.tenant, key.role, key.name, f"{key.created_at:%Y-%m-%d}"]
         if revoked:
             row.append(f"{key.revoked_at:%Y-%m-%d}" if key.revoked_at else "")
@@ -118,10 +116,9 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or its dis
 
     database = migrated_database(command_settings())
     try:
-        record = KeyStore(database).revoke(key)
+        record = KeyStore(database, AuditLog(database)).revoke(key, actor=CLI_ACTOR)
     except KeelError as exc:
         raise fail(exc) from exc
-    AuditLog(database).append(record.tenant, "cli", "key.revoke", record.id)
     out.print(f"revoked {record.id} ({record.prefix}…)")
 
 
@@ -139,12 +136,11 @@ def audit_verify() -> None:
 @retention_app.command("purge")
 def retention_purge() -> None:
     """Delete what is older than its retention period (settings: retention.*)."""
-    from keel.governance.retention import purge
+    from keel.governance.retention import Retention
 
     settings = command_settings()
     database = migrated_database(settings)
-    counts = purge(database, settings.retention)
-    AuditLog(database).append("*", "cli", "retention.purge", "all", {"deleted": counts})
+    counts = Retention(database, settings.retention, AuditLog(database)).purge(actor=CLI_ACTOR)
     out.print("deleted: " + ", ".join(f"{kind}={count}" for kind, count in counts.items()))
 
 
@@ -154,23 +150,20 @@ def demo(
 ) -> None:
     """(Re)load the demo knowledge base, tickets and CRM; create a first admin key if none exists."""
     from keel.demo.loader import load_demo
-    from keel.runtime import Runtime
 
-    runtime = Runtime.build(command_settings())
-    runtime.prepare()
-    counts = load_demo(runtime.database, runtime.ingestion, tenant)
-    out.print("demo data: " + ", ".join(f"{name}={count}" for name, count in sorted(counts.items())))
-    admins = [key for key in runtime.keys.list(tenant) if key.role == Role.ADMIN]
-    if admins:
-        out.print(
-            f"admin key exists for tenant '{tenant}' ({admins[0].prefix}…); "
-            f"make another with: keel keys create --tenant {tenant} --role admin"
-        )
-    else:
-        issued = runtime.keys.create(tenant, Role.ADMIN, name="first admin key")
-        out.print(f"\nFirst admin API key for tenant '{tenant}' (shown once, store it now):\n")
-        out.print(f"    {issued.secret}\n", soft_wrap=True, highlight=False)
-    runtime.close()
+    with local_runtime(command_settings()) as runtime:
+        counts = load_demo(runtime.database, runtime.ingestion, tenant)
+        out.print("demo data: " + ", ".join(f"{name}={count}" for name, count in sorted(counts.items())))
+        admins = [key for key in runtime.keys.list(tenant) if key.role == Role.ADMIN]
+        if admins:
+            out.print(
+                f"admin key exists for tenant '{tenant}' ({admins[0].prefix}…); "
+                f"make another with: keel keys create --tenant {tenant} --role admin"
+            )
+        else:
+            issued = runtime.keys.create(tenant, Role.ADMIN, name="first admin key", actor=CLI_ACTOR)
+            out.print(f"\nFirst admin API key for tenant '{tenant}' (shown once, store it now):\n")
+            out.print(f"    {issued.secret}\n", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -202,10 +195,8 @@ def chat(
     if server is not None:
         _remote_chat(server, request.model_dump(mode="json", exclude_none=True))
         return
-    runtime = Runtime.build(settings)
-    runtime.prepare()
 
-    async def stream() -> None:
+    async def stream(runtime: Runtime) -> None:
         async for chunk in runtime.gateway.chat_stream(request, Caller(tenant="cli", key_id="cli")):
             for choice in chunk.choices:
                 if choice.delta.content:
@@ -216,12 +207,11 @@ def chat(
                     f"{chunk.usage.completion_tokens} completion tokens[/dim]"
                 )
 
-    try:
-        asyncio.run(stream())
-    except KeelError as exc:
-        raise fail(exc) from exc
-    finally:
-        runtime.close()
+    with local_runtime(settings) as runtime:
+        try:
+            asyncio.run(stream(runtime))
+        except KeelError as exc:
+            raise fail(exc) from exc
 
 
 def _remote_chat(server: RemoteServer, body: dict[str, object]) -> None:

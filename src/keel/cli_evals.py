@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from keel import cli_eval_monitoring
-from keel.cli_common import command_settings, err, fail, migrated_database, out
+from keel.cli_common import command_settings, err, fail, local_runtime, migrated_database, out
 from keel.errors import KeelError
 
 eval_app = typer.Typer(
@@ -137,19 +137,14 @@ def dataset_list(tenant: Tenant = "demo") -> None:
 @dataset_app.command("from-reviews")
 def dataset_from_reviews(name: str, tenant: Tenant = "demo") -> None:
     """Add every approved or edited review's answer to the dataset."""
-    from keel.runtime import Runtime
-
-    runtime = Runtime.build(command_settings())
-    runtime.prepare()
-    try:
-        items = runtime.evals.harvest.from_reviews(tenant)
-        if not items:
-            raise fail(KeelError("No approved or edited reviews yet."))
-        info = runtime.evals.datasets.write(tenant, name, items, mode="append", origin="reviews")
-    except KeelError as exc:
-        raise fail(exc) from exc
-    finally:
-        runtime.close()
+    with local_runtime(command_settings()) as runtime:
+        try:
+            items = runtime.evals.harvest.from_reviews(tenant)
+            if not items:
+                raise fail(KeelError("No approved or edited reviews yet."))
+            info = runtime.evals.datasets.write(tenant, name, items, mode="append", origin="reviews")
+        except KeelError as exc:
+            raise fail(exc) from exc
     out.print(f"{info.name}: version {info.version}, {info.item_count} items")
 
 
@@ -167,55 +162,50 @@ def run(
 ) -> None:
     """Run a target over a dataset here, with a progress bar; the last line printed is the run id."""
     from keel.evals.run_config import parse_overrides
-    from keel.evals.run_types import RunRequest
-    from keel.runtime import Runtime
-    from keel.store.eval_models import EvalRun
+    from keel.evals.run_types import EvalRun, RunRequest
 
     if not resume and not dataset:
         raise typer.BadParameter("name a dataset, or --resume a run")
-    runtime = Runtime.build(command_settings())
-    try:
-        runtime.prepare()
-        runs = runtime.evals.runs
-        if resume:
-            created = runs.get(tenant, resume)
-        else:
-            overrides = parse_overrides(config.read_text(encoding="utf-8")) if config else {}
-            request = RunRequest(
-                dataset=dataset,
-                version=version,
-                target=target.value,
-                trials=trials,
-                concurrency=concurrency,
-                config=overrides,
-                name=name,
+    with local_runtime(command_settings()) as runtime:
+        try:
+            runs = runtime.evals.runs
+            if resume:
+                created = runs.get(tenant, resume)
+            else:
+                overrides = parse_overrides(config.read_text(encoding="utf-8")) if config else {}
+                request = RunRequest(
+                    dataset=dataset,
+                    version=version,
+                    target=target.value,
+                    trials=trials,
+                    concurrency=concurrency,
+                    config=overrides,
+                    name=name,
+                )
+                created = runs.create(tenant, request, enqueue=False)
+            err.print(f"run {created.id}: {created.total} item trials, loading models…")
+            runtime.warm_up()
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+            ) as bar:
+                task = bar.add_task(created.id, total=created.total, completed=created.done + created.failed)
+
+                def progress(state: EvalRun) -> None:
+                    bar.update(task, completed=state.done + state.failed)
+
+                runs.execute(created.id, on_progress=progress)
+            finished = runs.get(tenant, created.id)
+        except KeyboardInterrupt:
+            err.print(
+                f"interrupted: `keel eval run --resume {created.id}` carries on without redoing scored items"
             )
-            created = runs.create(tenant, request, enqueue=False)
-        err.print(f"run {created.id}: {created.total} item trials, loading models…")
-        runtime.warm_up()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-        ) as bar:
-            task = bar.add_task(created.id, total=created.total, completed=created.done + created.failed)
-
-            def progress(state: EvalRun) -> None:
-                bar.update(task, completed=state.done + state.failed)
-
-            runs.execute(created.id, on_progress=progress)
-        finished = runs.get(tenant, created.id)
-    except KeyboardInterrupt:
-        err.print(
-            f"interrupted: `keel eval run --resume {created.id}` carries on without redoing scored items"
-        )
-        raise typer.Exit(code=130) from None
-    except KeelError as exc:
-        raise fail(exc) from exc
-    finally:
-        runtime.close()
+            raise typer.Exit(code=130) from None
+        except KeelError as exc:
+            raise fail(exc) from exc
     out.print(metric_table(finished.summary, f"{finished.id} ({finished.status}, {finished.failed} failed)"))
     out.print(finished.id)
 
@@ -249,16 +239,11 @@ def _pairwise(tenant: str, baseline: str, candidate: str, alias: str) -> Any:
 
     from keel.evals.judge import Judge
     from keel.evals.service import judge_pairwise
-    from keel.runtime import Runtime
 
-    runtime = Runtime.build(command_settings())
-    try:
-        runtime.prepare()
+    with local_runtime(command_settings()) as runtime:
         runtime.warm_up()
         judge = Judge(runtime.gateway, alias)
         return asyncio.run(judge_pairwise(runtime.evals.runs, judge, tenant, baseline, candidate))
-    finally:
-        runtime.close()
 
 
 def comparison_table(comparison: Any) -> Table:

@@ -15,11 +15,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keel.cli_common import command_settings, err, out
+from keel.cli_common import command_settings, err, local_runtime, out
 from keel.cli_remote import RemoteServer, connect
 from keel.config import Settings
-from keel.jobs.ingestion_jobs import NewDocument
-from keel.store.models import JobItem
+from keel.jobs.ingestion_jobs import JobItem, NewDocument
 
 # Documents per progress step when ingesting in this process: small enough that the bar moves.
 PROGRESS_BATCH = 4
@@ -78,11 +77,7 @@ def _ingest_here(
     progress: Progress,
     task: TaskID,
 ) -> tuple[list[str], list[IngestedItem]]:
-    from keel.runtime import Runtime
-
-    runtime = Runtime.build(settings)
-    runtime.prepare()
-    try:
+    with local_runtime(settings) as runtime:
         documents = [
             NewDocument(source=str(f), data=f.read_bytes(), doc_type=doc_type, acl=acl) for f in files
         ]
@@ -94,8 +89,6 @@ def _ingest_here(
         runtime.jobs.run(job.id, on_item=advance, batch_size=PROGRESS_BATCH)
         finished = runtime.jobs.get(tenant, job.id)
         return [job.id], [IngestedItem(i.source, i.status, i.outcome, i.error) for i in finished.items]
-    finally:
-        runtime.close()
 
 
 def _ingest_remote(
@@ -193,7 +186,6 @@ def register(app: typer.Typer) -> None:
         key sees it), else in this process as an administrator of the tenant (every ACL group)."""
         from keel.knowledge.index.base import SearchScope
         from keel.knowledge.retrieval import SearchRequest
-        from keel.runtime import Runtime
 
         settings = command_settings()
         request = SearchRequest.model_validate({"query": query, "mode": mode.value, "k": k})
@@ -205,12 +197,8 @@ def register(app: typer.Typer) -> None:
                 server.close()
             results = [(r["score"], r["source"], r["heading_path"], r["text"]) for r in answer["results"]]
         else:
-            runtime = Runtime.build(settings)
-            runtime.prepare()
-            try:
+            with local_runtime(settings) as runtime:
                 response = asyncio.run(runtime.retriever.search(request, SearchScope(tenant=tenant)))
-            finally:
-                runtime.close()
             results = [(r.score, r.source, r.heading_path, r.text) for r in response.results]
         table = Table("#", "score", "source", "section", "text")
         for rank, (score, source, section, text) in enumerate(results, start=1):
@@ -231,25 +219,22 @@ def register(app: typer.Typer) -> None:
         """Consume background jobs (ingestion) until stopped; run any number of these. SIGTERM or Ctrl-C
         drains: the batch in hand finishes and the rest of its job goes back to the queue."""
         from keel.jobs.queue import DrainingConsumer, workers_alive
-        from keel.runtime import Runtime
 
-        runtime = Runtime.build(command_settings(quiet=False))
-        runtime.prepare()
-        # Other consumers may be busy: only stale claims are released.
-        runtime.jobs.resume_unfinished(sole_consumer=False)
-        runtime.evals.runs.resume_unfinished(sole_consumer=False)
+        with local_runtime(command_settings(quiet=False)) as runtime:
+            # Other consumers may be busy: only stale claims are released.
+            runtime.jobs.resume_unfinished(sole_consumer=False)
+            runtime.evals.runs.resume_unfinished(sole_consumer=False)
 
-        def stop_claiming() -> None:
-            runtime.jobs.stop_claiming()
-            runtime.evals.runs.stop_claiming()
+            def stop_claiming() -> None:
+                runtime.jobs.stop_claiming()
+                runtime.evals.runs.stop_claiming()
 
-        consumer = DrainingConsumer(runtime.queue, stop_claiming, workers=workers)
-        consumer.run()
-        interrupted = workers_alive(consumer)
-        if interrupted:
-            # The drain timed out inside a batch: hand its items back rather than wait for the timeout.
-            runtime.jobs.release_in_flight()
-        runtime.close()
+            consumer = DrainingConsumer(runtime.queue, stop_claiming, workers=workers)
+            consumer.run()
+            interrupted = workers_alive(consumer)
+            if interrupted:
+                # The drain timed out inside a batch: hand its items back rather than wait for the timeout.
+                runtime.jobs.release_in_flight()
         if interrupted:
             # A worker thread is still inside the models; leaving without interpreter teardown avoids
             # tearing them down under it.

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from keel.cli_common import command_settings, fail, migrated_database, out
+from keel.cli_common import CLI_ACTOR, command_settings, fail, migrated_database, out
 from keel.errors import KeelError
 from keel.governance.audit import AuditLog
-from keel.review.queue import ReviewQueue
+from keel.review.queue import ReviewItem, ReviewQueue
 from keel.review.webhooks import WebhookSender
 
-if TYPE_CHECKING:
-    from keel.store.models import ReviewItem
-
-# The audit log's actor for changes made from the terminal (as for keys).
-CLI_ACTOR = "cli"
 Tenant = Annotated[str, typer.Option(help="Tenant the review item belongs to.")]
 
 

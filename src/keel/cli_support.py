@@ -8,7 +8,7 @@ from typing import Annotated, get_args
 import typer
 from pydantic import ValidationError
 
-from keel.cli_common import command_settings, err, fail, out
+from keel.cli_common import command_settings, err, fail, local_runtime, migrated_database, out
 from keel.cli_remote import connect
 from keel.copilot.types import ReplyRequest, ReplyResponse
 from keel.errors import KeelError
@@ -35,17 +35,16 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from keel.observe.usage import Dimension, to_csv, usage_report
-        from keel.store.engine import Database
 
-        settings = command_settings()
-        database = Database(settings.sqlalchemy_url)
-        database.migrate()
         known = get_args(Dimension)
         dimensions = [d for d in group_by if d in known]
         if len(dimensions) != len(group_by):
             raise typer.BadParameter(f"--by takes {', '.join(known)}")
-        report = usage_report(database, tenant, dimensions)  # type: ignore[arg-type]
-        database.dispose()
+        database = migrated_database(command_settings())
+        try:
+            report = usage_report(database, tenant, dimensions)  # type: ignore[arg-type]
+        finally:
+            database.dispose()
         if csv:
             out.print(to_csv(report), end="", highlight=False)
             return
@@ -74,8 +73,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Ask the support copilot (through the server at KEEL_URL when KEEL_API_KEY is set, else in this
         process); prints the reply, its citations, confidence and status."""
-        from keel.runtime import Runtime
-
         settings = command_settings()
         try:
             request = ReplyRequest(
@@ -91,13 +88,9 @@ def register(app: typer.Typer) -> None:
                 body = request.model_dump(mode="json", exclude_none=True)
                 reply = ReplyResponse.model_validate(server.call("POST", "/v1/support/replies", json=body))
             else:
-                runtime = Runtime.build(settings)
-                runtime.prepare()
-                try:
+                with local_runtime(settings) as runtime:
                     caller = Caller(tenant=tenant, key_id="cli")
                     reply = asyncio.run(runtime.copilot.reply(request, caller))
-                finally:
-                    runtime.close()
         except KeelError as exc:
             raise fail(exc) from exc
         finally:

@@ -15,6 +15,7 @@ from cachetools import TTLCache
 from sqlalchemy import select
 
 from keel.errors import AuthenticationError, InvalidRequestError, NotFoundError
+from keel.governance.audit import AuditLog
 from keel.store.engine import Database
 from keel.store.models import ApiKey
 
@@ -74,14 +75,17 @@ AUTH_CACHE_SECONDS = 5.0
 
 
 class KeyStore:
-    """Creates, lists, revokes and authenticates API keys."""
+    """Creates, lists, revokes and authenticates API keys; every creation and revocation is audited here,
+    whoever asked (an admin route, the CLI)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, audit: AuditLog) -> None:
         self._database = database
+        self._audit = audit
         self._verified: TTLCache[str, Principal] = TTLCache(maxsize=10_000, ttl=AUTH_CACHE_SECONDS)
         self._lock = threading.Lock()
 
-    def create(self, tenant: str, role: Role, name: str = "") -> IssuedKey:
+    def create(self, tenant: str, role: Role, name: str = "", *, actor: str = "system") -> IssuedKey:
+        """`actor`: who asked, for the audit log (a key id, "cli"; "system" for Keel's own set-up)."""
         secret = generate_key()
         record = ApiKey(
             prefix=secret[:DISPLAY_PREFIX_LENGTH],
@@ -92,6 +96,7 @@ class KeyStore:
         )
         with self._database.session() as session:
             session.add(record)
+        self._audit.append(record.tenant, actor, "key.create", record.id, {"role": record.role})
         return IssuedKey(secret=secret, record=record)
 
     def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[ApiKey]:
@@ -103,7 +108,7 @@ class KeyStore:
         with self._database.reading() as session:
             return list(session.scalars(query))
 
-    def revoke(self, key_id_or_prefix: str) -> ApiKey:
+    def revoke(self, key_id_or_prefix: str, *, actor: str = "system") -> ApiKey:
         with self._database.session() as session:
             matches = list(
                 session.scalars(
@@ -121,6 +126,7 @@ class KeyStore:
                 record.revoked_at = datetime.now(UTC)
         with self._lock:
             self._verified.clear()
+        self._audit.append(record.tenant, actor, "key.revoke", record.id)
         return record
 
     def principal(self, key_id: str) -> Principal | None:

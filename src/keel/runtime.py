@@ -33,6 +33,7 @@ from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
+from keel.governance.retention import Retention
 from keel.governance.subjects import SubjectRequests
 from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionSettings
@@ -44,6 +45,7 @@ from keel.jobs.ingestion_jobs import IngestionJobs
 from keel.jobs.maintenance import register_maintenance
 from keel.jobs.queue import build_queue
 from keel.keys import KeyStore
+from keel.knowledge.catalog import DocumentCatalog
 from keel.knowledge.embedding_cache import CachedEmbedder
 from keel.knowledge.index.base import KnowledgeIndex
 from keel.knowledge.index.postgres import PostgresIndex
@@ -108,6 +110,7 @@ class Runtime:
     gateway: Gateway
     index: KnowledgeIndex
     ingestion: Ingestion
+    documents: DocumentCatalog
     queue: Huey
     jobs: IngestionJobs
     retriever: Retriever
@@ -117,6 +120,7 @@ class Runtime:
     metrics: KeelMetrics
     audit: AuditLog
     subjects: SubjectRequests
+    retention: Retention
     guard: InboundGuard
     evals: Evaluation
     prompts: Prompts
@@ -183,6 +187,8 @@ class Runtime:
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
         audit = AuditLog(database)
+        subjects = SubjectRequests(database, audit)
+        subjects.on_erase.append(gateway.cache.invalidate_tenant)
         prompts = build_prompts(settings, database, audit, gateway, SHIPPED_PROMPT, queue, metrics.registry)
         jobs = IngestionJobs(database, ingestion, queue, stale_after_s=settings.job_stale_after_s)
         register_maintenance(queue, database, settings.retention, audit, jobs)
@@ -234,12 +240,13 @@ class Runtime:
         return cls(
             settings=settings,
             database=database,
-            keys=KeyStore(database),
+            keys=KeyStore(database, audit),
             chat_model=chat_model,
             embedding_model=embedding_model,
             gateway=gateway,
             index=index,
             ingestion=ingestion,
+            documents=DocumentCatalog(database, ingestion, audit),
             queue=queue,
             jobs=jobs,
             retriever=retriever,
@@ -248,7 +255,8 @@ class Runtime:
             tracing=tracing,
             metrics=metrics,
             audit=audit,
-            subjects=SubjectRequests(database),
+            subjects=subjects,
+            retention=Retention(database, settings.retention, audit),
             prompts=prompts,
             guard=guard,
             evals=build_evaluation(

@@ -118,3 +118,19 @@ def test_retention_purges_only_what_is_old(runtime: Runtime, client: TestClient)
     with runtime.database.session() as session:
         assert session.scalars(select(Conversation).where(Conversation.tenant == "retention")).first() is None
         assert session.scalars(select(SpanRecord)).first() is not None, "recent traces stay"
+
+
+def test_each_admin_action_is_audited_once(client: TestClient, runtime: Runtime) -> None:
+    admin = {"Authorization": f"Bearer {runtime.keys.create('gov-once', Role.ADMIN).secret}"}
+
+    def newest_actions() -> list[str]:
+        entries = client.get("/v1/admin/audit?limit=1000", headers=admin).json()["data"]
+        return [e["action"] for e in entries]
+
+    assert client.post("/v1/admin/retention/purge", headers=admin).status_code == 200
+    assert newest_actions().count("retention.purge") == 1
+    assert client.get("/v1/admin/subjects/C-404/export", headers=admin).status_code == 200
+    assert client.delete("/v1/admin/subjects/C-404", headers=admin).status_code == 200
+    actions = newest_actions()
+    assert actions[:2] == ["subject.erase", "subject.export"]
+    assert (actions.count("subject.export"), actions.count("subject.erase")) == (1, 1)

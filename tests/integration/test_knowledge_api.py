@@ -236,3 +236,15 @@ def test_document_listing(client: TestClient, keys: Keys, kb: dict[str, Any]) ->
     returns = next(d for d in listing["data"] if d["source"] == "kb/returns.md")
     assert returns["chunks"] == 1 and returns["title"] == "Returns"
     assert client.get("/v1/jobs/job_nothere", headers=keys.header(keys.app)).status_code == 404
+
+
+def test_dashboard_lists_documents_with_their_chunks_and_jobs(
+    client: TestClient, keys: Keys, kb: dict[str, Any]
+) -> None:
+    # A client of its own keeps the session cookie away from the other tests.
+    viewer = TestClient(client.app)
+    assert viewer.post("/ui/login", data={"api_key": keys.viewer}, follow_redirects=False).status_code == 303
+    page = viewer.get("/ui/knowledge").text
+    row = page.split("<td>kb/returns.md</td>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>Returns</td><td>markdown</td><td>1</td>" in row
+    assert "<code>job_" in page and "<td>succeeded</td>" in page

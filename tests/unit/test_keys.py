@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from keel.errors import AuthenticationError, InvalidRequestError, NotFoundError
+from keel.governance.audit import AuditLog
 from keel.keys import KEY_PREFIX, KeyStore, Role, generate_key, hash_key
 from keel.store.engine import Database
 from keel.store.models import ApiKey
@@ -32,7 +33,7 @@ def test_hash_is_stable_and_does_not_contain_the_key() -> None:
 
 
 def test_only_the_hash_is_stored(database: Database) -> None:
-    issued = KeyStore(database).create("acme", Role.APP, "web")
+    issued = KeyStore(database, AuditLog(database)).create("acme", Role.APP, "web")
     with database.session() as session:
         rows = list(session.scalars(select(ApiKey)))
     assert len(rows) == 1
@@ -43,7 +44,7 @@ def test_only_the_hash_is_stored(database: Database) -> None:
 
 
 def test_authenticate_returns_tenant_and_role(database: Database) -> None:
-    keys = KeyStore(database)
+    keys = KeyStore(database, AuditLog(database))
     issued = keys.create("acme", Role.REVIEWER)
     principal = keys.authenticate(issued.secret)
     assert (principal.tenant, principal.role, principal.key_id) == ("acme", Role.REVIEWER, issued.record.id)
@@ -51,13 +52,13 @@ def test_authenticate_returns_tenant_and_role(database: Database) -> None:
 
 @pytest.mark.parametrize("presented", ["", "not-a-key", "keel_" + "x" * 43, "Bearer keel_abc"])
 def test_unknown_or_malformed_keys_fail(database: Database, presented: str) -> None:
-    KeyStore(database).create("acme", Role.APP)
+    KeyStore(database, AuditLog(database)).create("acme", Role.APP)
     with pytest.raises(AuthenticationError):
-        KeyStore(database).authenticate(presented)
+        KeyStore(database, AuditLog(database)).authenticate(presented)
 
 
 def test_revoked_keys_fail_and_leave_listings(database: Database) -> None:
-    keys = KeyStore(database)
+    keys = KeyStore(database, AuditLog(database))
     issued = keys.create("acme", Role.APP)
     keys.revoke(issued.record.prefix)
     with pytest.raises(AuthenticationError):
@@ -68,10 +69,10 @@ def test_revoked_keys_fail_and_leave_listings(database: Database) -> None:
 
 def test_revoke_unknown_key(database: Database) -> None:
     with pytest.raises(NotFoundError):
-        KeyStore(database).revoke("keel_nothere")
+        KeyStore(database, AuditLog(database)).revoke("keel_nothere")
 
 
 @pytest.mark.parametrize("tenant", ["", "Acme", "a b", "x" * 65, "-lead"])
 def test_tenant_names_are_checked(database: Database, tenant: str) -> None:
     with pytest.raises(InvalidRequestError):
-        KeyStore(database).create(tenant, Role.APP)
+        KeyStore(database, AuditLog(database)).create(tenant, Role.APP)

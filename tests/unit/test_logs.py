@@ -9,7 +9,9 @@ import logging
 import pytest
 import structlog
 
-from keel.logs import PersonalDataRedactor, configure_logging, get_logger
+from keel.cli_common import command_settings
+from keel.guard.log_redaction import PersonalDataRedactor
+from keel.logs import get_logger
 
 EMAIL, PHONE, CARD = "anna.berg@example.com", "+44 20 7946 0958", "4111 1111 1111 1111"
 
@@ -17,7 +19,8 @@ EMAIL, PHONE, CARD = "anna.berg@example.com", "+44 20 7946 0958", "4111 1111 111
 def test_log_output_holds_no_raw_personal_data(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    configure_logging("info")
+    # As every command (`keel serve` included) configures logging.
+    command_settings(quiet=False, log_level="info", log_json=True)
     try:
         log = get_logger("keel.test")
         log.info(f"reply sent to {EMAIL}", phone=PHONE, payment={"card": CARD}, tags=[EMAIL], attempts=2)

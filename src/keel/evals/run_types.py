@@ -6,6 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The rows a run's service returns, named here for its callers (routers and the CLI never import the ORM).
+from keel.store.eval_models import EvalResult as EvalResult
+from keel.store.eval_models import EvalRun as EvalRun
+
 
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from keel.config import RetentionSettings
+from keel.governance.audit import AuditLog
 from keel.store.engine import Database
 from keel.store.models import (
     Conversation,
@@ -53,3 +54,18 @@ def purge(database: Database, settings: RetentionSettings, now: datetime | None 
             # Job items go with their job (ON DELETE CASCADE); unfinished jobs are kept.
             run("jobs", delete(Job).where(Job.created_at < before, Job.status.not_in(("queued", "running"))))
     return counts
+
+
+class Retention:
+    """Purges on demand (an admin route, the CLI), each purge audited here."""
+
+    def __init__(self, database: Database, settings: RetentionSettings, audit: AuditLog) -> None:
+        self._database = database
+        self._settings = settings
+        self._audit = audit
+
+    def purge(self, *, actor: str, tenant: str = "*") -> dict[str, int]:
+        """`tenant`: whose audit log records the purge ("*": Keel-wide); the purge itself is Keel-wide."""
+        counts = purge(self._database, self._settings)
+        self._audit.append(tenant, actor, "retention.purge", "all", {"deleted": counts})
+        return counts

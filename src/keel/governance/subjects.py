@@ -10,10 +10,12 @@ happened under a hash of the id, never the data.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
 
+from keel.governance.audit import AuditLog
 from keel.store.engine import Database
 from keel.store.models import (
     Conversation,
@@ -38,8 +40,13 @@ def _rows(records: list[Any], fields: list[str]) -> list[dict[str, Any]]:
 
 
 class SubjectRequests:
-    def __init__(self, database: Database) -> None:
+    """Data-subject export and erasure; each request is audited here, under the subject's hash."""
+
+    def __init__(self, database: Database, audit: AuditLog) -> None:
         self._database = database
+        self._audit = audit
+        # Called with the tenant after an erasure: cached answers may quote the erased person.
+        self.on_erase: list[Callable[[str], None]] = []
 
     def _trace_ids(
         self, session: Any, tenant: str, end_user_id: str, conversation_ids: list[str]
@@ -59,7 +66,12 @@ class SubjectRequests:
                 traced.add(trace_id)
         return sorted(traced)
 
-    def export(self, tenant: str, end_user_id: str) -> dict[str, Any]:
+    def export(self, tenant: str, end_user_id: str, *, actor: str) -> dict[str, Any]:
+        exported = self._export(tenant, end_user_id)
+        self._audit.append(tenant, actor, "subject.export", subject_hash(tenant, end_user_id))
+        return exported
+
+    def _export(self, tenant: str, end_user_id: str) -> dict[str, Any]:
         with self._database.session() as session:
             customer = session.scalar(
                 select(Customer).where(Customer.tenant == tenant, Customer.external_id == end_user_id)
@@ -119,8 +131,17 @@ class SubjectRequests:
                 "traces": _rows(spans, ["trace_id", "span_id", "name", "start_time", "attributes"]),
             }
 
-    def erase(self, tenant: str, end_user_id: str) -> dict[str, int]:
+    def erase(self, tenant: str, end_user_id: str, *, actor: str) -> dict[str, int]:
         """Deletes everything `export` would return, in one transaction; returns counts per kind."""
+        counts = self._erase(tenant, end_user_id)
+        for listener in self.on_erase:
+            listener(tenant)
+        self._audit.append(
+            tenant, actor, "subject.erase", subject_hash(tenant, end_user_id), {"deleted": counts}
+        )
+        return counts
+
+    def _erase(self, tenant: str, end_user_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}
         with self._database.session() as session:
             conversation_ids = list(

@@ -3,29 +3,31 @@ prompts bound for an external provider (replaced by placeholders, put back in th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from opentelemetry import trace
 
 from keel.config import GuardSettings
 from keel.errors import InvalidRequestError
-from keel.gateway.protocol import ChatMessage
-from keel.gateway.providers.base import GenerationRequest
 from keel.guard.injection import InjectionDetector, InjectionVerdict
 from keel.guard.passages import ScreenedPassage, decide, record
 from keel.guard.pii import PiiDetector, restore
+from keel.llm_types import ChatTurn, ModelRequest
 
 # Joins a request's messages for one pseudonymisation pass (the same person gets the same placeholder in
 # every message); a control character no recogniser matches.
 _SEPARATOR = "\n\x1e\n"
+
+RequestT = TypeVar("RequestT", bound=ModelRequest)
 
 
 def _identity(text: str) -> str:
     return text
 
 
-def _last_user(messages: list[ChatMessage]) -> str:
+def _last_user(messages: Sequence[ChatTurn]) -> str:
     return next((m.text() for m in reversed(messages) if m.role == "user"), "")
 
 
@@ -35,11 +37,11 @@ class InboundGuard:
         self.injection = injection
         self.pii = pii
 
-    def screen(self, messages: list[ChatMessage]) -> InjectionVerdict | None:
+    def screen(self, messages: Sequence[ChatTurn]) -> InjectionVerdict | None:
         last_user = _last_user(messages)
         return self.injection.check(last_user) if last_user else None
 
-    async def ascreen(self, messages: list[ChatMessage]) -> InjectionVerdict | None:
+    async def ascreen(self, messages: Sequence[ChatTurn]) -> InjectionVerdict | None:
         """`screen` for event loops: the rules on a worker thread (they read every character of a long
         message), the classifier's embedding in turns at the model like any other request's."""
         last_user = _last_user(messages)
@@ -77,12 +79,12 @@ class InboundGuard:
         record(screened)
         return screened
 
-    def enforce_on_api(self, messages: list[ChatMessage]) -> None:
+    def enforce_on_api(self, messages: Sequence[ChatTurn]) -> None:
         """The OpenAI-compatible route: refuse (or flag) a message that tries to override instructions."""
         if self.settings.injection_api != "off":
             self._enforce(self.screen(messages))
 
-    async def aenforce_on_api(self, messages: list[ChatMessage]) -> None:
+    async def aenforce_on_api(self, messages: Sequence[ChatTurn]) -> None:
         if self.settings.injection_api != "off":
             self._enforce(await self.ascreen(messages))
 
@@ -99,9 +101,7 @@ class InboundGuard:
                     code="prompt_injection",
                 )
 
-    def outbound(
-        self, provider: str, request: GenerationRequest
-    ) -> tuple[GenerationRequest, Callable[[str], str]]:
+    def outbound(self, provider: str, request: RequestT) -> tuple[RequestT, Callable[[str], str]]:
         """The request as an external provider may see it, and how to restore its answer."""
         if provider == "local" or self.settings.pii_external == "off":
             return request, _identity
@@ -115,10 +115,8 @@ class InboundGuard:
         if len(texts) != len(request.messages):  # a recogniser swallowed a separator: send nothing raw
             texts = [self.pii.redact(m.text()) for m in request.messages]
             mapping = {}
-        messages = [
-            ChatMessage(role=m.role, content=t, name=m.name)
-            for m, t in zip(request.messages, texts, strict=True)
-        ]
+        # A copy with its text replaced: every other field of the message (its name, ...) is kept.
+        messages = [m.model_copy(update={"content": t}) for m, t in zip(request.messages, texts, strict=True)]
         return replace(request, messages=messages), (
             lambda text: restore(text, mapping)
         ) if mapping else _identity

@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, Field
 
-from keel.gateway.providers.base import EmbeddingProvider
 from keel.guard.injection_model import (
     PROBE,
     SHIPPED_MODEL,
@@ -46,6 +45,7 @@ from keel.guard.injection_plan import (
 from keel.guard.injection_rules import RULE_SCORE, match_rule, rule_spans
 from keel.guard.passage_verdict import PassageVerdict, passage_verdict
 from keel.guard.verdict_cache import VerdictCache
+from keel.llm_types import EmbeddingProvider
 
 __all__ = [
     "MAX_WINDOWS",

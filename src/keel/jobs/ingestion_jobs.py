@@ -25,7 +25,10 @@ from keel.errors import KeelError, NotFoundError
 from keel.knowledge.ingestion import Ingestion, IngestRequest
 from keel.logs import get_logger
 from keel.store.engine import Database
-from keel.store.models import Job, JobItem
+
+# The rows this service returns, named here for its callers (routers and the CLI never import the ORM).
+from keel.store.models import Job as Job
+from keel.store.models import JobItem as JobItem
 
 log = get_logger(__name__)
 INGEST_TASK = "keel.ingest"
@@ -94,6 +97,15 @@ class IngestionJobs:
             if job is None:
                 raise NotFoundError(f"No job '{job_id}'.", code="job_not_found")
             return job
+
+    def recent(self, tenant: str, limit: int = 20) -> list[Job]:
+        """The tenant's latest jobs, newest first (without their items)."""
+        with self._database.reading() as session:
+            return list(
+                session.scalars(
+                    select(Job).where(Job.tenant == tenant).order_by(Job.created_at.desc()).limit(limit)
+                )
+            )
 
     def run(self, job_id: str, on_item: ItemCallback | None = None, batch_size: int = BATCH) -> None:
         """Processes the job's pending items in order, `batch_size` documents at a time (a smaller batch

@@ -9,7 +9,7 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from keel.gateway.providers.base import EmbeddingProvider
+from keel.llm_types import EmbeddingProvider
 from keel.store.engine import Database
 from keel.store.models import EmbeddingCacheEntry
 

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from keel.config import RetrievalSettings
 from keel.errors import InvalidRequestError
-from keel.gateway.providers.base import EmbeddingProvider
 from keel.knowledge.fusion import Fused, reciprocal_rank_fusion, weighted_fusion
 from keel.knowledge.index.base import Hit, KnowledgeIndex, SearchScope
 from keel.knowledge.packing import PackInput, Passage, pack
 from keel.knowledge.rerank import Reranker
+from keel.llm_types import EmbeddingProvider
 from keel.observe import attributes
 from keel.store.engine import Database
 from keel.store.models import Chunk, Document

@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
-from keel.gateway.ledger import CallRecord
 from keel.logs import get_logger
 
 log = get_logger(__name__)
+
+
+class ModelCall(Protocol):
+    """What the metrics read of one gateway call (the gateway's `CallRecord` has these fields): observe
+    sits below the gateway, so it names the shape instead of importing the gateway's type."""
+
+    alias: str
+    deployment: str | None
+    outcome: str
+    cache: str
+    latency_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    retries: int
+    fallback_used: bool
+
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
@@ -161,7 +179,7 @@ class KeelMetrics:
     def watch_evaluation(self, online: OnlineMeans, drift: DriftVerdicts) -> None:
         self.registry.register(_EvaluationGauges(online, drift))
 
-    def observe_call(self, record: CallRecord) -> None:
+    def observe_call(self, record: ModelCall) -> None:
         outcome = "ok" if record.outcome == "ok" else "error"
         self.model_calls.labels(record.alias, record.deployment or "", outcome, record.cache).inc()
         self.model_latency.labels(record.alias).observe(record.latency_ms / 1000)

@@ -4,6 +4,7 @@ the client (poll or signed webhook), and an edited answer can become an evaluati
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,10 @@ from keel.keys import Role
 from keel.review.claims import ClaimRules, ClaimState
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
-from keel.store.models import ApiKey, Feedback, ReviewItem, SupportReply, utcnow
+from keel.store.models import ApiKey, Feedback, SupportReply, utcnow
+
+# The row this service returns, named here for its callers (routers and the CLI never import the ORM).
+from keel.store.models import ReviewItem as ReviewItem
 
 # Reviewer judgement as feedback: approved answers were right, edited ones partly, rejected ones not.
 DECISION_SCORES = {"approve": 1.0, "edit": 0.5, "reject": 0.0}
@@ -232,7 +236,17 @@ class ReviewQueue:
 
     async def decide(self, tenant: str, review_id: str, reviewer: str, decision: Decision) -> ReviewItem:
         """Only the claim's holder decides, and only while it still holds the claim: a lapsed claim that
-        another reviewer took over fails here, atomically, even if the takeover came mid-request."""
+        another reviewer took over fails here, atomically, even if the takeover came mid-request. The
+        database work runs on a worker thread; the client hears of the decision by webhook."""
+        payload = await asyncio.to_thread(self._record_decision, tenant, review_id, reviewer, decision)
+        await self._webhooks.send("support.reply.decided", payload)
+        return await asyncio.to_thread(self.get, tenant, review_id)
+
+    def _record_decision(
+        self, tenant: str, review_id: str, reviewer: str, decision: Decision
+    ) -> dict[str, Any]:
+        """Writes the decision, the reply's final answer and the reviewer's feedback; returns the webhook's
+        payload."""
         item = self.get(tenant, review_id)
         if item.status != "claimed" or item.claimed_by != reviewer:
             raise PermissionDeniedError("Claim the item before deciding it.", code="review_not_claimed")
@@ -284,5 +298,4 @@ class ReviewQueue:
             }
         if self._audit is not None:
             self._audit.append(tenant, reviewer, f"review.{decision.action}", review_id)
-        await self._webhooks.send("support.reply.decided", payload)
-        return self.get(tenant, review_id)
+        return payload

@@ -23,6 +23,7 @@ from keel.copilot.tools.crm import crm_tools
 from keel.copilot.types import ReplyRequest, ReplyResponse, StoredReply
 from keel.evals.metrics import score_reference_free
 from keel.evals.online import OnlineEvaluation, OnlineScorer, sampled
+from keel.governance.audit import AuditLog
 from keel.governance.retention import purge
 from keel.governance.subjects import SubjectRequests
 from keel.review.queue import ReviewQueue
@@ -195,7 +196,8 @@ def test_online_scores_go_with_their_replies(tmp_path: Path) -> None:
     for reply_id in (erased, old, kept):
         scorer.score("acme", reply_id, None)
 
-    assert SubjectRequests(database).erase("acme", "C-1")["online_scores"] == 1
+    subjects = SubjectRequests(database, AuditLog(database))
+    assert subjects.erase("acme", "C-1", actor="test")["online_scores"] == 1
     assert purge(database, RetentionSettings(replies_days=365))["online_scores"] == 1
     with database.reading() as session:
         assert list(session.scalars(select(OnlineScore.reply_id))) == [kept]

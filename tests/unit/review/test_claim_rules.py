@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from keel.governance.audit import AuditLog
 from keel.keys import KeyStore, Role
 from keel.review.claims import ClaimRules
 from keel.store.engine import Database
@@ -59,7 +60,7 @@ def test_who_may_claim(status: str, holder: str | None, state: str, allowed: boo
 def test_the_sql_condition_agrees_with_the_rule_on_every_kind_of_item(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'rules.db'}")
     database.migrate()
-    keys = KeyStore(database)
+    keys = KeyStore(database, AuditLog(database))
     me = keys.create("acme", Role.REVIEWER).record.id
     other = keys.create("acme", Role.REVIEWER).record.id
     gone = keys.create("acme", Role.REVIEWER).record.id

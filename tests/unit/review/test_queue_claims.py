@@ -54,7 +54,7 @@ def make_queue(database: Database, clock: Clock) -> ReviewQueue:
 
 def build(database: Database) -> Setup:
     """A queue with a test clock on a migrated database, and three keys of tenant acme."""
-    keys = KeyStore(database)
+    keys = KeyStore(database, AuditLog(database))
     clock = Clock()
     return Setup(
         database=database,

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from keel.errors import UpstreamError
 from keel.gateway.protocol import ChatMessage, FinishReason, Usage
+
+# Re-exported for the gateway's callers; guard and knowledge import it from the bottom module.
+from keel.llm_types import EmbeddingProvider as EmbeddingProvider
 
 
 class ProviderError(UpstreamError):
@@ -94,28 +94,3 @@ class ChatProvider(Protocol):
     async def complete(self, request: GenerationRequest) -> Generation: ...
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]: ...
-
-
-class EmbeddingProvider(Protocol):
-    """A text-embedding model returning unit-length vectors, one row per text."""
-
-    @property
-    def is_ready(self) -> bool: ...
-
-    @property
-    def dimensions(self) -> int: ...
-
-    @property
-    def model_id(self) -> str:
-        """Names the model's weights: cached vectors are keyed by it."""
-        ...
-
-    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
-
-    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
-
-    async def acount_tokens(self, texts: list[str]) -> int: ...
-
-    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
-        """Each text's tokens before any truncation (the request limits count with it)."""
-        ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,10 +9,10 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from keel.errors import NotFoundError
-from keel.governance.retention import purge
-from keel.governance.subjects import subject_hash
 from keel.keys import Role
-from keel.server.deps import AdminCaller, RuntimeDep
+from keel.server.deps import AdminCaller
+from keel.server.services import AuditDep, KeysDep, RetentionDep, SubjectsDep
+from keel.server.threads import off_loop
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -37,11 +36,8 @@ class KeyView(BaseModel):
 
 
 @router.post("/keys", status_code=201, response_model=KeyView)
-def create_key(body: KeyRequest, runtime: RuntimeDep, caller: AdminCaller) -> KeyView:
-    issued = runtime.keys.create(caller.tenant, body.role, body.name)
-    runtime.audit.append(
-        caller.tenant, caller.key_id, "key.create", issued.record.id, {"role": body.role.value}
-    )
+def create_key(body: KeyRequest, keys: KeysDep, caller: AdminCaller) -> KeyView:
+    issued = keys.create(caller.tenant, body.role, body.name, actor=caller.key_id)
     record = issued.record
     return KeyView(
         id=record.id,
@@ -56,8 +52,8 @@ def create_key(body: KeyRequest, runtime: RuntimeDep, caller: AdminCaller) -> Ke
 
 
 @router.get("/keys")
-def list_keys(runtime: RuntimeDep, caller: AdminCaller) -> dict[str, Any]:
-    keys = runtime.keys.list(caller.tenant, include_revoked=True)
+def list_keys(keys: KeysDep, caller: AdminCaller) -> dict[str, Any]:
+    listed = keys.list(caller.tenant, include_revoked=True)
     return {
         "object": "list",
         "data": [
@@ -70,56 +66,41 @@ def list_keys(runtime: RuntimeDep, caller: AdminCaller) -> dict[str, Any]:
                 created_at=k.created_at,
                 revoked_at=k.revoked_at,
             ).model_dump(mode="json", exclude={"secret"})
-            for k in keys
+            for k in listed
         ],
     }
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-def revoke_key(key_id: str, runtime: RuntimeDep, caller: AdminCaller) -> Response:
-    if not any(k.id == key_id for k in runtime.keys.list(caller.tenant, include_revoked=True)):
+def revoke_key(key_id: str, keys: KeysDep, caller: AdminCaller) -> Response:
+    if not any(k.id == key_id for k in keys.list(caller.tenant, include_revoked=True)):
         raise NotFoundError(f"No API key '{key_id}'.", code="key_not_found")
-    runtime.keys.revoke(key_id)
-    runtime.audit.append(caller.tenant, caller.key_id, "key.revoke", key_id)
+    keys.revoke(key_id, actor=caller.key_id)
     return Response(status_code=204)
 
 
 @router.get("/subjects/{end_user_id}/export")
-def export_subject(end_user_id: str, runtime: RuntimeDep, caller: AdminCaller) -> dict[str, Any]:
-    data = runtime.subjects.export(caller.tenant, end_user_id)
-    runtime.audit.append(
-        caller.tenant, caller.key_id, "subject.export", subject_hash(caller.tenant, end_user_id)
-    )
-    return data
+def export_subject(end_user_id: str, subjects: SubjectsDep, caller: AdminCaller) -> dict[str, Any]:
+    return subjects.export(caller.tenant, end_user_id, actor=caller.key_id)
 
 
 @router.delete("/subjects/{end_user_id}")
-def erase_subject(end_user_id: str, runtime: RuntimeDep, caller: AdminCaller) -> dict[str, Any]:
-    counts = runtime.subjects.erase(caller.tenant, end_user_id)
-    # Cached answers may quote the erased person: drop the tenant's caches.
-    runtime.gateway.cache.invalidate_tenant(caller.tenant)
-    runtime.audit.append(
-        caller.tenant,
-        caller.key_id,
-        "subject.erase",
-        subject_hash(caller.tenant, end_user_id),
-        {"deleted": counts},
-    )
+def erase_subject(end_user_id: str, subjects: SubjectsDep, caller: AdminCaller) -> dict[str, Any]:
+    counts = subjects.erase(caller.tenant, end_user_id, actor=caller.key_id)
     return {"object": "subject.erasure", "deleted": counts}
 
 
 @router.post("/retention/purge")
-async def purge_now(runtime: RuntimeDep, caller: AdminCaller) -> dict[str, Any]:
-    counts = await asyncio.to_thread(purge, runtime.database, runtime.settings.retention)
-    runtime.audit.append(caller.tenant, caller.key_id, "retention.purge", "all", {"deleted": counts})
+async def purge_now(retention: RetentionDep, caller: AdminCaller) -> dict[str, Any]:
+    counts = await off_loop(retention.purge, actor=caller.key_id, tenant=caller.tenant)
     return {"object": "retention.purge", "deleted": counts}
 
 
 @router.get("/audit")
 def audit_entries(
-    runtime: RuntimeDep, caller: AdminCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    audit: AuditDep, caller: AdminCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
-    entries = runtime.audit.entries(caller.tenant, limit)
+    entries = audit.entries(caller.tenant, limit)
     return {
         "object": "list",
         "data": [
@@ -138,8 +119,8 @@ def audit_entries(
 
 
 @router.get("/audit/verify")
-def audit_verify(runtime: RuntimeDep, caller: AdminCaller) -> dict[str, Any]:
-    result = runtime.audit.verify()
+def audit_verify(audit: AuditDep, caller: AdminCaller) -> dict[str, Any]:
+    result = audit.verify()
     return {
         "ok": result.ok,
         "entries": result.entries,

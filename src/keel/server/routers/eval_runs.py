@@ -13,9 +13,9 @@ from keel.evals.datasets import DatasetInfo
 from keel.evals.formats import to_csv, to_jsonl
 from keel.evals.gate import gate, parse_allowance
 from keel.evals.items import DatasetItem
-from keel.evals.run_types import RunRequest
-from keel.server.deps import DatasetWriter, EvalReader, EvalRunner, RuntimeDep
-from keel.store.eval_models import EvalRun
+from keel.evals.run_types import EvalRun, RunRequest
+from keel.server.deps import DatasetWriter, EvalReader, EvalRunner
+from keel.server.services import EvaluationDep
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
 
@@ -121,8 +121,8 @@ class GateRequest(BaseModel):
 
 
 @router.post("/datasets", status_code=201, response_model=DatasetView)
-def create_dataset(body: DatasetRequest, runtime: RuntimeDep, caller: DatasetWriter) -> DatasetView:
-    evals = runtime.evals
+def create_dataset(body: DatasetRequest, evals: EvaluationDep, caller: DatasetWriter) -> DatasetView:
+    evals = evals
     if body.items is not None:
         items, origin = body.items, "api"
     elif body.from_reviews:
@@ -142,27 +142,27 @@ def create_dataset(body: DatasetRequest, runtime: RuntimeDep, caller: DatasetWri
 
 
 @router.get("/datasets")
-def list_datasets(runtime: RuntimeDep, caller: EvalReader) -> dict[str, Any]:
+def list_datasets(evals: EvaluationDep, caller: EvalReader) -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [DatasetView.of(d) for d in runtime.evals.datasets.list_all(caller.tenant)],
+        "data": [DatasetView.of(d) for d in evals.datasets.list_all(caller.tenant)],
     }
 
 
 @router.get("/datasets/{name}", response_model=DatasetView)
-def get_dataset(name: str, runtime: RuntimeDep, caller: EvalReader) -> DatasetView:
-    return DatasetView.of(runtime.evals.datasets.get(caller.tenant, name))
+def get_dataset(name: str, evals: EvaluationDep, caller: EvalReader) -> DatasetView:
+    return DatasetView.of(evals.datasets.get(caller.tenant, name))
 
 
 @router.get("/datasets/{name}/items", response_model=None)
 def get_dataset_items(
     name: str,
-    runtime: RuntimeDep,
+    evals: EvaluationDep,
     caller: EvalReader,
     version: Annotated[int | None, Query(ge=1)] = None,
     format: Annotated[Literal["json", "jsonl", "csv"], Query()] = "json",
 ) -> Response | dict[str, Any]:
-    info, stored = runtime.evals.datasets.items(caller.tenant, name, version)
+    info, stored = evals.datasets.items(caller.tenant, name, version)
     items = [s.item for s in stored]
     if format == "jsonl":
         return PlainTextResponse(to_jsonl(items), media_type="application/x-ndjson")
@@ -174,29 +174,29 @@ def get_dataset_items(
 
 
 @router.post("/runs", status_code=202, response_model=RunView)
-def create_run(body: RunRequest, runtime: RuntimeDep, caller: EvalRunner) -> RunView:
+def create_run(body: RunRequest, evals: EvaluationDep, caller: EvalRunner) -> RunView:
     """Queues the run; `GET /v1/evals/runs/{id}` follows its progress."""
-    return RunView.of(runtime.evals.runs.create(caller.tenant, body, created_by=caller.key_id))
+    return RunView.of(evals.runs.create(caller.tenant, body, created_by=caller.key_id))
 
 
 @router.get("/runs")
 def list_runs(
-    runtime: RuntimeDep, caller: EvalReader, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    evals: EvaluationDep, caller: EvalReader, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [RunView.of(r) for r in runtime.evals.runs.list_runs(caller.tenant, limit)],
+        "data": [RunView.of(r) for r in evals.runs.list_runs(caller.tenant, limit)],
     }
 
 
 @router.get("/runs/{run_id}", response_model=RunView)
-def get_run(run_id: str, runtime: RuntimeDep, caller: EvalReader) -> RunView:
-    return RunView.of(runtime.evals.runs.get(caller.tenant, run_id))
+def get_run(run_id: str, evals: EvaluationDep, caller: EvalReader) -> RunView:
+    return RunView.of(evals.runs.get(caller.tenant, run_id))
 
 
 @router.get("/runs/{run_id}/results")
-def get_run_results(run_id: str, runtime: RuntimeDep, caller: EvalReader) -> dict[str, Any]:
-    results = runtime.evals.runs.results(caller.tenant, run_id)
+def get_run_results(run_id: str, evals: EvaluationDep, caller: EvalReader) -> dict[str, Any]:
+    results = evals.runs.results(caller.tenant, run_id)
     data = [
         {
             "item_key": r.item_key,
@@ -215,18 +215,18 @@ def get_run_results(run_id: str, runtime: RuntimeDep, caller: EvalReader) -> dic
 
 @router.get("/compare")
 def compare(
-    runtime: RuntimeDep,
+    evals: EvaluationDep,
     caller: EvalReader,
     baseline: Annotated[str, Query(max_length=40)],
     candidate: Annotated[str, Query(max_length=40)],
 ) -> dict[str, Any]:
-    return runtime.evals.compare(caller.tenant, baseline, candidate).to_json()
+    return evals.compare(caller.tenant, baseline, candidate).to_json()
 
 
 @router.post("/gate")
-def run_gate(body: GateRequest, runtime: RuntimeDep, caller: EvalReader) -> dict[str, Any]:
+def run_gate(body: GateRequest, evals: EvaluationDep, caller: EvalReader) -> dict[str, Any]:
     allowances = [parse_allowance(f"{metric}={value}") for metric, value in body.max_drop.items()]
-    result = gate(runtime.evals.compare(caller.tenant, body.baseline, body.candidate), allowances)
+    result = gate(evals.compare(caller.tenant, body.baseline, body.candidate), allowances)
     return {
         "passed": result.passed,
         "checks": [

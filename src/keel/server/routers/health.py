@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from keel.server.deps import RuntimeDep
+from keel.server.threads import off_loop
 
 router = APIRouter(tags=["ops"])
 
@@ -28,7 +29,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(runtime: RuntimeDep) -> Response:
     # Unauthenticated like the probes, as Prometheus scrapes it; it holds counts, never content.
-    return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    # Some gauges are read from the database when scraped.
+    return Response(await off_loop(runtime.metrics.exposition), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
@@ -38,7 +40,7 @@ async def metrics(runtime: RuntimeDep) -> Response:
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = {
-        "database": _database_ok(runtime),
+        "database": await off_loop(_database_ok, runtime),
         "chat_model": runtime.chat_model.is_ready,
         "embedding_model": runtime.embedding_model.is_ready,
         # Ready means the copilot can answer: the intent and injection classifiers are fitted and the

@@ -8,15 +8,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
-from keel.errors import InvalidRequestError, NotFoundError
-from keel.jobs.ingestion_jobs import NewDocument
+from keel.errors import InvalidRequestError
+from keel.jobs.ingestion_jobs import Job, NewDocument
 from keel.keys import Role
+from keel.knowledge.catalog import DocumentSummary
 from keel.knowledge.retrieval import SearchRequest, SearchResponse, scope_for
-from keel.server.deps import AnyCaller, KnowledgeWriter, RuntimeDep, SearchCaller
-from keel.store.models import Document, Job
+from keel.server.deps import AnyCaller, KnowledgeWriter, SearchCaller
+from keel.server.services import DocumentsDep, IngestionDep, JobsDep, RetrieverDep
+from keel.server.threads import off_loop
 
 router = APIRouter(prefix="/v1", tags=["knowledge"])
 
@@ -122,18 +123,12 @@ class JobView(BaseModel):
         )
 
 
-class DocumentView(BaseModel):
-    id: str
+class DocumentView(DocumentSummary):
     object: Literal["document"] = "document"
-    source: str
-    title: str
-    doc_type: str
-    acl: list[str]
-    metadata: dict[str, Any]
-    chunks: int
-    content_hash: str
-    created_at: datetime
-    updated_at: datetime
+
+    @classmethod
+    def of(cls, document: DocumentSummary) -> DocumentView:
+        return cls.model_validate(document, from_attributes=True)
 
 
 class DocumentList(BaseModel):
@@ -229,81 +224,45 @@ def _has_suffix(source: str) -> bool:
 
 
 @router.post("/documents", status_code=202, response_model=JobView, openapi_extra=_upload_request_body())
-async def upload_documents(request: Request, runtime: RuntimeDep, caller: KnowledgeWriter) -> JobView:
+async def upload_documents(
+    request: Request, ingestion: IngestionDep, jobs: JobsDep, caller: KnowledgeWriter
+) -> JobView:
     documents = await _uploads(request)
     for document in documents:
-        runtime.ingestion.check_size(len(document.data), document.source)
-    job = runtime.jobs.submit(caller.tenant, documents)
-    return JobView.of(runtime.jobs.get(caller.tenant, job.id))
+        ingestion.check_size(len(document.data), document.source)
+    job = await off_loop(jobs.submit, caller.tenant, documents)
+    return JobView.of(await off_loop(jobs.get, caller.tenant, job.id))
 
 
 @router.get("/jobs/{job_id}", response_model=JobView)
-def get_job(job_id: str, runtime: RuntimeDep, caller: AnyCaller) -> JobView:
-    return JobView.of(runtime.jobs.get(caller.tenant, job_id))
-
-
-def _document_views(runtime: RuntimeDep, query: Any) -> list[DocumentView]:
-    from keel.store.models import Chunk
-
-    counts = select(Chunk.document_id, func.count().label("n")).group_by(Chunk.document_id).subquery()
-    with runtime.database.session() as session:
-        rows = session.execute(
-            query.add_columns(func.coalesce(counts.c.n, 0)).outerjoin(
-                counts, counts.c.document_id == Document.id
-            )
-        ).all()
-    return [
-        DocumentView(
-            id=d.id,
-            source=d.source,
-            title=d.title,
-            doc_type=d.doc_type,
-            acl=d.acl,
-            metadata=d.meta,
-            chunks=n,
-            content_hash=d.content_hash,
-            created_at=d.created_at,
-            updated_at=d.updated_at,
-        )
-        for d, n in rows
-    ]
+def get_job(job_id: str, jobs: JobsDep, caller: AnyCaller) -> JobView:
+    return JobView.of(jobs.get(caller.tenant, job_id))
 
 
 @router.get("/documents", response_model=DocumentList)
 def list_documents(
-    runtime: RuntimeDep,
+    documents: DocumentsDep,
     caller: AnyCaller,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     doc_type: Annotated[str | None, Query(max_length=MAX_DOC_TYPE_CHARS)] = None,
 ) -> DocumentList:
-    query = select(Document).where(Document.tenant == caller.tenant)
-    if doc_type:
-        query = query.where(Document.doc_type == doc_type)
-    with runtime.database.session() as session:
-        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = query.order_by(Document.source).limit(limit).offset(offset)
-    return DocumentList(data=_document_views(runtime, page), total=total)
+    page = documents.page(caller.tenant, limit=limit, offset=offset, doc_type=doc_type)
+    return DocumentList(data=[DocumentView.of(d) for d in page.documents], total=page.total)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentView)
-def get_document(document_id: str, runtime: RuntimeDep, caller: AnyCaller) -> DocumentView:
-    views = _document_views(
-        runtime, select(Document).where(Document.id == document_id, Document.tenant == caller.tenant)
-    )
-    if not views:
-        raise NotFoundError(f"No document '{document_id}'.", code="document_not_found")
-    return views[0]
+def get_document(document_id: str, documents: DocumentsDep, caller: AnyCaller) -> DocumentView:
+    return DocumentView.of(documents.get(caller.tenant, document_id))
 
 
 @router.delete("/documents/{document_id}", status_code=204)
-def delete_document(document_id: str, runtime: RuntimeDep, caller: KnowledgeWriter) -> Response:
-    runtime.ingestion.delete(caller.tenant, document_id)
-    runtime.audit.append(caller.tenant, caller.key_id, "document.delete", document_id)
+def delete_document(document_id: str, documents: DocumentsDep, caller: KnowledgeWriter) -> Response:
+    documents.delete(caller.tenant, document_id, actor=caller.key_id)
     return Response(status_code=204)
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search(body: SearchRequest, runtime: RuntimeDep, caller: SearchCaller) -> SearchResponse:
+async def search(body: SearchRequest, retriever: RetrieverDep, caller: SearchCaller) -> SearchResponse:
     scope = scope_for(caller.tenant, body, sees_everything=caller.role == Role.ADMIN)
-    return await runtime.retriever.search(body, scope)
+    return await retriever.search(body, scope)

@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field
 from keel.copilot.types import ReplyRequest, ReplyResponse
 from keel.gateway.service import Caller
 from keel.review.claims import as_utc
-from keel.review.queue import Decision, ReviewQueue
-from keel.server.deps import AdminCaller, ModelCaller, ReviewCaller, RuntimeDep, SupportReader
-from keel.store.models import ReviewItem
+from keel.review.queue import Decision, ReviewItem, ReviewQueue
+from keel.server.deps import AdminCaller, ModelCaller, ReviewCaller, SupportReader
+from keel.server.services import CopilotDep, EvaluationDep, ReviewsDep
 
 router = APIRouter(prefix="/v1", tags=["support"])
 
@@ -71,18 +71,18 @@ class AssignRequest(BaseModel):
 
 
 @router.post("/support/replies", response_model=ReplyResponse)
-async def create_reply(body: ReplyRequest, runtime: RuntimeDep, caller: ModelCaller) -> ReplyResponse:
-    return await runtime.copilot.reply(body, Caller(tenant=caller.tenant, key_id=caller.key_id))
+async def create_reply(body: ReplyRequest, copilot: CopilotDep, caller: ModelCaller) -> ReplyResponse:
+    return await copilot.reply(body, Caller(tenant=caller.tenant, key_id=caller.key_id))
 
 
 @router.get("/support/replies/{reply_id}", response_model=ReplyResponse)
-def get_reply(reply_id: str, runtime: RuntimeDep, caller: SupportReader) -> ReplyResponse:
-    return runtime.copilot.get(caller.tenant, reply_id)
+def get_reply(reply_id: str, copilot: CopilotDep, caller: SupportReader) -> ReplyResponse:
+    return copilot.get(caller.tenant, reply_id)
 
 
 @router.get("/reviews", response_model=ReviewList)
 def list_reviews(
-    runtime: RuntimeDep,
+    reviews: ReviewsDep,
     caller: ReviewCaller,
     status: Annotated[Literal["pending", "claimed", "approved", "edited", "rejected"] | None, Query()] = None,
     reason: Annotated[str | None, Query(max_length=100)] = None,
@@ -90,48 +90,48 @@ def list_reviews(
     older_than_s: Annotated[int | None, Query(ge=0, le=10 * 365 * 24 * 3600)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ReviewList:
-    items = runtime.reviews.list(caller.tenant, status, reason, older_than_s, limit)
-    return ReviewList(data=[ReviewView.of(i, runtime.reviews) for i in items])
+    items = reviews.list(caller.tenant, status, reason, older_than_s, limit)
+    return ReviewList(data=[ReviewView.of(i, reviews) for i in items])
 
 
 @router.get("/reviews/{review_id}", response_model=ReviewView)
-def get_review(review_id: str, runtime: RuntimeDep, caller: ReviewCaller) -> ReviewView:
-    return ReviewView.of(runtime.reviews.get(caller.tenant, review_id), runtime.reviews)
+def get_review(review_id: str, reviews: ReviewsDep, caller: ReviewCaller) -> ReviewView:
+    return ReviewView.of(reviews.get(caller.tenant, review_id), reviews)
 
 
 @router.post("/reviews/{review_id}/claim", response_model=ReviewView)
-def claim_review(review_id: str, runtime: RuntimeDep, caller: ReviewCaller) -> ReviewView:
-    return ReviewView.of(runtime.reviews.claim(caller.tenant, review_id, caller.key_id), runtime.reviews)
+def claim_review(review_id: str, reviews: ReviewsDep, caller: ReviewCaller) -> ReviewView:
+    return ReviewView.of(reviews.claim(caller.tenant, review_id, caller.key_id), reviews)
 
 
 @router.post("/reviews/{review_id}/release", response_model=ReviewView)
-def release_review(review_id: str, runtime: RuntimeDep, caller: AdminCaller) -> ReviewView:
-    item = runtime.reviews.release(caller.tenant, review_id, caller.key_id)
-    return ReviewView.of(item, runtime.reviews)
+def release_review(review_id: str, reviews: ReviewsDep, caller: AdminCaller) -> ReviewView:
+    item = reviews.release(caller.tenant, review_id, caller.key_id)
+    return ReviewView.of(item, reviews)
 
 
 @router.post("/reviews/{review_id}/assign", response_model=ReviewView)
 def assign_review(
-    review_id: str, body: AssignRequest, runtime: RuntimeDep, caller: AdminCaller
+    review_id: str, body: AssignRequest, reviews: ReviewsDep, caller: AdminCaller
 ) -> ReviewView:
-    item = runtime.reviews.assign(caller.tenant, review_id, body.reviewer, caller.key_id)
-    return ReviewView.of(item, runtime.reviews)
+    item = reviews.assign(caller.tenant, review_id, body.reviewer, caller.key_id)
+    return ReviewView.of(item, reviews)
 
 
 @router.post("/reviews/{review_id}/decision", response_model=ReviewView)
 async def decide_review(
-    review_id: str, body: Decision, runtime: RuntimeDep, caller: ReviewCaller
+    review_id: str, body: Decision, reviews: ReviewsDep, caller: ReviewCaller
 ) -> ReviewView:
-    item = await runtime.reviews.decide(caller.tenant, review_id, caller.key_id, body)
-    return ReviewView.of(item, runtime.reviews)
+    item = await reviews.decide(caller.tenant, review_id, caller.key_id, body)
+    return ReviewView.of(item, reviews)
 
 
 @router.post("/reviews/{review_id}/dataset", status_code=201)
 def add_review_to_dataset(
-    review_id: str, body: DatasetRequest, runtime: RuntimeDep, caller: ReviewCaller
+    review_id: str, body: DatasetRequest, evals: EvaluationDep, caller: ReviewCaller
 ) -> dict[str, Any]:
-    item = runtime.evals.harvest.from_review(caller.tenant, review_id)
-    dataset = runtime.evals.datasets.write(
+    item = evals.harvest.from_review(caller.tenant, review_id)
+    dataset = evals.datasets.write(
         caller.tenant,
         body.dataset,
         [item],

@@ -11,9 +11,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from keel.evals.compare import Comparison
 from keel.evals.items import DatasetItem
 from keel.evals.metrics import METRICS
+from keel.evals.run_types import EvalResult, EvalRun
 from keel.keys import Principal
 from keel.server.ui.charts import bar_chart
-from keel.store.eval_models import EvalResult, EvalRun
 
 _env = Environment(
     loader=FileSystemLoader(str(Path(__file__).parent.parent / "templates")),

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import func, select
 
 from keel.errors import InvalidRequestError, KeelError, PermissionDeniedError
 from keel.keys import Principal, Role
@@ -20,9 +19,9 @@ from keel.observe.dashboard import overview, recent_traces, trace_spans
 from keel.review.claims import ClaimRules
 from keel.review.queue import CLAIMING_ROLES, Decision
 from keel.runtime import Runtime
+from keel.server.services import DocumentsDep, JobsDep
 from keel.server.ui.charts import bar_chart, line_chart
 from keel.server.ui.session import COOKIE, MAX_AGE_S, Sessions
-from keel.store.models import Chunk, Document, Job
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -276,20 +275,6 @@ async def decide(
 
 
 @router.get("/knowledge", response_class=HTMLResponse)
-def knowledge_page(request: Request, me: Viewer) -> HTMLResponse:
-    database = _runtime(request).database
-    with database.session() as session:
-        documents = session.execute(
-            select(Document, func.count(Chunk.id))
-            .outerjoin(Chunk, Chunk.document_id == Document.id)
-            .where(Document.tenant == me.tenant)
-            .group_by(Document.id)
-            .order_by(Document.updated_at.desc())
-            .limit(200)
-        ).all()
-        jobs = list(
-            session.scalars(
-                select(Job).where(Job.tenant == me.tenant).order_by(Job.created_at.desc()).limit(20)
-            )
-        )
-    return render(request, "knowledge.html", me, documents=documents, jobs=jobs)
+def knowledge_page(request: Request, me: Viewer, documents: DocumentsDep, jobs: JobsDep) -> HTMLResponse:
+    listed = documents.page(me.tenant, limit=200, order="recent").documents
+    return render(request, "knowledge.html", me, documents=listed, jobs=jobs.recent(me.tenant, limit=20))
