@@ -406,7 +406,7 @@ class Copilot:
                 trace.get_current_span().set_attributes(prompt.use.span_attributes())
             support = replace(caller, feature="support", prompt=prompt.use)
             completion, _ = await self._gateway.chat(request, support)
-            parsed = json.loads(completion.choices[0].message.content)
+            parsed = json.loads(completion.choices[0].message.content or "")
         except (KeelError, json.JSONDecodeError) as exc:
             log.warning("copilot_model_failed", error=getattr(exc, "code", type(exc).__name__))
             return None

@@ -46,10 +46,18 @@ from keel.gateway.protocol import (
     Usage,
     completion_id,
 )
-from keel.gateway.providers.base import EmbeddingProvider, Generation, GenerationRequest, StreamEnd, TextDelta
+from keel.gateway.providers.base import (
+    EmbeddingProvider,
+    Generation,
+    GenerationRequest,
+    StreamEnd,
+    TextDelta,
+    ToolCallPart,
+)
 from keel.gateway.providers.turns import requested_by
 from keel.gateway.router import estimate_tokens, prompt_token_bound
 from keel.gateway.structured import check_structured_output, generation_request, repair_request, wants_json
+from keel.gateway.tools import assemble, check_tool_calls, tool_call_chunk
 from keel.gateway.unhonoured import refuse_unhonoured
 from keel.guard.pii import redact
 from keel.observe import attributes
@@ -136,7 +144,7 @@ class Gateway:
             self._annotate(span, request, caller, info, completion.usage, completion.choices[0].finish_reason)
             if self._capture_content:
                 span.set_attribute(
-                    attributes.GEN_AI_COMPLETION, redact(completion.choices[0].message.content)[:4000]
+                    attributes.GEN_AI_COMPLETION, redact(completion.choices[0].message.content or "")[:4000]
                 )
             return completion, info
 
@@ -203,7 +211,11 @@ class Gateway:
             model=request.model,
             choices=[
                 Choice(
-                    message=AssistantMessage(content=generation.text), finish_reason=generation.finish_reason
+                    message=AssistantMessage(
+                        content=generation.text or (None if generation.tool_calls else ""),
+                        tool_calls=generation.tool_calls or None,
+                    ),
+                    finish_reason=generation.finish_reason,
                 )
             ],
             usage=generation.usage,
@@ -218,7 +230,8 @@ class Gateway:
         try:
             generation = await self.dispatcher.complete(alias, request, stats)
             spent = self._cost(stats, generation.usage)
-            if wants_json(request) and generation.finish_reason != "length":
+            check_tool_calls(generation.tool_calls, request)
+            if wants_json(request) and generation.finish_reason not in ("length", "tool_calls"):
                 try:
                     check_structured_output(generation.text, request)
                 except KeelError as problem:
@@ -282,6 +295,7 @@ class Gateway:
                 reservation = await self._reserve(request, generation_input, caller)
                 stats = DispatchStats()
                 pieces: list[str] = []
+                parts: list[ToolCallPart] = []
                 end: StreamEnd | None = None
                 try:
                     with requested_by(caller.tenant):
@@ -290,6 +304,9 @@ class Gateway:
                         if isinstance(event, TextDelta):
                             pieces.append(event.text)
                             yield chunk(Delta(content=event.text))
+                        elif isinstance(event, ToolCallPart):
+                            parts.append(event)
+                            yield chunk(Delta(tool_calls=[tool_call_chunk(event)]))
                         else:
                             end = event
                 finally:
@@ -299,8 +316,9 @@ class Gateway:
                     info.deployment = stats.deployment.name if stats.deployment else None
                     info.retries, info.fallback_used = stats.retries, stats.fallback_used
                 assert end is not None, "a provider stream ends with StreamEnd"
-                generation = Generation("".join(pieces), end.finish_reason, end.usage)
-                if generation.finish_reason != "length":
+                generation = Generation("".join(pieces), end.finish_reason, end.usage, assemble(parts))
+                check_tool_calls(generation.tool_calls, generation_input)
+                if generation.finish_reason not in ("length", "tool_calls"):
                     check_structured_output(generation.text, generation_input)
                 if keys is not None and await self._cacheable(request, generation.text):
                     self.cache.put(keys, _answer(generation, info), vector)
@@ -343,7 +361,12 @@ class Gateway:
             request.token_limit() or self._default_completion_tokens
         )
         self._limiter.acquire(caller.key_id, caller.tenant, tokens)
-        use_cache = request.cache and (self.cache.settings.exact or self.cache.settings.semantic)
+        # Answers are cached as text: a request offering tools is never answered from the cache.
+        use_cache = (
+            request.cache
+            and not request.tools
+            and (self.cache.settings.exact or self.cache.settings.semantic)
+        )
         keys = cache_keys(caller.tenant, request) if use_cache else None
         vector = None
         if keys is not None and self.cache.settings.semantic and keys.last_user_message:

@@ -115,10 +115,8 @@ class InboundGuard:
         if len(texts) != len(request.messages):  # a recogniser swallowed a separator: send nothing raw
             texts = [self.pii.redact(m.text()) for m in request.messages]
             mapping = {}
-        messages = [
-            ChatMessage(role=m.role, content=t, name=m.name)
-            for m, t in zip(request.messages, texts, strict=True)
-        ]
+        # A copy keeps what else a message carries (its tool calls, the call a tool result answers).
+        messages = [m.model_copy(update={"content": t}) for m, t in zip(request.messages, texts, strict=True)]
         return replace(request, messages=messages), (
             lambda text: restore(text, mapping)
         ) if mapping else _identity
