@@ -27,6 +27,7 @@ from keel.gateway.providers.base import (
 )
 from keel.gateway.retry import call_with_retries, with_timeout
 from keel.gateway.router import order_deployments
+from keel.gateway.tools import restore_arguments
 from keel.guard.inbound import InboundGuard
 from keel.observe import attributes
 
@@ -106,7 +107,8 @@ class Dispatcher:
         async def call(deployment: Deployment) -> Generation:
             outbound, restore = self._outbound(deployment, request)
             generation = await deployment.provider.complete(outbound)
-            return replace(generation, text=restore(generation.text))
+            calls = [restore_arguments(call, restore) for call in generation.tool_calls]
+            return replace(generation, text=restore(generation.text), tool_calls=calls)
 
         return await self._first_success(alias_name, request, stats, call)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -52,9 +53,38 @@ def check_tools(request: ChatCompletionRequest) -> None:
             param="tool_choice",
         )
     for index, tool in enumerate(tools):
+        if tool.function.parameters.get("type", "object") != "object":
+            raise InvalidRequestError(
+                f'tools[{index}].function.parameters must describe an object ("type": "object").',
+                code="invalid_json_schema",
+                param="tools",
+            )
         check_response_schema(
             tool.function.parameters, where=f"tools[{index}].function.parameters", param="tools"
         )
+
+
+def restore_arguments(call: ToolCall, restore: Callable[[str], str]) -> ToolCall:
+    """The call with the personal data that was pseudonymised on the way out put back into its arguments,
+    value by value, so the JSON stays valid whatever the values hold."""
+    try:
+        arguments = json.loads(call.function.arguments)
+    except json.JSONDecodeError:
+        return call  # checked, and refused, later
+
+    def put_back(value: Any) -> Any:
+        if isinstance(value, str):
+            return restore(value)
+        if isinstance(value, list):
+            return [put_back(item) for item in value]
+        if isinstance(value, dict):
+            return {key: put_back(item) for key, item in value.items()}
+        return value
+
+    restored = json.dumps(put_back(arguments), ensure_ascii=False)
+    if restored == json.dumps(arguments, ensure_ascii=False):
+        return call
+    return call.model_copy(update={"function": call.function.model_copy(update={"arguments": restored})})
 
 
 def assemble(parts: list[ToolCallPart]) -> list[ToolCall]:

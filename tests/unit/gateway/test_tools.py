@@ -24,6 +24,7 @@ from keel.gateway.providers.local_tools import (
 )
 from keel.gateway.service import Caller
 from keel.gateway.structured import generation_request
+from keel.gateway.tools import restore_arguments
 from tests.unit.gateway.doubles import chat_request, local, make_gateway
 
 CALLER = Caller(tenant="acme", key_id="key_1")
@@ -41,6 +42,10 @@ CALL = ToolCall(id="call_1", function=FunctionCall(name="get_weather", arguments
             "tool_choice",
         ),
         ({"tools": [WEATHER, WEATHER]}, "tools"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+            "tools",
+        ),
         (
             {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}]},
             "tools",
@@ -193,3 +198,15 @@ def test_calls_are_parsed_once_each() -> None:
     assert calls[0].id.startswith("call_")
     with pytest.raises(UpstreamError, match="max_tokens"):
         parse_calls('[{"name": "get_weather", "argu')
+
+
+def test_pseudonyms_in_a_calls_arguments_are_put_back_value_by_value() -> None:
+    call = ToolCall(
+        id="c", function=FunctionCall(name="f", arguments='{"who": "<PERSON_1>", "n": [1, "<PERSON_1>"]}')
+    )
+    restored = restore_arguments(call, lambda text: text.replace("<PERSON_1>", 'Ada "the" Lovelace'))
+    assert json.loads(restored.function.arguments) == {
+        "who": 'Ada "the" Lovelace',
+        "n": [1, 'Ada "the" Lovelace'],
+    }
+    assert restore_arguments(call, lambda text: text) is call
