@@ -69,7 +69,7 @@ def upload(page: Page, name: str, data: bytes) -> None:
 def test_an_editor_uploads_searches_and_deletes_a_document(chromium: Browser, server: dict[str, str]) -> None:
     page = knowledge_page(chromium, server["base"], server["app"])
     upload(page, "saddle-care.md", GUIDE)
-    expect(page.locator("#job-status")).to_have_text("done")
+    expect(page.locator("#job-status")).to_have_text("succeeded")
     expect(page.locator("#job-items .item-done")).to_contain_text("saddle-care.md")
 
     page.get_by_role("link", name="← Knowledge base").click()
@@ -91,6 +91,7 @@ def test_an_editor_uploads_searches_and_deletes_a_document(chromium: Browser, se
 def test_a_failed_item_shows_why(chromium: Browser, server: dict[str, str]) -> None:
     page = knowledge_page(chromium, server["base"], server["app"])
     upload(page, "manual.pdf", b"this is not a PDF")
+    expect(page.locator("#job-status")).to_have_text("failed")
     expect(page.locator("#job-failed")).to_have_text("1 failed")
     failed = page.locator("#job-items .item-failed")
     expect(failed).to_contain_text("manual.pdf")
