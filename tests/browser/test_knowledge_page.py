@@ -5,20 +5,16 @@ viewer sees the page without the actions, and a form post without the CSRF token
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.conftest import ARTIFACTS
 from tests.integration.live import create_key, free_port, start_server
 
-ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 GUIDE = b"# Saddle care\n\nWipe the leather saddle with a damp cloth and treat it with wax every spring.\n"
 
 
@@ -33,17 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     finally:
         process.terminate()
         process.wait(timeout=60)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run installs it).", pytrace=False)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 def knowledge_page(browser: Browser, base: str, key: str) -> Page:
@@ -66,8 +51,8 @@ def upload(page: Page, name: str, data: bytes) -> None:
         page.reload()
 
 
-def test_an_editor_uploads_searches_and_deletes_a_document(chromium: Browser, server: dict[str, str]) -> None:
-    page = knowledge_page(chromium, server["base"], server["app"])
+def test_an_editor_uploads_searches_and_deletes_a_document(browser: Browser, server: dict[str, str]) -> None:
+    page = knowledge_page(browser, server["base"], server["app"])
     upload(page, "saddle-care.md", GUIDE)
     expect(page.locator("#job-status")).to_have_text("succeeded")
     expect(page.locator("#job-items .item-done")).to_contain_text("saddle-care.md")
@@ -88,8 +73,8 @@ def test_an_editor_uploads_searches_and_deletes_a_document(chromium: Browser, se
     page.close()
 
 
-def test_a_failed_item_shows_why(chromium: Browser, server: dict[str, str]) -> None:
-    page = knowledge_page(chromium, server["base"], server["app"])
+def test_a_failed_item_shows_why(browser: Browser, server: dict[str, str]) -> None:
+    page = knowledge_page(browser, server["base"], server["app"])
     upload(page, "manual.pdf", b"this is not a PDF")
     expect(page.locator("#job-status")).to_have_text("failed")
     expect(page.locator("#job-failed")).to_have_text("1 failed")
@@ -100,8 +85,8 @@ def test_a_failed_item_shows_why(chromium: Browser, server: dict[str, str]) -> N
     page.close()
 
 
-def test_a_viewer_sees_the_page_without_its_actions(chromium: Browser, server: dict[str, str]) -> None:
-    page = knowledge_page(chromium, server["base"], server["viewer"])
+def test_a_viewer_sees_the_page_without_its_actions(browser: Browser, server: dict[str, str]) -> None:
+    page = knowledge_page(browser, server["base"], server["viewer"])
     expect(page.get_by_role("heading", name="Knowledge base")).to_be_visible()
     expect(page.locator("#upload")).to_have_count(0)
     expect(page.get_by_role("button", name="Delete")).to_have_count(0)

@@ -37,6 +37,20 @@ WEATHER: Any = {
 QUESTION: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
+def get_weather(city: str) -> str:
+    """The current weather in a city."""
+    return "sunny"
+
+
+def langchain_chat(app: tuple[TestClient, str], model: str) -> Any:
+    from langchain_openai import ChatOpenAI
+
+    client, key = app
+    return ChatOpenAI(
+        model=model, base_url="http://testserver/v1", api_key=key, http_client=client, temperature=0
+    )
+
+
 class Person(BaseModel):
     """A person mentioned in the text."""
 
@@ -160,10 +174,6 @@ def test_langchain_bind_tools_calls_the_tool(app: tuple[TestClient, str], model:
 
     client, key = app
 
-    def get_weather(city: str) -> str:
-        """The current weather in a city."""
-        return "sunny"
-
     chat = ChatOpenAI(
         model=model, base_url="http://testserver/v1", api_key=key, http_client=client, temperature=0
     )
@@ -178,14 +188,12 @@ def test_langchain_bind_tools_calls_the_tool(app: tuple[TestClient, str], model:
 def test_langchain_structured_output_by_function_calling_returns_the_object(
     app: tuple[TestClient, str], upstream: FaultUpstream, model: str
 ) -> None:
-    from langchain_openai import ChatOpenAI
-
     upstream.set_plan(FaultPlan(tool_arguments={"name": "Ada", "age": 36}))
-    client, key = app
-    chat = ChatOpenAI(
-        model=model, base_url="http://testserver/v1", api_key=key, http_client=client, temperature=0
+    person = (
+        langchain_chat(app, model)
+        .with_structured_output(Person, method="function_calling")
+        .invoke("Ada is 36 years old.")
     )
-    person = chat.with_structured_output(Person, method="function_calling").invoke("Ada is 36 years old.")
     assert isinstance(person, Person)
 
 
@@ -195,10 +203,6 @@ def test_llama_index_function_calling_model_calls_the_tool(app: tuple[TestClient
     from llama_index.llms.openai_like import OpenAILike  # type: ignore[import-untyped]
 
     client, key = app
-
-    def get_weather(city: str) -> str:
-        """The current weather in a city."""
-        return "sunny"
 
     llm = OpenAILike(
         model=model,
