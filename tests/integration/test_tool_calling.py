@@ -1,6 +1,7 @@
 """Tool calling through Keel's API with the real clients (the openai SDK, langchain-openai, llama-index),
-on the local model (constrained generation) and on an OpenAI-compatible deployment (the fault upstream,
-which answers with a tool call): calls, streamed calls, and a tool result answered in text."""
+on the local model (constrained generation), on an OpenAI-compatible deployment and on an Anthropic one
+(both the fault upstream, which answers with a tool call): calls, streamed calls, and a tool result
+answered in text."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from keel.runtime import Runtime
 from keel.server.app import create_app
 from tests.support.fault_upstream import FaultPlan, FaultUpstream
 
-MODELS = ["keel-local", "upstream"]
+MODELS = ["keel-local", "upstream", "claude"]
 WEATHER: Any = {
     "type": "function",
     "function": {
@@ -74,10 +75,14 @@ def app(
             "echo": DeploymentSettings(
                 provider="openai", base_url=upstream.base_url, model="echo", timeout_s=10
             ),
+            "messages": DeploymentSettings(
+                provider="anthropic", base_url=upstream.root_url, model="echo", timeout_s=10
+            ),
         },
         aliases={
             "keel-local": AliasSettings(deployments=["local"]),
             "upstream": AliasSettings(deployments=["echo"]),
+            "claude": AliasSettings(deployments=["messages"]),
         },
     )
     data_dir: Path = tmp_path_factory.mktemp("keel-tools")
@@ -163,9 +168,20 @@ def test_a_tool_result_is_answered_in_text(sdk: OpenAI, model: str, upstream: Fa
     )
     choice = completion.choices[0]
     assert choice.message.tool_calls is None and choice.message.content
+    sent = upstream.received[-1].body["messages"] if upstream.received else []
     if model == "upstream":  # passed through as OpenAI's messages
-        sent = upstream.received[-1].body["messages"]
         assert sent[1]["tool_calls"] == [call] and sent[2]["tool_call_id"] == "call_1"
+    if model == "claude":  # translated into Anthropic's blocks
+        assert sent[1]["content"][0] == {
+            "type": "tool_use",
+            "id": "call_1",
+            "name": "get_weather",
+            "input": {"city": "Paris"},
+        }
+        assert (
+            sent[2]["content"][0]["type"] == "tool_result"
+            and sent[2]["content"][0]["tool_use_id"] == "call_1"
+        )
 
 
 @pytest.mark.parametrize("model", MODELS)
