@@ -72,9 +72,19 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-bench: dev
+# LiteLLM's proxy, the gateway benchmark's peer, in a virtual environment of its own (its pins clash
+# with Keel's), installed from PyPI on first use.
+LITELLM_VENV := .bench-venv/litellm
+
+$(LITELLM_VENV)/bin/litellm:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]'
+
+bench: dev $(LITELLM_VENV)/bin/litellm
 	$(BIN)/python -m bench.server_overhead
 	$(BIN)/python -m bench.cold_start
+	$(BIN)/python -m bench.gateway_overhead --skip-semantic --litellm $(LITELLM_VENV)/bin/litellm
+	$(BIN)/python -m bench.gateway_profile
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache

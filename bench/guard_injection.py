@@ -2,6 +2,7 @@
 fixed split that the shipped model was neither fitted nor tuned on (`bench/guard_injection_data.py`).
 
     .venv/bin/python -m bench.guard_injection [--cache FILE] [--latency-messages 120] [--latency-passages 40]
+        [--latency-only]   (times the paths again and keeps the committed quality figures)
 
 Direct injection, per path: the API refuses (rule hit, or classifier score from the `block` threshold),
 the copilot escalates (rule hit, or from `escalate`). Test sets: deepset/prompt-injections rows of the
@@ -20,6 +21,7 @@ message or one passage per call, with the load average recorded.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -32,7 +34,7 @@ import numpy as np
 
 from bench.guard_injection_data import Labeled, Passage, message_sets, passage_sets, split_record
 from bench.guard_injection_fit import CACHE, StoredEmbedder
-from bench.harness import percentile, write_results
+from bench.harness import RESULTS, percentile, write_results
 from keel.config import packaged_embedding_model
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.guard.inbound import InboundGuard
@@ -196,6 +198,8 @@ def latency(messages: list[str], passages: list[str]) -> dict[str, Any]:
         **timed(
             {
                 "passage, rules + classifier": lambda p: detector.check_passages([p]),
+                # The same passage again, as in the next reply that retrieves it: the verdict cache.
+                "passage, seen before (verdict cache)": lambda p: detector.check_passages([p]),
                 "passage, embedding alone (one pass, cut at 256 tokens)": lambda p: model.embed([p]),
             },
             passages,
@@ -219,7 +223,11 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE.with_name("injection_vectors_test.npz"))
     parser.add_argument("--latency-messages", type=int, default=120)
     parser.add_argument("--latency-passages", type=int, default=40)
+    parser.add_argument("--latency-only", action="store_true")
     args = parser.parse_args()
+    if args.latency_only:
+        retime(args.latency_messages, args.latency_passages)
+        return
     model = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=64)
     model.warm_up()
     store = StoredEmbedder(model, args.cache)
@@ -241,13 +249,7 @@ def main() -> None:
         finally:
             store.save()
     model_meta = detectors["shipped model"].model
-    rng = np.random.default_rng(17)
-    texts = [r.text for rows in messages.values() for r in rows]
-    pool = passages["clean_emails"] + passages["clean_pages"] + passages["poisoned"]
-    lat = latency(
-        [texts[i] for i in rng.permutation(len(texts))[: args.latency_messages]],
-        [pool[i].text for i in rng.permutation(len(pool))[: args.latency_passages]],
-    )
+    lat = latency(*latency_samples(messages, passages, args.latency_messages, args.latency_passages))
     data = {
         "split": split_record(),
         "test_sizes": {
@@ -262,6 +264,31 @@ def main() -> None:
         "looks_at_test": list(LOOKS),
         "cpus": len(os.sched_getaffinity(0)),
     }
+    write_results("guard_injection", data, markdown(data))
+
+
+def latency_samples(
+    messages: dict[str, list[Any]], passages: dict[str, list[Passage]], n_messages: int, n_passages: int
+) -> tuple[list[str], list[str]]:
+    """The messages and passages timed: a fixed random sample of the test sets, each passage once."""
+    rng = np.random.default_rng(17)
+    texts = [r.text for rows in messages.values() for r in rows]
+    pool = passages["clean_emails"] + passages["clean_pages"] + passages["poisoned"]
+    unique = list(dict.fromkeys(p.text for p in pool))
+    return (
+        [texts[i] for i in rng.permutation(len(texts))[:n_messages]],
+        [unique[i] for i in rng.permutation(len(unique))[:n_passages]],
+    )
+
+
+def retime(n_messages: int, n_passages: int) -> None:
+    """Latency again, quality as committed: the split's test part is not scored again."""
+    committed = json.loads((RESULTS / "guard_injection.json").read_text())
+    data = {k: v for k, v in committed.items() if k not in ("benchmark", "measured_at", "machine")}
+    data["quality_measured_at"] = committed.get("quality_measured_at", committed["measured_at"])
+    data["latency"] = latency(
+        *latency_samples(message_sets().sets["test"], passage_sets()["test"], n_messages, n_passages)
+    )
     write_results("guard_injection", data, markdown(data))
 
 

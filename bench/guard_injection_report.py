@@ -81,6 +81,15 @@ def tables(data: dict[str, Any]) -> str:
         "",
         "## Latency (one message or one passage per call, warm)",
         "",
+        *(
+            [
+                "Timed in a later run than the quality figures above (those were measured at "
+                f"{data['quality_measured_at']}).",
+                "",
+            ]
+            if "quality_measured_at" in data
+            else []
+        ),
         f"Load average (1/5/15 min) {load['before'][0]:.2f}/{load['before'][1]:.2f}/{load['before'][2]:.2f} "
         f"before and {load['after'][0]:.2f}/{load['after'][1]:.2f}/{load['after'][2]:.2f} after timing, on "
         f"{data['cpus']} CPUs. Targets (at low load): p95 <= {data['targets']['message_p95_ms']:.0f} ms per "

@@ -422,6 +422,8 @@ class GuardSettings(BaseModel):
     injection_block_score: float | None = Field(None, ge=0, le=1)
     injection_escalate_score: float | None = Field(None, ge=0, le=1)
     injection_passage_score: float | None = Field(None, ge=0, le=1)
+    # Passage verdicts remembered by content (0 turns it off): a chunk is screened once, not every reply.
+    injection_passage_cache: int = Field(4096, ge=0)
     # A model alias asked about messages the classifier is unsure of (off when None); its calls go through
     # the gateway and are costed in the usage ledger (feature "guard_judge").
     injection_judge: str | None = None

@@ -133,6 +133,13 @@ class KeyStore:
                 key_id=record.id, key_prefix=record.prefix, tenant=record.tenant, role=Role(record.role)
             )
 
+    def verified(self, secret: str) -> Principal | None:
+        """The key's principal when it was verified before (and not revoked since), else None."""
+        if not secret.startswith(KEY_PREFIX):
+            return None
+        with self._lock:
+            return self._verified.get(hash_key(secret))
+
     def authenticate(self, secret: str) -> Principal:
         if not secret.startswith(KEY_PREFIX):
             raise AuthenticationError("Invalid API key.", code="invalid_api_key")

@@ -156,6 +156,7 @@ class Runtime:
             settings=InjectionSettings(
                 threshold=settings.guard.injection_threshold,
                 passage_threshold=settings.guard.injection_passage_score,
+                passage_cache_size=settings.guard.injection_passage_cache,
             ),
         )
         guard = InboundGuard(settings.guard, injection, pii)

@@ -41,7 +41,7 @@ from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatu
 from keel.copilot.vectors import SentenceVectors
 from keel.errors import KeelError, NotFoundError
 from keel.gateway.protocol import ChatCompletionRequest
-from keel.gateway.service import Caller, Gateway
+from keel.gateway.service import INTERNAL, Caller, Gateway
 from keel.guard.inbound import InboundGuard
 from keel.guard.output import OutputPolicy
 from keel.knowledge.index.base import SearchScope
@@ -404,7 +404,8 @@ class Copilot:
             )
             if prompt.use is not None:
                 trace.get_current_span().set_attributes(prompt.use.span_attributes())
-            support = replace(caller, feature="support", prompt=prompt.use)
+            # The copilot screens its customers' messages itself (and escalates instead of refusing).
+            support = replace(caller, feature="support", prompt=prompt.use, policy=INTERNAL)
             completion, _ = await self._gateway.chat(request, support)
             parsed = json.loads(completion.choices[0].message.content or "")
         except (KeelError, json.JSONDecodeError) as exc:

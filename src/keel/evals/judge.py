@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from keel.errors import KeelError
 from keel.gateway.protocol import ChatCompletionRequest
-from keel.gateway.service import Caller, Gateway
+from keel.gateway.service import INTERNAL, Caller, Gateway
 from keel.logs import get_logger
 
 log = get_logger(__name__)
@@ -83,7 +83,7 @@ class Judge:
         )
         try:
             completion, info = await self._gateway.chat(
-                request, Caller(tenant=tenant, key_id="eval", feature="eval")
+                request, Caller(tenant=tenant, key_id="eval", feature="eval", policy=INTERNAL)
             )
         except KeelError as exc:
             log.warning("judge_failed", code=exc.code)

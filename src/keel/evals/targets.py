@@ -18,7 +18,7 @@ from keel.copilot.types import ReplyRequest
 from keel.evals.items import DatasetItem
 from keel.evals.usage import TraceUsage
 from keel.gateway.protocol import ChatCompletionRequest
-from keel.gateway.service import Caller, Gateway
+from keel.gateway.service import INTERNAL, Caller, Gateway
 from keel.knowledge.index.base import SearchScope
 from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
 
@@ -117,7 +117,7 @@ class CopilotTarget:
         conversation_id = await asyncio.to_thread(self._seed, tenant, item)
         reply = await self._copilot.reply(
             ReplyRequest(message=item.question[:4000], conversation_id=conversation_id, channel="eval"),
-            Caller(tenant=tenant, key_id="eval", feature="eval"),
+            Caller(tenant=tenant, key_id="eval", feature="eval", policy=INTERNAL),
         )
         history: list[tuple[str, str]] = [(t.role, t.content) for t in item.history]
         scope = SearchScope(tenant=tenant, acl_groups=frozenset(self._settings.acl_groups))
@@ -160,7 +160,7 @@ class ChatTarget:
             {"model": self._alias, "messages": messages, "max_tokens": self._max_tokens, "cache": False}
         )
         completion, info = await self._gateway.chat(
-            request, Caller(tenant=tenant, key_id="eval", feature="eval")
+            request, Caller(tenant=tenant, key_id="eval", feature="eval", policy=INTERNAL)
         )
         return TargetOutput(
             reply=completion.choices[0].message.content,

@@ -78,6 +78,8 @@ class ResponseCache(Protocol):
     """Where answers are cached: process memory embedded, Redis for scale-out (`cache_redis.py`)."""
 
     settings: CacheSettings
+    # Whether its calls wait on the network (async callers then make them off the event loop).
+    blocking: bool
 
     def get_exact(self, keys: CacheKeys) -> CachedAnswer | None: ...
 
@@ -102,6 +104,8 @@ def best_match(
 
 
 class MemoryResponseCache:
+    blocking = False
+
     def __init__(self, settings: CacheSettings) -> None:
         self.settings = settings
         self._exact: TTLCache[str, tuple[str, CachedAnswer]] = TTLCache(settings.max_entries, settings.ttl_s)

@@ -32,6 +32,8 @@ def _decode(raw: bytes | str) -> CachedAnswer:
 
 
 class RedisResponseCache:
+    blocking = True
+
     def __init__(self, settings: CacheSettings, client: redis.Redis, prefix: str = "keel:cache") -> None:
         self.settings = settings
         self._redis = client

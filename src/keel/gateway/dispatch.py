@@ -8,6 +8,7 @@ deployment of every alias has failed does the caller see an error — the last o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -87,6 +88,20 @@ class Dispatcher:
             return replace(request, messages=redacted), lambda text: text
         return self.guard.outbound(deployment.settings.provider, request)
 
+    async def _outbound_off_loop(
+        self, deployment: Deployment, request: GenerationRequest, *, reversible: bool = True
+    ) -> tuple[GenerationRequest, Callable[[str], str]]:
+        """`_outbound`, on a worker thread when it pseudonymises for an external provider: the name finder
+        takes milliseconds of CPU that would stall every other request on the event loop, and it can run
+        beside the input guard's classifier."""
+        if (
+            self.guard is None
+            or deployment.settings.provider == "local"
+            or self.guard.settings.pii_external == "off"
+        ):
+            return self._outbound(deployment, request, reversible=reversible)
+        return await asyncio.to_thread(self._outbound, deployment, request, reversible=reversible)
+
     def alias(self, name: str) -> AliasSettings:
         if name not in self.aliases:
             raise ModelNotFoundError(name)
@@ -105,7 +120,7 @@ class Dispatcher:
 
     async def complete(self, alias_name: str, request: GenerationRequest, stats: DispatchStats) -> Generation:
         async def call(deployment: Deployment) -> Generation:
-            outbound, restore = self._outbound(deployment, request)
+            outbound, restore = await self._outbound_off_loop(deployment, request)
             generation = await deployment.provider.complete(outbound)
             calls = [restore_arguments(call, restore) for call in generation.tool_calls]
             return replace(generation, text=restore(generation.text), tool_calls=calls)
@@ -119,7 +134,7 @@ class Dispatcher:
 
         async def first_event(deployment: Deployment) -> OpenStream:
             # A stream's placeholders could be split across deltas: external streams get redaction only.
-            outbound, _ = self._outbound(deployment, request, reversible=False)
+            outbound, _ = await self._outbound_off_loop(deployment, request, reversible=False)
             events = aiter(deployment.provider.stream(outbound))
             return OpenStream(first=await anext(events), rest=events)
 

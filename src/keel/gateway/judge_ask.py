@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
 from keel.gateway.providers.turns import current_requester
-from keel.gateway.service import Caller, Gateway
+from keel.gateway.service import INTERNAL, Caller, Gateway
 from keel.guard.judge import Ask
 
 # The judge answers one word; a few tokens leave room for a model that starts with a space or a quote.
@@ -24,7 +24,9 @@ def gateway_ask(gateway: Gateway, alias: str) -> Ask:
             max_tokens=MAX_TOKENS,
             temperature=0.0,
         )
-        caller = Caller(tenant=current_requester() or "keel", key_id="guard-judge", feature="guard_judge")
+        caller = Caller(
+            tenant=current_requester() or "keel", key_id="guard-judge", feature="guard_judge", policy=INTERNAL
+        )
         completion, _ = await gateway.chat(request, caller)
         return completion.choices[0].message.content or ""
 

@@ -21,6 +21,8 @@ class RateLimiter:
     def __init__(self, settings: GatewaySettings, storage_uri: str = "memory://") -> None:
         self._settings = settings
         self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
+        # Counted over the network (Redis): async callers must not wait for it on their event loop.
+        self.blocking = not storage_uri.startswith("memory://")
         # Test-then-hit must not interleave between two requests of this process.
         self._lock = threading.Lock()
 

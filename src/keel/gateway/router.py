@@ -13,6 +13,9 @@ from keel.config import AliasSettings
 from keel.gateway.deployments import Deployment
 from keel.gateway.protocol import ChatMessage
 
+# One generator for every call: seeding a new one reads the OS's entropy, a cost per request.
+_RNG = random.Random()
+
 
 def estimate_tokens(messages: Sequence[ChatMessage]) -> int:
     """About four characters per token: cheap, and close enough to route and to budget by."""
@@ -37,7 +40,7 @@ def order_deployments(
     messages: Sequence[ChatMessage],
     rng: random.Random | None = None,
 ) -> list[Deployment]:
-    rng = rng or random.Random()
+    rng = rng or _RNG
     by_priority = sorted(deployments, key=lambda d: -d.settings.priority)
     if alias.strategy == "lowest_cost":
         return sorted(

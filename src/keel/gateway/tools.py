@@ -103,6 +103,14 @@ def assemble(parts: list[ToolCallPart]) -> list[ToolCall]:
     ]
 
 
+def tool_call_parts(calls: list[ToolCall]) -> list[ToolCallPart]:
+    """Whole calls as parts, one each: a whole answer flows through the gateway as a stream does."""
+    return [
+        ToolCallPart(index, call.function.arguments, call.id, call.function.name)
+        for index, call in enumerate(calls)
+    ]
+
+
 def tool_call_chunk(part: ToolCallPart) -> ToolCallDelta:
     """A part in OpenAI's chunk shape: the call's first part names it, the others add arguments."""
     if part.id is not None or part.name is not None:

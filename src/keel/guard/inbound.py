@@ -95,7 +95,7 @@ class InboundGuard:
             span.set_attribute("keel.guard.injection_reason", verdict.reason)
             if self.settings.injection_api == "block" and self.acts_on(verdict, self.block_score):
                 raise InvalidRequestError(
-                    f"The message looks like a prompt injection ({verdict.reason}); no model saw it.",
+                    f"The message looks like a prompt injection ({verdict.reason}); no answer was given.",
                     code="prompt_injection",
                 )
 

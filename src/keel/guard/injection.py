@@ -41,13 +41,11 @@ from keel.guard.injection_plan import (
     WINDOW_OVERLAP,
     _Plan,
     _plan,
-    _sentence_spans,
     _windows,
-    merged_spans,
-    sentences_around,
-    with_code_block,
 )
 from keel.guard.injection_rules import RULE_SCORE, match_rule, rule_spans
+from keel.guard.passage_verdict import PassageVerdict, passage_verdict
+from keel.guard.verdict_cache import VerdictCache
 
 __all__ = [
     "MAX_WINDOWS",
@@ -84,6 +82,8 @@ class InjectionSettings(BaseModel):
     rules_enabled: bool = True
     threshold: float | None = Field(None, ge=0, le=1)
     passage_threshold: float | None = Field(None, ge=0, le=1)
+    # Passage verdicts remembered by content (0: none), so a chunk is judged once, not once per reply.
+    passage_cache_size: int = Field(4096, ge=0)
     # The judge's grey zone; None: from half the escalation threshold up to the block threshold.
     grey_low: float | None = Field(None, ge=0, le=1)
     grey_high: float | None = Field(None, ge=0, le=1)
@@ -97,18 +97,6 @@ class InjectionVerdict:
     is_injection: bool
     tier: Literal["rules", "classifier", "judge"]
     reason: str
-
-
-@dataclass(frozen=True)
-class PassageVerdict:
-    """A passage's verdict: `spans` are the (start, end) of the instructions found in it, in text order
-    and not overlapping; `score` is its worst sentence's."""
-
-    score: float
-    is_injection: bool
-    tier: Literal["rules", "classifier", "judge"]
-    reason: str
-    spans: tuple[tuple[int, int], ...] = ()
 
 
 def load_examples(extra: Path | None = None) -> list[tuple[str, int]]:
@@ -153,6 +141,7 @@ class InjectionDetector:
         self._given = model
         self._model: InjectionModel | None = None
         self._lock = threading.Lock()
+        self._seen_passages: VerdictCache[PassageVerdict] = VerdictCache(self.settings.passage_cache_size)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -315,23 +304,44 @@ class InjectionDetector:
     def check_passages(self, texts: list[str]) -> list[PassageVerdict]:
         """Which sentences of each retrieved passage are instructions to the reader: the rules' hits
         (widened to their sentences) and the sentences the passage head scores at or above the passage
-        threshold. Every passage is classified, rule hit or not, so that all its instructions are found."""
-        plans = [_plan(text, True) for text in texts]
-        hits = [self._passage_rules(text) for text in texts]
-        if self._embedder is None:
-            return [self._passage_verdict(t, h, p, None) for t, h, p in zip(texts, hits, plans, strict=True)]
-        self.warm_up()
-        vectors = self._embedder.embed([piece for plan in plans for piece in plan.pieces])
-        return self._passage_verdicts(texts, hits, plans, vectors)
+        threshold. Every passage is classified, rule hit or not, so that all its instructions are found.
+        A passage judged before by the same detector state is not judged again."""
+        if self._embedder is not None:
+            self.warm_up()
+        known, missing = self._seen_passages.lookup(self._passage_state(), texts)
+        pending = [texts[i] for i in missing]
+        judged = self._judge_passages(pending) if pending else []
+        self._seen_passages.remember(self._passage_state(), pending, judged)
+        return self._seen_passages.merged(known, missing, judged)
 
     async def acheck_passages(self, texts: list[str]) -> list[PassageVerdict]:
         """`check_passages` for event loops: the embedding in turns at the model."""
+        if self._embedder is not None:
+            await asyncio.to_thread(self.warm_up)
+        known, missing = self._seen_passages.lookup(self._passage_state(), texts)
+        pending = [texts[i] for i in missing]
+        judged = await self._ajudge_passages(pending) if pending else []
+        self._seen_passages.remember(self._passage_state(), pending, judged)
+        return self._seen_passages.merged(known, missing, judged)
+
+    def _passage_state(self) -> tuple[bool, float | None, int]:
+        """What a passage verdict depends on besides its text: the settings read and the model used."""
+        return (self.settings.rules_enabled, self.settings.passage_threshold, id(self._model))
+
+    def _judge_passages(self, texts: list[str]) -> list[PassageVerdict]:
+        plans = [_plan(text, True) for text in texts]
+        hits = [self._passage_rules(text) for text in texts]
+        if self._embedder is None:
+            return [passage_verdict(t, h, p, None) for t, h, p in zip(texts, hits, plans, strict=True)]
+        vectors = self._embedder.embed([piece for plan in plans for piece in plan.pieces])
+        return self._passage_verdicts(texts, hits, plans, vectors)
+
+    async def _ajudge_passages(self, texts: list[str]) -> list[PassageVerdict]:
         plans, hits = await asyncio.to_thread(
             lambda: ([_plan(text, True) for text in texts], [self._passage_rules(text) for text in texts])
         )
         if self._embedder is None:
-            return [self._passage_verdict(t, h, p, None) for t, h, p in zip(texts, hits, plans, strict=True)]
-        await asyncio.to_thread(self.warm_up)
+            return [passage_verdict(t, h, p, None) for t, h, p in zip(texts, hits, plans, strict=True)]
         vectors = await self._embedder.aembed([piece for plan in plans for piece in plan.pieces])
         return self._passage_verdicts(texts, hits, plans, vectors)
 
@@ -345,41 +355,13 @@ class InjectionDetector:
         plans: list[_Plan],
         vectors: npt.NDArray[np.float32],
     ) -> list[PassageVerdict]:
+        threshold = self.settings.passage_threshold
+        threshold = self.thresholds.passage if threshold is None else threshold
         verdicts = []
         row = 0
         for text, found, plan in zip(texts, hits, plans, strict=True):
             own = vectors[row : row + len(plan.pieces)].astype(np.float64)
             row += len(plan.pieces)
-            verdicts.append(self._passage_verdict(text, found, plan, own))
+            scoring = None if self._model is None else (self._model.passage, own, threshold)
+            verdicts.append(passage_verdict(text, found, plan, scoring))
         return verdicts
-
-    def _passage_verdict(
-        self,
-        text: str,
-        hits: list[tuple[str, int, int]],
-        plan: _Plan,
-        vectors: npt.NDArray[np.float64] | None,
-    ) -> PassageVerdict:
-        sentences = _sentence_spans(text) if hits else []
-        spans = sentences_around(sentences, [(start, end) for _, start, end in hits])
-        score = RULE_SCORE if hits else 0.0
-        if vectors is not None and self._model is not None and plan.pieces:
-            threshold = self.settings.passage_threshold
-            threshold = self.thresholds.passage if threshold is None else threshold
-            candidates = _candidates(plan, vectors, passage=True)
-            probabilities = self._model.passage.probabilities(candidates.rows)
-            for probability, piece in zip(probabilities, candidates.pieces, strict=True):
-                if probability >= threshold:
-                    members = [piece] if piece >= 0 else [i for i, _ in plan.windows[-1 - piece]]
-                    spans.append((plan.spans[members[0]][0], plan.spans[members[-1]][1]))
-            if not hits:
-                score = float(np.max(probabilities)) if len(probabilities) else 0.0
-        spans = merged_spans([(start, with_code_block(text, end)) for start, end in spans])
-        tier: Literal["rules", "classifier"] = "rules" if hits else "classifier"
-        if hits:
-            reason = "rule " + ", ".join(dict.fromkeys(name for name, _, _ in hits))
-        elif spans:
-            reason = f"{len(spans)} instruction span(s), worst sentence scored {score:.2f}"
-        else:
-            reason = f"no instruction found (worst sentence scored {score:.2f})"
-        return PassageVerdict(score, bool(spans), tier, reason, tuple(spans))

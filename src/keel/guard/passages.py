@@ -10,7 +10,7 @@ from typing import Literal
 
 from opentelemetry import trace
 
-from keel.guard.injection import PassageVerdict
+from keel.guard.passage_verdict import PassageVerdict
 
 # What the model reads where an instruction was cut out: it says that something was there, and why.
 REMOVED = "[removed: text addressed to the assistant]"

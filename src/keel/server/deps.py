@@ -7,7 +7,8 @@ allowed roles of every route can be read back (the authorisation tests do).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,7 +23,9 @@ from keel.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer keel_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
+# The dependencies are coroutines: FastAPI would run a plain function on a worker thread, a hop per
+# dependency per request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -30,7 +33,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def authenticate(
+async def authenticate(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -38,7 +41,10 @@ def authenticate(
         raise AuthenticationError(
             "Missing API key: send it as 'Authorization: Bearer keel_...'.", code="missing_api_key"
         )
-    principal = runtime.keys.authenticate(credentials.credentials)
+    # A key seen before is answered from memory; only a new one costs a database read, off the loop.
+    principal = runtime.keys.verified(credentials.credentials)
+    if principal is None:
+        principal = await asyncio.to_thread(runtime.keys.authenticate, credentials.credentials)
     span = trace.get_current_span()
     span.set_attribute(attributes.TENANT, principal.tenant)
     span.set_attribute(attributes.ROLE, principal.role.value)
@@ -46,10 +52,10 @@ def authenticate(
     return principal
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     allowed = frozenset(roles)
 
-    def check_role(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def check_role(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if principal.role not in allowed:
             raise PermissionDeniedError(
                 f"The role '{principal.role}' may not use this route.", code="insufficient_role"

@@ -10,8 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 from keel.evals.judge import JUDGE_PROMPT_VERSION, Judge
+from keel.gateway.ledger import CallRecord
 from keel.gateway.protocol import ChatCompletion, ChatCompletionRequest
-from keel.gateway.service import Caller, CallInfo
+from keel.gateway.service import Caller
 
 
 class ScriptedGateway:
@@ -20,7 +21,7 @@ class ScriptedGateway:
     def __init__(self) -> None:
         self.requests: list[ChatCompletionRequest] = []
 
-    async def chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallInfo]:
+    async def chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallRecord]:
         self.requests.append(request)
         prompt = str(request.messages[0].content)
         if "Answer 1:" in prompt:
@@ -40,7 +41,7 @@ class ScriptedGateway:
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             }
         )
-        return completion, CallInfo(cost=Decimal("0.000250"))
+        return completion, CallRecord(caller.tenant, caller.key_id, request.model, cost=Decimal("0.000250"))
 
 
 def test_grade_maps_the_scale_and_counts_cost() -> None:

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from keel.errors import KeelError
 from keel.gateway.ledger import PromptUse
@@ -20,7 +20,7 @@ from keel.gateway.protocol import (
     ModelList,
 )
 from keel.gateway.request_limits import check_chat_request, check_embedding_request, reachable_context_window
-from keel.gateway.service import Caller, CallInfo
+from keel.gateway.service import Caller, response_headers
 from keel.logs import get_logger
 from keel.server.deps import AnyCaller, ModelCaller, RuntimeDep
 from keel.server.errors import error_body
@@ -55,7 +55,7 @@ def _json(value: object) -> str:
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def create_chat_completion(
     body: ChatCompletionRequest, runtime: RuntimeDep, caller: ModelCaller
-) -> JSONResponse | StreamingResponse:
+) -> Response:
     # A registry prompt becomes ordinary messages first, so every check below sees what the model will.
     use = None
     if body.prompt is not None:
@@ -69,10 +69,14 @@ async def create_chat_completion(
     )
     who = Caller(tenant=caller.tenant, key_id=caller.key_id, prompt=use)
     if not body.stream:
-        completion, info = await runtime.gateway.chat(body, who)
-        return JSONResponse(completion.model_dump(mode="json"), headers=info.headers() | _prompt_headers(use))
-    info = CallInfo()
-    chunks = runtime.gateway.chat_stream(body, who, info)
+        completion, record = await runtime.gateway.chat(body, who)
+        # Serialised straight from the model by pydantic-core (no dict in between).
+        return Response(
+            completion.model_dump_json(),
+            media_type="application/json",
+            headers=response_headers(record) | _prompt_headers(use),
+        )
+    chunks = runtime.gateway.chat_stream(body, who)
     # The role chunk comes after the request is checked and the limits charged, the next one after a
     # deployment answered (or the cache did): errors before that still get their own status, and the
     # response headers can say which deployment serves the stream.
@@ -85,7 +89,7 @@ async def create_chat_completion(
         headers={
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
-            **info.headers(),
+            **response_headers(chunks.record),
             **_prompt_headers(use),
         },
     )

@@ -1,0 +1,1 @@
+"""The gateway's concerns, each a `ChatModel` wrapping an inner one (`gateway/model.py`)."""
