@@ -77,16 +77,7 @@ class Dispatcher:
     ) -> tuple[GenerationRequest, Callable[[str], str]]:
         if self.guard is None:
             return request, lambda text: text
-        if (
-            not reversible
-            and deployment.settings.provider != "local"
-            and self.guard.settings.pii_external != "off"
-        ):
-            redacted = [
-                m.model_copy(update={"content": self.guard.pii.redact(m.text())}) for m in request.messages
-            ]
-            return replace(request, messages=redacted), lambda text: text
-        return self.guard.outbound(deployment.settings.provider, request)
+        return self.guard.outbound(deployment.settings.provider, request, reversible=reversible)
 
     async def _outbound_off_loop(
         self, deployment: Deployment, request: GenerationRequest, *, reversible: bool = True

@@ -4,6 +4,7 @@ them, a streamed call assembled from its pieces, and every call a model makes ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -67,24 +68,44 @@ def check_tools(request: ChatCompletionRequest) -> None:
 def restore_arguments(call: ToolCall, restore: Callable[[str], str]) -> ToolCall:
     """The call with the personal data that was pseudonymised on the way out put back into its arguments,
     value by value, so the JSON stays valid whatever the values hold."""
+    return map_argument_strings(call, restore)
+
+
+def argument_strings(call: ToolCall) -> list[str]:
+    """The string values in a call's arguments, in the order `map_argument_strings` visits them (none
+    when the arguments are not JSON)."""
+    found: list[str] = []
+
+    def keep(value: str) -> str:
+        found.append(value)
+        return value
+
+    with contextlib.suppress(json.JSONDecodeError):
+        _map_strings(json.loads(call.function.arguments), keep)
+    return found
+
+
+def map_argument_strings(call: ToolCall, change: Callable[[str], str]) -> ToolCall:
+    """The call with every string value in its arguments changed (keys and other values kept), so the JSON
+    stays valid whatever the change writes. Arguments that are not JSON are kept as they are."""
     try:
         arguments = json.loads(call.function.arguments)
     except json.JSONDecodeError:
         return call  # checked, and refused, later
-
-    def put_back(value: Any) -> Any:
-        if isinstance(value, str):
-            return restore(value)
-        if isinstance(value, list):
-            return [put_back(item) for item in value]
-        if isinstance(value, dict):
-            return {key: put_back(item) for key, item in value.items()}
-        return value
-
-    restored = json.dumps(put_back(arguments), ensure_ascii=False)
-    if restored == json.dumps(arguments, ensure_ascii=False):
+    changed = json.dumps(_map_strings(arguments, change), ensure_ascii=False)
+    if changed == json.dumps(arguments, ensure_ascii=False):
         return call
-    return call.model_copy(update={"function": call.function.model_copy(update={"arguments": restored})})
+    return call.model_copy(update={"function": call.function.model_copy(update={"arguments": changed})})
+
+
+def _map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [_map_strings(item, change) for item in value]
+    if isinstance(value, dict):
+        return {key: _map_strings(item, change) for key, item in value.items()}
+    return value
 
 
 def assemble(parts: list[ToolCallPart]) -> list[ToolCall]:

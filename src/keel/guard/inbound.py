@@ -3,8 +3,9 @@ prompts bound for an external provider (replaced by placeholders, put back in th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from opentelemetry import trace
 
@@ -12,6 +13,7 @@ from keel.config import GuardSettings
 from keel.errors import InvalidRequestError
 from keel.gateway.protocol import ChatMessage
 from keel.gateway.providers.base import GenerationRequest
+from keel.gateway.tools import argument_strings, map_argument_strings
 from keel.guard.injection import InjectionDetector, InjectionVerdict
 from keel.guard.passages import ScreenedPassage, decide, record
 from keel.guard.pii import PiiDetector, restore
@@ -100,23 +102,42 @@ class InboundGuard:
                 )
 
     def outbound(
-        self, provider: str, request: GenerationRequest
+        self, provider: str, request: GenerationRequest, *, reversible: bool = True
     ) -> tuple[GenerationRequest, Callable[[str], str]]:
-        """The request as an external provider may see it, and how to restore its answer."""
+        """The request as an external provider may see it, and how to restore its answer. Not
+        `reversible` (a stream, whose placeholders could be split across deltas): redaction only."""
         if provider == "local" or self.settings.pii_external == "off":
             return request, _identity
-        joined = _SEPARATOR.join(m.text() for m in request.messages)
+        # The messages' texts and the string values of earlier turns' tool-call arguments, in one pass:
+        # the same person gets the same placeholder wherever they appear.
+        texts = [m.text() for m in request.messages]
+        texts += [
+            value for m in request.messages for call in m.tool_calls or () for value in argument_strings(call)
+        ]
+        joined = _SEPARATOR.join(texts)
         mapping: dict[str, str]
-        if self.settings.pii_external == "redact":
+        if self.settings.pii_external == "redact" or not reversible:
             masked, mapping = self.pii.redact(joined), {}
         else:
             masked, mapping = self.pii.pseudonymise(joined)
-        texts = masked.split(_SEPARATOR)
-        if len(texts) != len(request.messages):  # a recogniser swallowed a separator: send nothing raw
-            texts = [self.pii.redact(m.text()) for m in request.messages]
+        masked_texts = masked.split(_SEPARATOR)
+        if len(masked_texts) != len(texts):  # a recogniser swallowed a separator: send nothing raw
+            masked_texts = [self.pii.redact(text) for text in texts]
             mapping = {}
-        # A copy keeps what else a message carries (its tool calls, the call a tool result answers).
-        messages = [m.model_copy(update={"content": t}) for m, t in zip(request.messages, texts, strict=True)]
+        values = iter(masked_texts[len(request.messages) :])
+        own = masked_texts[: len(request.messages)]
+        messages = [_masked(m, text, values) for m, text in zip(request.messages, own, strict=True)]
         return replace(request, messages=messages), (
             lambda text: restore(text, mapping)
         ) if mapping else _identity
+
+
+def _masked(message: ChatMessage, text: str, values: Iterator[str]) -> ChatMessage:
+    """A copy keeps what else a message carries (the call a tool result answers); its tool calls take
+    their masked argument values in the order they were collected."""
+    update: dict[str, Any] = {"content": text if message.content is not None else None}
+    if message.tool_calls:
+        update["tool_calls"] = [
+            map_argument_strings(call, lambda _: next(values)) for call in message.tool_calls
+        ]
+    return message.model_copy(update=update)
