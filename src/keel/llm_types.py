@@ -41,12 +41,36 @@ class EmbeddingProvider(Protocol):
         ...
 
 
+class ToolFunction(Protocol):
+    """The function a tool call names: its arguments, a JSON document."""
+
+    @property
+    def arguments(self) -> str: ...
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self: ...
+
+
+class ToolCallTurn(Protocol):
+    """A tool call an assistant message made."""
+
+    @property
+    def function(self) -> ToolFunction: ...
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self: ...
+
+
 class ChatTurn(Protocol):
-    """One message of a conversation: who speaks, the text, and a copy with fields replaced (so a
-    rewrite of its text keeps every other field)."""
+    """One message of a conversation: who speaks, the text, the tool calls it made, and a copy with
+    fields replaced (so a rewrite of its text keeps every other field)."""
 
     @property
     def role(self) -> str: ...
+
+    @property
+    def content(self) -> object: ...
+
+    @property
+    def tool_calls(self) -> Sequence[ToolCallTurn] | None: ...
 
     def text(self) -> str: ...
 

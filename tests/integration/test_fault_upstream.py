@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from keel.gateway.protocol import ChatMessage, Usage
+from keel.gateway.protocol import ChatMessage, Tool, Usage
 from keel.gateway.providers.anthropic import AnthropicProvider
 from keel.gateway.providers.base import (
     ContextWindowExceeded,
@@ -24,8 +25,10 @@ from keel.gateway.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    ToolCallPart,
 )
 from keel.gateway.providers.openai_compat import OpenAICompatibleProvider
+from keel.gateway.tools import assemble
 from tests.support.fault_upstream import FAULTS, FaultPlan, FaultUpstream, Outcome
 
 Provider = OpenAICompatibleProvider | AnthropicProvider
@@ -269,3 +272,30 @@ def test_one_provider_serves_one_event_loop_after_another(upstream: FaultUpstrea
     # Each asyncio.run is a new loop; the pooled connection of the first must not serve the second.
     assert asyncio.run(chat.complete(REQUEST)).text == "Echo: How are you?"
     assert asyncio.run(chat.complete(REQUEST)).text == "Echo: How are you?"
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_offering_tools_is_answered_with_a_call(
+    upstream: FaultUpstream, kind: str, streaming: bool
+) -> None:
+    upstream.set_plan(FaultPlan(tool_arguments={"city": "Oslo"}))
+    tool = Tool.model_validate({"type": "function", "function": {"name": "get_weather"}})
+    request = GenerationRequest(messages=REQUEST.messages, tools=[tool], tool_choice="required")
+    result, _ = call(make(kind, upstream), streaming, request)
+    if streaming:
+        assert isinstance(result, list) and isinstance(result[-1], StreamEnd)
+        assert result[-1].finish_reason == "tool_calls"
+        calls = assemble([event for event in result if isinstance(event, ToolCallPart)])
+    else:
+        assert isinstance(result, Generation) and result.finish_reason == "tool_calls"
+        calls = result.tool_calls
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Oslo"})
+    ]
+    # A conversation that ends with the tool's result gets text again.
+    upstream.set_plan(FaultPlan(tool_arguments={"city": "Oslo"}))
+    answered = [*REQUEST.messages, ChatMessage(role="assistant", tool_calls=calls)]
+    answered.append(ChatMessage(role="tool", tool_call_id=calls[0].id, content="Snow"))
+    text, _ = call(make(kind, upstream), False, GenerationRequest(messages=answered, tools=[tool]))
+    assert isinstance(text, Generation) and text.tool_calls == [] and text.text.startswith("Echo:")

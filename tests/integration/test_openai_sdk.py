@@ -74,13 +74,11 @@ def test_sdk_errors(server: tuple[str, str], sdk: OpenAI) -> None:
 
 
 def test_parameters_keel_does_not_honour_are_refused_by_name(sdk: OpenAI) -> None:
-    tool: Any = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    function: Any = {"name": "lookup", "parameters": {"type": "object"}}
     question: Any = [{"role": "user", "content": "Look it up."}]
-    with pytest.raises(BadRequestError) as tools:
-        sdk.chat.completions.create(
-            model="keel-local", messages=question, tools=[tool], tool_choice="required"
-        )
-    assert tools.value.param == "tools" and tools.value.code == "unsupported_parameter"
+    with pytest.raises(BadRequestError) as functions:
+        sdk.chat.completions.create(model="keel-local", messages=question, functions=[function])
+    assert functions.value.param == "functions" and functions.value.code == "unsupported_parameter"
     with pytest.raises(BadRequestError) as logprobs:
         sdk.chat.completions.create(model="keel-local", messages=question, logprobs=True, stream=True)
     assert logprobs.value.param == "logprobs"

@@ -13,6 +13,10 @@ OpenAI's ending with a usage chunk and `[DONE]`; GET /v1/models. The answer is "
 message>" (or `FaultPlan.reply`), one word per delta. Usage: the prompt counts the words of every
 message (system too), the completion the deltas; a smaller `max_tokens` cuts the answer (finish "length").
 
+Tool calls: with `FaultPlan.tool_arguments` set, a request that offers tools (and does not choose "none")
+and does not end with a tool result is answered with one call, to the named tool or the first, with those
+arguments (streamed in two pieces); usage counts the call as one completion token per argument piece.
+
 Each chat or messages request gets one outcome: the next of `script` while it lasts, then a fault with
 probability `fault_rate` drawn from `faults` by `random.Random(seed)`, else ok.
   ok       the answer, after `latency_s`
@@ -64,6 +68,7 @@ class FaultPlan:
     hang_s: float = 30.0
     partial_words: int = 2
     reply: str | None = None
+    tool_arguments: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,15 +85,36 @@ def _text(content: Any) -> str:
     return "".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
 
 
+def _tool_call(body: dict[str, Any], arguments: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(function name, arguments JSON) of the call to make, or None for a text answer."""
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    choice = body.get("tool_choice")
+    messages = body.get("messages") or [{}]
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    answered = last.get("role") == "tool" or (
+        isinstance(last.get("content"), list) and any(b.get("type") == "tool_result" for b in last["content"])
+    )
+    if arguments is None or not tools or choice in ("none", {"type": "none"}) or answered:
+        return None
+    names = [str(t.get("name") or t.get("function", {}).get("name")) for t in tools]
+    chosen = (
+        choice.get("name") or choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    )
+    return str(chosen or names[0]), json.dumps(arguments)
+
+
 @dataclass(frozen=True)
 class _Answer:
     deltas: list[str]
     truncated: bool
     prompt_tokens: int
     model: str
+    call: tuple[str, str] | None = None
 
     @classmethod
-    def to(cls, body: dict[str, Any], reply: str | None) -> _Answer:
+    def to(
+        cls, body: dict[str, Any], reply: str | None, tool_arguments: dict[str, Any] | None = None
+    ) -> _Answer:
         messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
         texts = [_text(m.get("content")) for m in messages] + [_text(body.get("system"))]
         user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
@@ -98,10 +124,15 @@ class _Answer:
         truncated = isinstance(limit, int) and limit < len(deltas)
         prompt_tokens = sum(len(t.split()) for t in texts)
         model = str(body.get("model", "fault-upstream"))
+        if (call := _tool_call(body, tool_arguments)) is not None:
+            half = len(call[1]) // 2
+            return cls([call[1][:half], call[1][half:]], False, prompt_tokens, model, call)
         return cls(deltas[:limit] if truncated else deltas, truncated, prompt_tokens, model)
 
     def body(self, anthropic: bool) -> dict[str, Any]:
         text = "".join(self.deltas)
+        if self.call is not None:
+            return self._call_body(anthropic)
         if anthropic:
             content = [{"type": "text", "text": text}]
             return {**self._message(len(self.deltas)), "content": content, "stop_reason": self._stop(True)}
@@ -109,8 +140,50 @@ class _Answer:
         choice = {"index": 0, "message": message, "finish_reason": self._stop(False)}
         return {**self._chunk("chat.completion"), "choices": [choice], "usage": self._usage()}
 
+    def _call_body(self, anthropic: bool) -> dict[str, Any]:
+        assert self.call is not None
+        name, arguments = self.call
+        if anthropic:
+            use = {"type": "tool_use", "id": "toolu_fault", "name": name, "input": json.loads(arguments)}
+            return {**self._message(len(self.deltas)), "content": [use], "stop_reason": "tool_use"}
+        call = {"id": "call_fault", "type": "function", "function": {"name": name, "arguments": arguments}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        return {**self._chunk("chat.completion"), "choices": [choice], "usage": self._usage()}
+
+    def _call_frames(self, anthropic: bool) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        assert self.call is not None
+        name = self.call[0]
+        if anthropic:
+            started = {**self._message(1), "content": [], "stop_reason": None}
+            block = {"type": "tool_use", "id": "toolu_fault", "name": name, "input": {}}
+            head = [
+                _sse("message_start", message=started),
+                _sse("content_block_start", index=0, content_block=block),
+            ]
+            parts = [{"type": "input_json_delta", "partial_json": d} for d in self.deltas]
+            deltas = [_sse("content_block_delta", index=0, delta=part) for part in parts]
+            stop = {"stop_reason": "tool_use", "stop_sequence": None}
+            end = _sse("message_delta", delta=stop, usage={"output_tokens": len(self.deltas)})
+            return head, deltas, [_sse("content_block_stop", index=0), end, _sse("message_stop")]
+        chunk = self._chunk("chat.completion.chunk")
+        opening = {
+            "index": 0,
+            "id": "call_fault",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        head = [_data({**chunk, "choices": [_choice({"role": "assistant", "tool_calls": [opening]}, None)]})]
+        pieces = [{"index": 0, "function": {"arguments": d}} for d in self.deltas]
+        deltas = [_data({**chunk, "choices": [_choice({"tool_calls": [piece]}, None)]}) for piece in pieces]
+        finish = _data({**chunk, "choices": [_choice({}, "tool_calls")]})
+        usage = _data({**chunk, "choices": [], "usage": self._usage()})
+        return head, deltas, [finish, usage, b"data: [DONE]\n\n"]
+
     def frames(self, anthropic: bool) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """The events before the deltas, one event per delta, and the events after them."""
+        if self.call is not None:
+            return self._call_frames(anthropic)
         if anthropic:
             started = {**self._message(1), "content": [], "stop_reason": None}
             head = [_sse("message_start", message=started), _sse("ping")]
@@ -142,7 +215,7 @@ class _Answer:
         return truncated if self.truncated else finished
 
 
-def _choice(delta: dict[str, str], finish: str | None) -> dict[str, Any]:
+def _choice(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "finish_reason": finish}
 
 
@@ -263,7 +336,7 @@ class FaultUpstream:
         body = json.loads(raw or b"{}")
         plan, outcome = self._next(path, {k.decode(): v.decode() for k, v in scope["headers"]}, body)
         anthropic = path == ANTHROPIC_PATH
-        answer = _Answer.to(body, plan.reply)
+        answer = _Answer.to(body, plan.reply, plan.tool_arguments)
         if outcome in ("500", "429", "context"):
             status, error = _error(anthropic, outcome)
             retry = {"retry-after": plan.retry_after} if status == 429 else {}

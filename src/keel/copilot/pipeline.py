@@ -407,7 +407,7 @@ class Copilot:
             # The copilot screens its customers' messages itself (and escalates instead of refusing).
             support = replace(caller, feature="support", prompt=prompt.use, policy=INTERNAL)
             completion, _ = await self._gateway.chat(request, support)
-            parsed = json.loads(completion.choices[0].message.content)
+            parsed = json.loads(completion.choices[0].message.content or "")
         except (KeelError, json.JSONDecodeError) as exc:
             log.warning("copilot_model_failed", error=getattr(exc, "code", type(exc).__name__))
             return None

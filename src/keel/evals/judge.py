@@ -90,7 +90,7 @@ class Judge:
             return None, 0
         cost = int(info.cost * 1_000_000)
         try:
-            parsed = json.loads(completion.choices[0].message.content)
+            parsed = json.loads(completion.choices[0].message.content or "")
         except json.JSONDecodeError:
             return None, cost
         return (parsed if isinstance(parsed, dict) else None), cost

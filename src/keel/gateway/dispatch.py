@@ -28,6 +28,7 @@ from keel.gateway.providers.base import (
 )
 from keel.gateway.retry import call_with_retries, with_timeout
 from keel.gateway.router import order_deployments
+from keel.gateway.tools import restore_arguments
 from keel.guard.inbound import InboundGuard
 from keel.observe import attributes
 
@@ -76,16 +77,7 @@ class Dispatcher:
     ) -> tuple[GenerationRequest, Callable[[str], str]]:
         if self.guard is None:
             return request, lambda text: text
-        if (
-            not reversible
-            and deployment.settings.provider != "local"
-            and self.guard.settings.pii_external != "off"
-        ):
-            redacted = [
-                m.model_copy(update={"content": self.guard.pii.redact(m.text())}) for m in request.messages
-            ]
-            return replace(request, messages=redacted), lambda text: text
-        return self.guard.outbound(deployment.settings.provider, request)
+        return self.guard.outbound(deployment.settings.provider, request, reversible=reversible)
 
     async def _outbound_off_loop(
         self, deployment: Deployment, request: GenerationRequest, *, reversible: bool = True
@@ -121,7 +113,8 @@ class Dispatcher:
         async def call(deployment: Deployment) -> Generation:
             outbound, restore = await self._outbound_off_loop(deployment, request)
             generation = await deployment.provider.complete(outbound)
-            return replace(generation, text=restore(generation.text))
+            calls = [restore_arguments(call, restore) for call in generation.tool_calls]
+            return replace(generation, text=restore(generation.text), tool_calls=calls)
 
         return await self._first_success(alias_name, request, stats, call)
 

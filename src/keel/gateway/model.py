@@ -2,7 +2,8 @@
 
 A `ChatModel` opens an answer: `open(call)` returns once the answer has begun (its first event arrived)
 or raises, so a refusal before that point still gets its own HTTP status. The answer is a stream of
-`TextDelta`s ending with one `StreamEnd`; a non-streaming call is that stream collected. Wrappers
+`TextDelta`s and `ToolCallPart`s ending with one `StreamEnd`; a non-streaming call is that stream
+collected. Wrappers
 (`gateway/wrappers/`) add one concern each around an inner `ChatModel` and fill in the call's one
 `CallRecord`, which feeds the response headers, the trace and the usage ledger.
 """
@@ -17,8 +18,16 @@ from typing import Protocol
 
 from keel.gateway.ledger import CallRecord, PromptUse
 from keel.gateway.protocol import ChatCompletionRequest, Usage
-from keel.gateway.providers.base import Generation, GenerationRequest, StreamEnd, StreamEvent, TextDelta
+from keel.gateway.providers.base import (
+    Generation,
+    GenerationRequest,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCallPart,
+)
 from keel.gateway.structured import generation_request
+from keel.gateway.tools import assemble, tool_call_parts
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,8 @@ class ChatModel(Protocol):
 async def _events_of(generation: Generation) -> AsyncIterator[StreamEvent]:
     if generation.text:
         yield TextDelta(generation.text)
+    for part in tool_call_parts(generation.tool_calls):
+        yield part
     yield StreamEnd(generation.finish_reason, generation.usage)
 
 
@@ -150,15 +161,18 @@ async def prepend(first: StreamEvent, rest: AsyncIterator[StreamEvent]) -> Async
 async def collect(answer: Answer) -> Generation:
     """The non-streaming form of an answer."""
     pieces: list[str] = []
+    parts: list[ToolCallPart] = []
     end: StreamEnd | None = None
     async with contextlib.aclosing(answer):
         async for event in answer:
             if isinstance(event, TextDelta):
                 pieces.append(event.text)
+            elif isinstance(event, ToolCallPart):
+                parts.append(event)
             else:
                 end = event
     assert end is not None, "an answer ends with StreamEnd"
-    return Generation("".join(pieces), end.finish_reason, end.usage)
+    return Generation("".join(pieces), end.finish_reason, end.usage, assemble(parts))
 
 
 def no_usage() -> Usage:

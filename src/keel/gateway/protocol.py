@@ -6,7 +6,15 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class ContentPart(BaseModel):
@@ -14,13 +22,36 @@ class ContentPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str = Field(max_length=64)
+    # A JSON object, as text (OpenAI's wire form).
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    id: str = Field(max_length=200)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
-    # Unknown fields (tool_calls, refusal, ...) are accepted and ignored, as OpenAI clients send them.
+    # Unknown fields (refusal, audio, ...) are accepted and ignored, as OpenAI clients send them.
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    # An assistant turn that called tools, and a tool turn answering one of those calls.
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _tool_turns(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs the 'tool_call_id' of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an 'assistant' message carries 'tool_calls'")
+        return self
 
     def text(self) -> str:
         if self.content is None:
@@ -35,6 +66,31 @@ class JsonSchemaSpec(BaseModel):
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
     description: str | None = None
+
+
+class FunctionDefinition(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = Field(None, max_length=4000)
+    # The arguments' JSON schema; a function without one takes no arguments.
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class ResponseFormat(BaseModel):
@@ -101,14 +157,15 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     user: str | None = Field(None, max_length=256)
+    # Tool calling (`gateway/tools.py`): passed through, translated, or constrained generation locally.
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     # OpenAI parameters Keel does not honour: declared so that asking for one is a 400 naming it
     # (`unhonoured.py`) instead of being dropped without a word; their neutral values pass.
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     logit_bias: dict[str, float] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     modalities: list[str] | None = None
@@ -161,12 +218,25 @@ class Usage(BaseModel):
         )
 
 
-FinishReason = Literal["stop", "length", "content_filter"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
+
+
+def _without_none(keys: tuple[str, ...]) -> Any:
+    """A serializer that leaves out the named fields while they are None, as OpenAI does."""
+
+    def serialize(self: BaseModel, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if not (k in keys and v is None)}
+
+    return model_serializer(mode="wrap")(serialize)
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+
+    _serialize = _without_none(("tool_calls",))
 
 
 class Choice(BaseModel):
@@ -189,9 +259,31 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+    _serialize = _without_none(("name", "arguments"))
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a streamed tool call: the first names it (id, type, function name), later ones carry
+    more of its arguments, as OpenAI streams them."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+    _serialize = _without_none(("id", "type"))
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+    _serialize = _without_none(("tool_calls",))
 
 
 class ChunkChoice(BaseModel):

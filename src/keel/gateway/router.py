@@ -11,21 +11,37 @@ from collections.abc import Sequence
 
 from keel.config import AliasSettings
 from keel.gateway.deployments import Deployment
-from keel.gateway.protocol import ChatMessage
+from keel.gateway.protocol import ChatMessage, Tool
 
 # One generator for every call: seeding a new one reads the OS's entropy, a cost per request.
 _RNG = random.Random()
 
 
-def estimate_tokens(messages: Sequence[ChatMessage]) -> int:
-    """About four characters per token: cheap, and close enough to route and to budget by."""
-    return sum(len(m.text()) for m in messages) // 4 + 4 * len(messages)
+# Room for a chat template's instructions around the tool definitions (Qwen's and Llama 3's take a few
+# hundred bytes, Keel's own for a template without tools less).
+_TOOLS_FRAME_BYTES = 1024
 
 
-def prompt_token_bound(messages: Sequence[ChatMessage]) -> int:
+def estimate_tokens(messages: Sequence[ChatMessage], tools: Sequence[Tool] = ()) -> int:
+    """About four characters per token: cheap, and close enough to route and to budget by. The tools
+    offered and earlier turns' tool calls are part of the prompt too."""
+    chars = sum(len(m.text()) for m in messages) + sum(len(text) for text in _tool_texts(messages, tools))
+    return (chars + (_TOOLS_FRAME_BYTES if tools else 0)) // 4 + 4 * len(messages)
+
+
+def prompt_token_bound(messages: Sequence[ChatMessage], tools: Sequence[Tool] = ()) -> int:
     """An upper bound on the prompt's tokens: no tokenizer makes more tokens than UTF-8 bytes, plus room
-    for the chat template around each message. Budgets reserve by it, so an estimate can never overspend."""
-    return sum(len(m.text().encode()) for m in messages) + 16 * len(messages)
+    for the chat template around each message and the tools. Budgets reserve by it, so an estimate can
+    never overspend."""
+    tool_bytes = sum(len(text.encode()) for text in _tool_texts(messages, tools))
+    frame = _TOOLS_FRAME_BYTES if tools else 0
+    return sum(len(m.text().encode()) for m in messages) + tool_bytes + frame + 16 * len(messages)
+
+
+def _tool_texts(messages: Sequence[ChatMessage], tools: Sequence[Tool]) -> list[str]:
+    """What of the prompt is not message text: the tools' definitions and earlier turns' calls, as JSON."""
+    texts = [tool.model_dump_json(exclude_none=True) for tool in tools]
+    return texts + [call.model_dump_json() for m in messages for call in m.tool_calls or ()]
 
 
 def is_hard(messages: Sequence[ChatMessage], alias: AliasSettings) -> bool:

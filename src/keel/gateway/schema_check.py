@@ -33,25 +33,28 @@ _UNSUPPORTED = ("$dynamicRef", "$recursiveRef")
 
 
 class InvalidSchema(InvalidRequestError):
-    def __init__(self, problem: str) -> None:
+    def __init__(
+        self, problem: str, where: str = "response_format.json_schema.schema", param: str = "response_format"
+    ) -> None:
         super().__init__(
-            f"response_format.json_schema.schema is not a usable JSON schema: {problem}",
-            code="invalid_json_schema",
-            param="response_format",
+            f"{where} is not a usable JSON schema: {problem}", code="invalid_json_schema", param=param
         )
 
 
-def check_response_schema(schema: Any) -> None:
-    """Raise InvalidSchema when the schema cannot be validated against, or turned into a grammar."""
+def check_response_schema(
+    schema: Any, where: str = "response_format.json_schema.schema", param: str = "response_format"
+) -> None:
+    """Raise InvalidSchema when the schema cannot be validated against, or turned into a grammar.
+    `where` names the schema in the message (a tool's parameters too), `param` the request parameter."""
     if not isinstance(schema, dict):
-        raise InvalidSchema("it must be a JSON object.")
+        raise InvalidSchema("it must be a JSON object.", where, param)
     try:
         key = json.dumps(schema, sort_keys=True)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidSchema("it cannot be serialised as JSON.") from exc
+        raise InvalidSchema("it cannot be serialised as JSON.", where, param) from exc
     problem = _problem(key)
     if problem is not None:
-        raise InvalidSchema(problem)
+        raise InvalidSchema(problem, where, param)
 
 
 @functools.lru_cache(maxsize=256)

@@ -37,9 +37,10 @@ from keel.gateway.protocol import (
     ModelList,
     completion_id,
 )
-from keel.gateway.providers.base import EmbeddingProvider, StreamEnd, TextDelta
+from keel.gateway.providers.base import EmbeddingProvider, StreamEnd, TextDelta, ToolCallPart
 from keel.gateway.providers.turns import requested_by
 from keel.gateway.stack import assemble
+from keel.gateway.tools import tool_call_chunk
 from keel.gateway.wrappers.recording import UNKNOWN_MODEL
 
 __all__ = ["EXTERNAL", "INTERNAL", "UNKNOWN_MODEL", "CallPolicy", "Caller", "Gateway", "response_headers"]
@@ -105,7 +106,9 @@ class Gateway:
     async def chat(self, request: ChatCompletionRequest, caller: Caller) -> tuple[ChatCompletion, CallRecord]:
         call = ChatCall(request, caller, stream=False)
         generation = await collect(await self._open(call))
-        message = AssistantMessage(content=generation.text)
+        # An answer that only calls tools has no content (null, as OpenAI sends it).
+        content = generation.text or (None if generation.tool_calls else "")
+        message = AssistantMessage(content=content, tool_calls=generation.tool_calls or None)
         completion = ChatCompletion(
             model=request.model,
             choices=[Choice(message=message, finish_reason=generation.finish_reason)],
@@ -138,8 +141,8 @@ class Gateway:
 
 class ChatStream:
     """A streamed chat answer as OpenAI's chunks: the role (once the answer has begun, so a refusal
-    before it still gets its own status), content deltas, the finish reason, then usage if asked.
-    `record` says what the gateway did, for the response headers."""
+    before it still gets its own status), content and tool-call deltas, the finish reason, then usage if
+    asked. `record` says what the gateway did, for the response headers."""
 
     def __init__(self, gateway: Gateway, call: ChatCall) -> None:
         self.record = call.record
@@ -169,6 +172,9 @@ class ChatStream:
             async for event in answer:
                 if isinstance(event, TextDelta):
                     yield chunk(Delta(content=event.text))
+                    continue
+                if isinstance(event, ToolCallPart):
+                    yield chunk(Delta(tool_calls=[tool_call_chunk(event)]))
                     continue
                 assert isinstance(event, StreamEnd)
                 # Usage once, in a last chunk of its own, and only when asked (as OpenAI does): a client

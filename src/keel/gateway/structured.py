@@ -13,6 +13,7 @@ from keel.errors import UpstreamError
 from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
 from keel.gateway.providers.base import GenerationRequest
 from keel.gateway.schema_check import check_response_schema
+from keel.gateway.tools import check_tools
 
 
 def generation_request(request: ChatCompletionRequest) -> GenerationRequest:
@@ -22,6 +23,7 @@ def generation_request(request: ChatCompletionRequest) -> GenerationRequest:
         assert response_format.json_schema is not None
         schema = response_format.json_schema.schema_
         check_response_schema(schema)
+    check_tools(request)
     return GenerationRequest(
         messages=request.messages,
         max_tokens=request.token_limit(),
@@ -33,6 +35,9 @@ def generation_request(request: ChatCompletionRequest) -> GenerationRequest:
         frequency_penalty=request.frequency_penalty,
         json_schema=schema,
         json_mode=response_format is not None and response_format.type == "json_object",
+        tools=request.tools or [],
+        tool_choice=request.tool_choice or "auto",
+        parallel_tool_calls=request.parallel_tool_calls is not False,
     )
 
 

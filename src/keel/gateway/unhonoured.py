@@ -1,7 +1,9 @@
 """OpenAI parameters Keel accepts in a chat request but does not honour: asking for one of them is a 400
 that names it, so a client never takes a silently dropped option (log probabilities, tools, audio) for
-one that worked. Their neutral values (`logprobs: false`, `tools: []`, `tool_choice: "none"`, ...) pass,
-as clients and frameworks often send them. More than one choice (`n`) is refused by the schema."""
+one that worked. Their neutral values (`logprobs: false`, `functions: []`, `function_call: "none"`, ...)
+pass, as clients and frameworks often send them. More than one choice (`n`) is refused by the schema.
+Tools are honoured (`tools.py`); the deprecated `functions` and `function_call` are refused in favour of
+`tools` and `tool_choice`."""
 
 from __future__ import annotations
 
@@ -15,14 +17,11 @@ _NEUTRAL_CHOICES = (None, "none", "auto")
 
 def _asks(request: ChatCompletionRequest) -> list[tuple[str, bool]]:
     """(parameter, whether this request asks for what Keel does not do), in the order they are named."""
-    tools_wanted = bool(request.tools) and request.tool_choice != "none"
     functions_wanted = bool(request.functions) and request.function_call != "none"
     return [
         ("logprobs", bool(request.logprobs)),
         ("top_logprobs", bool(request.top_logprobs)),
         ("logit_bias", bool(request.logit_bias)),
-        ("tools", tools_wanted),
-        ("tool_choice", request.tool_choice not in _NEUTRAL_CHOICES),
         ("functions", functions_wanted),
         ("function_call", request.function_call not in _NEUTRAL_CHOICES),
         ("modalities", request.modalities is not None and set(request.modalities) - {"text"} != set()),
@@ -35,10 +34,8 @@ def _asks(request: ChatCompletionRequest) -> list[tuple[str, bool]]:
 
 
 _WHY: dict[str, str] = {
-    "tools": "Keel's chat deployments do not call tools.",
-    "tool_choice": "Keel's chat deployments do not call tools.",
-    "functions": "Keel's chat deployments do not call functions.",
-    "function_call": "Keel's chat deployments do not call functions.",
+    "functions": "it is deprecated; send 'tools' instead.",
+    "function_call": "it is deprecated; send 'tool_choice' instead.",
 }
 
 

@@ -3,24 +3,27 @@ prompts bound for an external provider (replaced by placeholders, put back in th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 
 from keel.config import GuardSettings
 from keel.errors import InvalidRequestError
 from keel.guard.injection import InjectionDetector, InjectionVerdict
+from keel.guard.json_strings import json_strings, map_json_strings
 from keel.guard.passages import ScreenedPassage, decide, record
 from keel.guard.pii import PiiDetector, restore
-from keel.llm_types import ChatTurn, ModelRequest
+from keel.llm_types import ChatTurn, ModelRequest, ToolCallTurn
 
 # Joins a request's messages for one pseudonymisation pass (the same person gets the same placeholder in
 # every message); a control character no recogniser matches.
 _SEPARATOR = "\n\x1e\n"
 
 RequestT = TypeVar("RequestT", bound=ModelRequest)
+TurnT = TypeVar("TurnT", bound=ChatTurn)
+CallT = TypeVar("CallT", bound=ToolCallTurn)
 
 
 def _identity(text: str) -> str:
@@ -101,22 +104,47 @@ class InboundGuard:
                     code="prompt_injection",
                 )
 
-    def outbound(self, provider: str, request: RequestT) -> tuple[RequestT, Callable[[str], str]]:
-        """The request as an external provider may see it, and how to restore its answer."""
+    def outbound(
+        self, provider: str, request: RequestT, *, reversible: bool = True
+    ) -> tuple[RequestT, Callable[[str], str]]:
+        """The request as an external provider may see it, and how to restore its answer. Not
+        `reversible` (a stream, whose placeholders could be split across deltas): redaction only."""
         if provider == "local" or self.settings.pii_external == "off":
             return request, _identity
-        joined = _SEPARATOR.join(m.text() for m in request.messages)
+        # The messages' texts and the string values of earlier turns' tool-call arguments, in one pass:
+        # the same person gets the same placeholder wherever they appear.
+        texts = [m.text() for m in request.messages]
+        calls = [call for m in request.messages for call in m.tool_calls or ()]
+        texts += [value for call in calls for value in json_strings(call.function.arguments)]
+        joined = _SEPARATOR.join(texts)
         mapping: dict[str, str]
-        if self.settings.pii_external == "redact":
+        if self.settings.pii_external == "redact" or not reversible:
             masked, mapping = self.pii.redact(joined), {}
         else:
             masked, mapping = self.pii.pseudonymise(joined)
-        texts = masked.split(_SEPARATOR)
-        if len(texts) != len(request.messages):  # a recogniser swallowed a separator: send nothing raw
-            texts = [self.pii.redact(m.text()) for m in request.messages]
+        masked_texts = masked.split(_SEPARATOR)
+        if len(masked_texts) != len(texts):  # a recogniser swallowed a separator: send nothing raw
+            masked_texts = [self.pii.redact(text) for text in texts]
             mapping = {}
-        # A copy with its text replaced: every other field of the message (its name, ...) is kept.
-        messages = [m.model_copy(update={"content": t}) for m, t in zip(request.messages, texts, strict=True)]
+        values = iter(masked_texts[len(request.messages) :])
+        own = masked_texts[: len(request.messages)]
+        messages = [_masked(m, text, values) for m, text in zip(request.messages, own, strict=True)]
         return replace(request, messages=messages), (
             lambda text: restore(text, mapping)
         ) if mapping else _identity
+
+
+def _masked(message: TurnT, text: str, values: Iterator[str]) -> TurnT:
+    """A copy keeps what else a message carries (the call a tool result answers); its tool calls take
+    their masked argument values in the order they were collected."""
+    update: dict[str, Any] = {"content": text if message.content is not None else None}
+    if message.tool_calls:
+        update["tool_calls"] = [_masked_call(call, values) for call in message.tool_calls]
+    return message.model_copy(update=update)
+
+
+def _masked_call(call: CallT, values: Iterator[str]) -> CallT:
+    arguments = map_json_strings(call.function.arguments, lambda _: next(values))
+    if arguments == call.function.arguments:
+        return call
+    return call.model_copy(update={"function": call.function.model_copy(update={"arguments": arguments})})

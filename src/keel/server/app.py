@@ -30,7 +30,7 @@ from keel.server.routers import (
     support,
 )
 from keel.server.routers import prompts as prompt_routes
-from keel.server.ui import eval_pages, pages, prompt_pages
+from keel.server.ui import eval_pages, knowledge_page, pages, prompt_pages
 from keel.server.ui.pages import LoginRequired, PageDenied, denied_page
 from keel.server.ui.session import Sessions, load_secret
 
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(eval_runs.router)
     app.include_router(eval_pages.router)
     app.include_router(prompt_pages.router)
+    app.include_router(knowledge_page.router)
     app.include_router(pages.router)
     return app
 

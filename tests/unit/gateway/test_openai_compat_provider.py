@@ -142,7 +142,13 @@ def test_structured_output_asks_for_a_response_format(
 
 @pytest.mark.parametrize(
     ("upstream", "ours"),
-    [("stop", "stop"), ("length", "length"), ("content_filter", "content_filter"), ("tool_calls", "stop")],
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("content_filter", "content_filter"),
+        ("tool_calls", "tool_calls"),
+        ("eos", "stop"),
+    ],
 )
 def test_a_completion_gives_text_finish_reason_and_usage(upstream: str, ours: FinishReason) -> None:
     assert complete(respond(200, completion("Hello!", upstream))) == Generation(

@@ -2,7 +2,9 @@
 
 Anthropic has no `response_format`: a JSON schema or JSON mode becomes an instruction in the system
 prompt, and the gateway validates (and repairs) the output as it does for every provider. It has no
-seed and no penalties either; those are dropped.
+seed and no penalties either; those are dropped. Tools are translated (`anthropic_tools.py`): OpenAI's
+tool definitions, choice, assistant `tool_calls` and `tool` messages become Anthropic's tools,
+`tool_choice`, `tool_use` and `tool_result` blocks, and `tool_use` blocks come back as tool calls.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from keel.gateway.protocol import FinishReason, Usage
+from keel.gateway.providers.anthropic_tools import (
+    tool_calls,
+    tool_options,
+    wire_messages,
+)
 from keel.gateway.providers.base import (
     Generation,
     GenerationRequest,
@@ -22,6 +29,7 @@ from keel.gateway.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    ToolCallPart,
 )
 from keel.gateway.providers.openai_compat import (
     UpstreamHttp,
@@ -42,6 +50,8 @@ MAX_TEMPERATURE = 1.0
 def stop_reason(raw: str | None) -> FinishReason:
     if raw in ("max_tokens", "model_context_window_exceeded"):
         return "length"
+    if raw == "tool_use":
+        return "tool_calls"
     return "content_filter" if raw == "refusal" else "stop"
 
 
@@ -75,6 +85,10 @@ class _Usage(BaseModel):
 class _Block(BaseModel):
     type: str
     text: str | None = None
+    # A tool_use block.
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
 
 
 class _Message(BaseModel):
@@ -86,6 +100,7 @@ class _Message(BaseModel):
 class _EventDelta(BaseModel):
     type: str | None = None
     text: str | None = None
+    partial_json: str | None = None  # input_json_delta
     stop_reason: str | None = None
 
 
@@ -96,6 +111,8 @@ class _StartedMessage(BaseModel):
 class _Event(BaseModel):
     type: str
     message: _StartedMessage | None = None  # message_start
+    index: int | None = None  # content_block_start, content_block_delta
+    content_block: _Block | None = None  # content_block_start
     delta: _EventDelta | None = None  # content_block_delta, message_delta
     usage: _Usage | None = None  # message_delta
     error: dict[str, Any] | None = None  # error
@@ -135,16 +152,11 @@ class AnthropicProvider:
         system = [m.text() for m in request.messages if m.role in ("system", "developer")]
         if (instruction := json_instruction(request)) is not None:
             system.append(instruction)
-        # Anthropic has only user and assistant turns; a tool result is something the user side says.
-        messages = [
-            {"role": "assistant" if m.role == "assistant" else "user", "content": m.text()}
-            for m in request.messages
-            if m.role not in ("system", "developer")
-        ]
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens or self.default_max_tokens,
-            "messages": messages,
+            "messages": wire_messages(request.messages),
+            **tool_options(request),
         }
         if system:
             body["system"] = "\n\n".join(system)
@@ -168,10 +180,16 @@ class AnthropicProvider:
         prompt_tokens = message.usage.prompt_tokens()
         if prompt_tokens is None or message.usage.output_tokens is None:
             raise ProviderError(f"{self._upstream} sent a message without its usage.", retryable=True)
+        uses = [
+            (block.id or "", block.name or "", block.input)
+            for block in message.content
+            if block.type == "tool_use"
+        ]
         return Generation(
             text="".join(block.text or "" for block in message.content if block.type == "text"),
             finish_reason=stop_reason(message.stop_reason),
             usage=Usage.of(prompt_tokens, message.usage.output_tokens),
+            tool_calls=tool_calls(uses),
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
@@ -181,6 +199,9 @@ class AnthropicProvider:
         reason: str | None = None
         stopped = False
         deltas = 0
+        # Anthropic numbers all content blocks; OpenAI numbers tool calls alone.
+        call_index: dict[int, int] = {}
+        argued: set[int] = set()
         with transport_errors(self._upstream):
             async with self._http.client().stream("POST", "/v1/messages", json=body) as response:
                 if not response.is_success:
@@ -195,6 +216,24 @@ class AnthropicProvider:
                         raise stream_error(event.error, self._upstream)
                     if event.type == "message_start" and event.message is not None:
                         prompt_tokens = event.message.usage.prompt_tokens()
+                    elif event.type == "content_block_start" and event.content_block is not None:
+                        block = event.content_block
+                        if block.type == "tool_use":
+                            call_index[event.index or 0] = index = len(call_index)
+                            yield ToolCallPart(index, id=block.id, name=block.name)
+                    elif (
+                        event.type == "content_block_delta"
+                        and event.delta
+                        and event.delta.type == "input_json_delta"
+                        and (event.index or 0) in call_index
+                    ):
+                        if event.delta.partial_json:
+                            deltas += 1
+                            argued.add(event.index or 0)
+                            yield ToolCallPart(call_index[event.index or 0], event.delta.partial_json)
+                    elif event.type == "content_block_stop" and (event.index or 0) in call_index:
+                        if (event.index or 0) not in argued:  # a call without arguments sends no delta
+                            yield ToolCallPart(call_index[event.index or 0], "{}")
                     elif (
                         event.type == "content_block_delta"
                         and event.delta

@@ -1,4 +1,5 @@
-"""The contract every chat provider implements: a whole completion, or a stream of text deltas."""
+"""The contract every chat provider implements: a whole completion, or a stream of text and tool-call
+deltas."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from keel.errors import UpstreamError
-from keel.gateway.protocol import ChatMessage, FinishReason, Usage
+from keel.gateway.protocol import ChatMessage, FinishReason, Tool, ToolCall, ToolChoice, Usage
 
 # Re-exported for the gateway's callers; guard and knowledge import it from the bottom module.
 from keel.llm_types import EmbeddingProvider as EmbeddingProvider
@@ -62,6 +63,10 @@ class GenerationRequest:
     # A JSON schema constrains the output to it; json_mode alone asks for any JSON object.
     json_schema: dict[str, Any] | None = None
     json_mode: bool = False
+    # Tools the model may call (`gateway/tools.py` has checked them and the choice).
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class Generation:
     text: str
     finish_reason: FinishReason
     usage: Usage
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -77,16 +83,28 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ToolCallPart:
+    """A piece of tool call `index`: its first piece carries the call's id and function name, every piece
+    more of its arguments (JSON text, concatenated in order)."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamEnd:
     finish_reason: FinishReason
     usage: Usage
 
 
-StreamEvent = TextDelta | StreamEnd
+StreamEvent = TextDelta | ToolCallPart | StreamEnd
 
 
 class ChatProvider(Protocol):
-    """A chat model. `stream` yields text deltas and ends with exactly one `StreamEnd`."""
+    """A chat model. `stream` yields text deltas and tool-call parts and ends with exactly one
+    `StreamEnd`."""
 
     @property
     def is_ready(self) -> bool: ...

@@ -29,9 +29,19 @@ from keel.gateway.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    ToolCallPart,
 )
 from keel.gateway.providers.llama_steps import Prefilled, generate_in_steps
+from keel.gateway.providers.local_tools import (
+    ToolPlan,
+    parse_calls,
+    plan,
+    template_messages,
+    template_tools,
+)
+from keel.gateway.providers.local_tools import grammar as tool_grammar
 from keel.gateway.providers.turns import ModelTurns
+from keel.gateway.tools import assemble
 from keel.logs import get_logger
 
 log = get_logger(__name__)
@@ -42,8 +52,10 @@ DEFAULT_TOP_P = 0.95
 REPEAT_PENALTY = 1.1
 
 
-def _finish_reason(raw: str | None) -> FinishReason:
-    return "length" if raw == "length" else "stop"
+def _finish_reason(raw: str | None, calls: bool) -> FinishReason:
+    if raw == "length":
+        return "length"
+    return "tool_calls" if calls else "stop"
 
 
 class LocalChatProvider:
@@ -72,6 +84,8 @@ class LocalChatProvider:
         self._idle_lock = threading.Lock()
         self._llama: Any = None
         self._formatter: Any = None
+        # Whether the GGUF's chat template renders tools itself (`local_tools.py`).
+        self._template_knows_tools = False
         self._token_bytes: int | None = None
         self._load_lock = threading.Lock()
 
@@ -107,6 +121,7 @@ class LocalChatProvider:
                 eos_token=llama.detokenize([llama.token_eos()], special=True).decode(errors="ignore"),
                 bos_token=llama.detokenize([llama.token_bos()], special=True).decode(errors="ignore"),
             )
+            self._template_knows_tools = "tools" in template
             self._idle = contexts
             self._prefilled = {id(context): Prefilled() for context in contexts}
             self._llama = llama  # tokenizes and counts; generations run on any of the contexts
@@ -142,14 +157,17 @@ class LocalChatProvider:
 
     async def complete(self, request: GenerationRequest) -> Generation:
         pieces: list[str] = []
+        parts: list[ToolCallPart] = []
         end: StreamEnd | None = None
         async for event in self.stream(request):
             if isinstance(event, TextDelta):
                 pieces.append(event.text)
+            elif isinstance(event, ToolCallPart):
+                parts.append(event)
             else:
                 end = event
         assert end is not None, "a generation ends with StreamEnd"
-        return Generation("".join(pieces), end.finish_reason, end.usage)
+        return Generation("".join(pieces), end.finish_reason, end.usage, assemble(parts))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         if self._llama is None:
@@ -187,14 +205,12 @@ class LocalChatProvider:
 
     # -- blocking work, on a worker thread -------------------------------------------------------
 
-    def _prepare(self, request: GenerationRequest) -> tuple[list[int], dict[str, Any]]:
+    def _prepare(self, request: GenerationRequest) -> tuple[list[int], dict[str, Any], ToolPlan | None]:
         from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in request.messages
-        ]
-        formatted = self._formatter(messages=messages)
+        messages = template_messages(request, self._template_knows_tools)
+        tools = template_tools(request) if self._template_knows_tools else None
+        formatted = self._formatter(messages=messages, tools=tools)
         prompt_tokens: list[int] = self._llama.tokenize(
             formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
         )
@@ -203,7 +219,10 @@ class LocalChatProvider:
                 f"The prompt has {len(prompt_tokens)} tokens; this model's context window is {self.n_ctx}."
             )
         grammar = None
-        if request.json_schema is not None:
+        tool_plan = plan(request)
+        if tool_plan is not None:
+            grammar = LlamaGrammar.from_string(tool_grammar(tool_plan), verbose=False)
+        elif request.json_schema is not None:
             grammar = LlamaGrammar.from_json_schema(json.dumps(request.json_schema), verbose=False)
         elif request.json_mode:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
@@ -220,11 +239,11 @@ class LocalChatProvider:
             "repeat_penalty": REPEAT_PENALTY,
             "grammar": grammar,
         }
-        return prompt_tokens, options
+        return prompt_tokens, options, tool_plan
 
     def _generate(self, request: GenerationRequest, cancelled: threading.Event) -> Iterator[StreamEvent]:
         """On one of the contexts (this thread holds a context turn), in steps (`llama_steps.py`)."""
-        prompt_tokens, options = self._prepare(request)
+        prompt_tokens, options, tool_plan = self._prepare(request)
         with self._idle_lock:
             llama = self._idle.pop()
         pieces: list[str] = []
@@ -235,7 +254,8 @@ class LocalChatProvider:
                 choice = chunk["choices"][0]
                 if choice["text"]:
                     pieces.append(choice["text"])
-                    yield TextDelta(choice["text"])
+                    if tool_plan is None:
+                        yield TextDelta(choice["text"])
                 finish = choice["finish_reason"] or finish
         finally:
             with self._idle_lock:
@@ -250,4 +270,11 @@ class LocalChatProvider:
             completion_tokens = len(
                 self._llama.tokenize("".join(pieces).encode(), add_bos=False, special=False)
             )
-        yield StreamEnd(_finish_reason(finish), Usage.of(len(prompt_tokens), completion_tokens))
+        if tool_plan is not None and finish != "length":
+            # The grammar holds a call's shape only once it is whole: it is parsed, then sent in one piece.
+            for index, call in enumerate(parse_calls("".join(pieces))):
+                yield ToolCallPart(index, call.function.arguments, id=call.id, name=call.function.name)
+        elif tool_plan is not None:
+            yield TextDelta("".join(pieces))  # cut at max_tokens: what there is, with finish "length"
+        calls = tool_plan is not None and finish != "length"
+        yield StreamEnd(_finish_reason(finish, calls), Usage.of(len(prompt_tokens), completion_tokens))

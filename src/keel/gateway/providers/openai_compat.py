@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from keel.gateway.protocol import FinishReason, Usage
+from keel.gateway.protocol import ChatMessage, FinishReason, ToolCall, Usage
 from keel.gateway.providers.base import (
     ContextWindowExceeded,
     Generation,
@@ -30,6 +30,7 @@ from keel.gateway.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    ToolCallPart,
 )
 
 # Besides 429 and 5xx: 408 is a timeout and 409 a lock conflict; the OpenAI SDK retries both too.
@@ -41,7 +42,12 @@ CONTEXT_EXCEEDED = re.compile(
     re.IGNORECASE,
 )
 MAX_DETAIL_CHARS = 500
-FINISH_REASONS: dict[str, FinishReason] = {"length": "length", "content_filter": "content_filter"}
+FINISH_REASONS: dict[str, FinishReason] = {
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
 
 
 class UpstreamHttp:
@@ -153,7 +159,7 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
 
 
 def finish_reason(raw: str | None) -> FinishReason:
-    return FINISH_REASONS.get(raw or "", "stop")  # tool_calls, eos, ... all mean the answer is done
+    return FINISH_REASONS.get(raw or "", "stop")  # eos, end_turn, ... all mean the answer is done
 
 
 class _Usage(BaseModel):
@@ -163,6 +169,23 @@ class _Usage(BaseModel):
 
 class _Text(BaseModel):
     content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class _FunctionPart(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallPart(BaseModel):
+    index: int = 0
+    id: str | None = None
+    function: _FunctionPart = Field(default_factory=_FunctionPart)
+
+
+class _DeltaIn(BaseModel):
+    content: str | None = None
+    tool_calls: list[_ToolCallPart] | None = None
 
 
 class _Choice(BaseModel):
@@ -177,7 +200,7 @@ class _Completion(BaseModel):
 
 class _ChunkChoice(BaseModel):
     index: int = 0
-    delta: _Text = Field(default_factory=_Text)
+    delta: _DeltaIn = Field(default_factory=_DeltaIn)
     finish_reason: str | None = None
 
 
@@ -214,12 +237,14 @@ class OpenAICompatibleProvider:
         await self._http.aclose()
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
-        # "developer" is OpenAI's newer name for "system"; vLLM, Ollama and llama.cpp know only the latter.
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in request.messages
-        ]
+        messages = [_wire_message(m) for m in request.messages]
         body: dict[str, Any] = {"model": self.model, "messages": messages}
+        if request.tools:
+            body["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
+            choice = request.tool_choice
+            body["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump()
+            if not request.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
         optional = {
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -253,6 +278,7 @@ class OpenAICompatibleProvider:
             text=choice.message.content or "",
             finish_reason=finish_reason(choice.finish_reason),
             usage=Usage.of(completion.usage.prompt_tokens, completion.usage.completion_tokens),
+            tool_calls=choice.message.tool_calls or [],
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
@@ -283,6 +309,11 @@ class OpenAICompatibleProvider:
                         if choice.delta.content:
                             deltas += 1
                             yield TextDelta(choice.delta.content)
+                        for part in choice.delta.tool_calls or []:
+                            deltas += 1
+                            yield ToolCallPart(
+                                part.index, part.function.arguments or "", id=part.id, name=part.function.name
+                            )
                         finish = choice.finish_reason or finish
         if finish is None and not done:
             raise ProviderError(f"{self._upstream} ended the stream before it finished.", retryable=True)
@@ -292,3 +323,14 @@ class OpenAICompatibleProvider:
             # rather than guessing with a tokenizer that is not the model's.
             usage = _Usage(prompt_tokens=0, completion_tokens=deltas)
         yield StreamEnd(finish_reason(finish), Usage.of(usage.prompt_tokens, usage.completion_tokens))
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    # "developer" is OpenAI's newer name for "system"; vLLM, Ollama and llama.cpp know only the latter.
+    wire: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role}
+    wire["content"] = message.text() if message.content is not None or not message.tool_calls else None
+    if message.tool_calls:
+        wire["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        wire["tool_call_id"] = message.tool_call_id
+    return wire

@@ -43,7 +43,7 @@ class RateLimited:
 
     async def open(self, call: ChatCall) -> Answer:
         request = call.request
-        tokens = estimate_tokens(request.messages) + (
+        tokens = estimate_tokens(request.messages, request.tools or ()) + (
             request.token_limit() or self._default_completion_tokens
         )
         caller = call.caller

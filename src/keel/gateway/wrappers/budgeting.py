@@ -40,7 +40,7 @@ class Budgeted:
 
     def _reserve(self, call: ChatCall) -> Reservation:
         request, generation = call.request, call.generation
-        prompt = prompt_token_bound(request.messages)
+        prompt = prompt_token_bound(request.messages, generation.tools)
         completion = request.token_limit() or self._default_completion_tokens
         chain = self._dispatcher.chain(request.model, generation)
         worst = max((cost_of(d.settings, prompt, completion) for d in chain), default=Decimal(0))

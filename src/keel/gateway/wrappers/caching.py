@@ -30,7 +30,8 @@ class Cached:
 
     async def open(self, call: ChatCall) -> Answer:
         settings = self.cache.settings
-        if not (call.request.cache and (settings.exact or settings.semantic)):
+        # Answers are cached as text: a request offering tools is never served or stored.
+        if not (call.request.cache and not call.request.tools and (settings.exact or settings.semantic)):
             return await self.inner.open(call)
         keys = cache_keys(call.caller.tenant, call.request)
         vector = await self._vector(keys)

@@ -11,7 +11,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from keel.errors import KeelError
 from keel.gateway.model import Answer, ChatCall, ChatModel
 from keel.gateway.protocol import Usage
-from keel.gateway.providers.base import StreamEnd, StreamEvent
+from keel.gateway.providers.base import StreamEnd, StreamEvent, TextDelta
 from keel.guard.pii import redact
 from keel.observe import attributes
 
@@ -84,6 +84,6 @@ class _Seen:
         async for event in events:
             if isinstance(event, StreamEnd):
                 self.end = event
-            elif keep_text:
+            elif keep_text and isinstance(event, TextDelta):  # a tool call's arguments are not content
                 self.pieces.append(event.text)
             yield event
