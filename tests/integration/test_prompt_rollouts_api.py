@@ -69,8 +69,16 @@ def test_an_experiment_splits_users_stickily_and_reports_per_arm(
     started = client.post("/v1/experiments", headers=keys.header(keys.admin), json=body)
     assert started.status_code == 201, started.text
     users = [f"user-{i}" for i in range(12)]
-    for user in users * 2:
+    # Each call's arm, read from the one usage row it added (rows written in the same instant have no
+    # order of their own).
+    arm_of_call: list[str | None] = []
+    seen: set[str] = set()
+    for count, user in enumerate(users * 2, start=1):
         assert call(client, keys, name, user) == 200
+        added = [row for row in rows(runtime, body["name"], count) if row.id not in seen]
+        assert len(added) == 1
+        seen.add(added[0].id)
+        arm_of_call.append(added[0].experiment_arm)
     found = rows(runtime, body["name"], 24)
     arms_of: dict[str, set[str]] = {}
     for row in found:
@@ -79,9 +87,7 @@ def test_an_experiment_splits_users_stickily_and_reports_per_arm(
     assert arms_of.get("plain", {f"{name}@1"}) == {f"{name}@1"}
     assert arms_of.get("polite", {f"{name}@2"}) == {f"{name}@2"}
     # Each user's two calls went to one arm.
-    by_trace_order = sorted(found, key=lambda r: r.created_at)
-    first, second = by_trace_order[:12], by_trace_order[12:]
-    assert [r.experiment_arm for r in first] == [r.experiment_arm for r in second]
+    assert arm_of_call[:12] == arm_of_call[12:]
 
     report = client.get(f"/v1/experiments/{body['name']}/report", headers=keys.header(keys.viewer))
     assert report.status_code == 200
