@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from keel.demo.loader import load_demo
 from keel.runtime import Runtime
 from keel.store.models import Feedback
-from tests.integration.conftest import Keys
+from tests.integration.conftest import Keys, demo_documents
 
 
 @pytest.fixture(scope="module")
-def demo(runtime: Runtime, client: TestClient) -> None:
-    load_demo(runtime.database, runtime.ingestion, tenant="acme")
+def demo(runtime: Runtime, client: TestClient) -> Iterator[None]:
+    with demo_documents(runtime):
+        yield
 
 
 def ask(client: TestClient, key: str, message: str, **extra: Any) -> dict[str, Any]:
