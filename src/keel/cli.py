@@ -8,6 +8,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from keel import cli_evals, cli_knowledge, cli_prompts, cli_reviews, cli_support
@@ -172,32 +173,61 @@ def chat(
     model: Annotated[str | None, typer.Option(help="Model alias (default: the local chat model).")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens to generate.")] = 256,
+    kb: Annotated[
+        bool, typer.Option("--kb", help="Answer from the knowledge base: its best passages, cited [n].")
+    ] = False,
+    tenant: Annotated[str, typer.Option(help="With --kb and no server: the tenant searched.")] = "demo",
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=10, help="With --kb: passages given.")] = 4,
 ) -> None:
     """Ask the model through the gateway and stream the answer to the terminal (through the server at
-    KEEL_URL when KEEL_API_KEY is set, else in this process)."""
+    KEEL_URL when KEEL_API_KEY is set, else in this process). Without --kb the model answers from what
+    it knows; with --kb it is given the knowledge base's best passages and told to cite them."""
     from keel.gateway.protocol import ChatCompletionRequest, ChatMessage
     from keel.gateway.service import Caller
+    from keel.knowledge.index.base import SearchScope
+    from keel.knowledge.retrieval import SearchRequest
     from keel.runtime import Runtime
 
     settings = command_settings()
     if not message.strip():
         raise typer.BadParameter("the message is empty", param_hint="MESSAGE")
-    messages = [ChatMessage(role="system", content=system)] if system else []
-    messages.append(ChatMessage(role="user", content=message))
-    request = ChatCompletionRequest(
-        model=model or settings.chat.alias,
-        messages=messages,
-        max_tokens=max_tokens,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
+    search = SearchRequest.model_validate({"query": message, "k": k})
+
+    def request_for(sources: list[tuple[str, str]]) -> ChatCompletionRequest:
+        instructions = [system] if system else []
+        if kb:
+            instructions.append(grounded_instructions(sources))
+        messages = [ChatMessage(role="system", content="\n\n".join(instructions))] if instructions else []
+        messages.append(ChatMessage(role="user", content=message))
+        return ChatCompletionRequest(
+            model=model or settings.chat.alias,
+            messages=messages,
+            max_tokens=max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+
     server = connect(settings)
     if server is not None:
-        _remote_chat(server, request.model_dump(mode="json", exclude_none=True))
+        sources: list[tuple[str, str]] = []
+        if kb:
+            try:
+                found = server.call("POST", "/v1/search", json=search.model_dump(mode="json"))
+            except KeelError as exc:
+                server.close()
+                raise fail(exc) from exc
+            sources = [(r["source"], r["text"]) for r in found["results"]]
+        _remote_chat(server, request_for(sources).model_dump(mode="json", exclude_none=True))
+        _print_sources(sources)
         return
 
-    async def stream(runtime: Runtime) -> None:
-        async for chunk in runtime.gateway.chat_stream(request, Caller(tenant="cli", key_id="cli")):
+    async def stream(runtime: Runtime) -> list[tuple[str, str]]:
+        sources = []
+        if kb:
+            found = await runtime.retriever.search(search, SearchScope(tenant=tenant))
+            sources = [(r.source, r.text) for r in found.results]
+        caller = Caller(tenant="cli", key_id="cli")
+        async for chunk in runtime.gateway.chat_stream(request_for(sources), caller):
             for choice in chunk.choices:
                 if choice.delta.content:
                     out.print(choice.delta.content, end="", soft_wrap=True, highlight=False)
@@ -206,12 +236,29 @@ def chat(
                     f"\n[dim]{chunk.usage.prompt_tokens} prompt + "
                     f"{chunk.usage.completion_tokens} completion tokens[/dim]"
                 )
+        return sources
 
     with local_runtime(settings) as runtime:
         try:
-            asyncio.run(stream(runtime))
+            _print_sources(asyncio.run(stream(runtime)))
         except KeelError as exc:
             raise fail(exc) from exc
+
+
+def grounded_instructions(sources: list[tuple[str, str]]) -> str:
+    """The system prompt of `keel chat --kb`: the numbered passages and the rule to answer from them."""
+    if not sources:
+        return "The knowledge base has nothing on this question: say so, and do not guess."
+    numbered = "\n\n".join(f"[{n}] ({source})\n{text}" for n, (source, text) in enumerate(sources, start=1))
+    return (
+        "Answer only from the numbered sources below and cite each fact with its number, like [1]. If they "
+        f"do not answer the question, say that the knowledge base does not.\n\nSources:\n{numbered}"
+    )
+
+
+def _print_sources(sources: list[tuple[str, str]]) -> None:
+    for n, (source, _) in enumerate(sources, start=1):
+        err.print(f"[dim]\\[{n}] {escape(source)}[/dim]", highlight=False)
 
 
 def _remote_chat(server: RemoteServer, body: dict[str, object]) -> None:

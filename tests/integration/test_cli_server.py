@@ -67,6 +67,11 @@ def test_ingest_search_and_ask_go_through_the_server(server: dict[str, str], tmp
     assert chatted.returncode == 0, chatted.stderr
     assert chatted.stdout.strip()
     assert "completion tokens" in chatted.stderr and server["KEEL_URL"] in chatted.stderr
+
+    # --kb: the knowledge base's passages go to the model, and the answer's sources are listed.
+    grounded = keel(client_dir, server, "chat", "--kb", "-k", "1", "--max-tokens", "16", "Tyre pressure?")
+    assert grounded.returncode == 0, grounded.stderr
+    assert grounded.stdout.strip() and "[1] " in grounded.stderr and "tyres.md\n" in grounded.stderr
     assert not client_dir.exists() or not (client_dir / "keel.db").exists()
 
 
