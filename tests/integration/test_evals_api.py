@@ -141,6 +141,45 @@ def test_copilot_run_with_trials_keeps_a_trace_per_trial(client: TestClient, key
     assert all(r["latency_ms"] > 50 for r in results if r["output"]["status"] == "answered")
 
 
+def test_a_copilot_run_records_the_prompt_version_its_label_serves(
+    client: TestClient, keys: Keys, runtime: Runtime, demo: None
+) -> None:
+    admin, app_key = keys.header(keys.admin), keys.header(keys.app)
+    served = runtime.copilot.served_prompt("acme")  # seeds the shipped prompt when no test has yet
+    assert served is not None and served.label == "production"
+    current = client.get(f"/v1/prompts/support-reply?version={served.version}", headers=admin).json()
+    changed = {**current["spec"], "params": {**current["spec"]["params"], "temperature": 0.05}}
+    pushed = client.post(
+        "/v1/prompts",
+        headers=admin,
+        json={**changed, "name": "support-reply", "message": "a little colder", "label": "production"},
+    )
+    assert pushed.status_code == 201, pushed.text
+    version = pushed.json()["version"]
+    assert version != served.version
+    try:
+        client.post(
+            "/v1/evals/datasets", headers=app_key, json={"name": "served", "items": items(QUESTIONS[:1])}
+        )
+        queued = client.post("/v1/evals/runs", headers=app_key, json={"dataset": "served"}).json()
+        run = wait_for(client, queued["id"], app_key)
+        expected = {"name": "support-reply", "version": version, "label": "production"}
+        assert run["config"]["prompt"] == expected
+        results = client.get(f"/v1/evals/runs/{run['id']}/results", headers=app_key).json()["data"]
+        # Each item's own model calls, as the gateway recorded them (an item the copilot answered
+        # without a model call, a clarification, has none).
+        assert all(r["output"]["prompts"] in ([], [expected]) for r in results)
+        assert f"support-reply@{version}" in run["summary"]["prompt_versions"] or not any(
+            r["output"]["prompts"] for r in results
+        )
+    finally:
+        client.post(
+            "/v1/prompts/support-reply/labels/production/rollback",
+            headers=admin,
+            json={"reason": "back after the evaluation test"},
+        )
+
+
 def test_a_dataset_from_review_decisions_and_traces(
     client: TestClient, keys: Keys, runtime: Runtime, demo: None
 ) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from huey import Huey
 from opentelemetry.trace import NoOpTracer, Tracer
@@ -37,6 +38,8 @@ MAX_RESULTS = 200_000
 # Builds the target and its scorer for a run's configuration (the runtime knows how).
 Pipeline = Callable[[RunConfig, str], tuple[Target, Scorer]]
 Progress = Callable[[EvalRun], None]
+# The registry prompt a copilot run will be served, per tenant ({name, version, label}; None outside it).
+ServedPrompt = Callable[[str], dict[str, Any] | None]
 
 
 class EvalRuns:
@@ -48,8 +51,10 @@ class EvalRuns:
         pipeline: Pipeline | None = None,
         queue: Huey | None = None,
         tracer: Tracer | None = None,
+        served_prompt: ServedPrompt | None = None,
     ) -> None:
         self._database = database
+        self._served_prompt = served_prompt
         self._datasets = datasets
         self._settings = settings
         self._pipeline = pipeline
@@ -75,6 +80,10 @@ class EvalRuns:
             raise InvalidRequestError(f"Dataset '{info.name}' version {info.version} has no items.")
         if len(items) * request.trials > MAX_RESULTS:
             raise InvalidRequestError(f"At most {MAX_RESULTS} item trials per run.")
+        record = config.record()
+        if request.target == "copilot" and self._served_prompt is not None:
+            # What the label serves as the run starts; each item records what its calls actually used.
+            record["prompt"] = self._served_prompt(tenant)
         with self._database.session() as session:
             run = EvalRun(
                 tenant=tenant,
@@ -84,7 +93,7 @@ class EvalRuns:
                 target=request.target,
                 trials=request.trials,
                 concurrency=request.concurrency or config.evals.concurrency,
-                config=config.record(),
+                config=record,
                 overrides=request.config,
                 total=len(items) * request.trials,
                 created_by=created_by,
@@ -285,6 +294,7 @@ class EvalRuns:
                 "retrieved": [list(r) for r in output.retrieved[:20]],
                 "escalation_reasons": output.escalation_reasons,
                 "prompt_versions": output.prompt_versions,
+                "prompts": output.prompts,
             },
             scores=scored.scores,
             trace_id=output.trace_id or span_trace,

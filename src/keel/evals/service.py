@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from huey import Huey
 from opentelemetry.trace import Tracer
@@ -81,6 +82,11 @@ async def judge_pairwise(
     )
 
 
+def served_prompt(copilot: Copilot, tenant: str) -> dict[str, Any] | None:
+    use = copilot.served_prompt(tenant)
+    return None if use is None else {"name": use.name, "version": use.version, "label": use.label}
+
+
 def pipeline(
     database: Database, gateway: Gateway, copilot: Copilot, retriever: Retriever, embedder: EmbeddingProvider
 ) -> Pipeline:
@@ -123,6 +129,12 @@ def build_evaluation(
 ) -> Evaluation:
     datasets = EvalDatasets(database)
     runs = EvalRuns(
-        database, datasets, settings, pipeline(database, gateway, copilot, retriever, embedder), queue, tracer
+        database,
+        datasets,
+        settings,
+        pipeline(database, gateway, copilot, retriever, embedder),
+        queue,
+        tracer,
+        served_prompt=lambda tenant: served_prompt(copilot, tenant),
     )
     return Evaluation(datasets, Harvest(reviews, copilot), runs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from keel.config import CopilotSettings
 from keel.copilot.memory import ConversationMemory, rewrite_query
@@ -42,6 +42,8 @@ class TargetOutput:
     cost_micros: int = 0
     # The prompt versions the model calls used, as the gateway recorded them.
     prompt_versions: list[str] = field(default_factory=list)
+    # The same calls' prompts with the label that served each ({name, version, label}).
+    prompts: list[dict[str, Any]] = field(default_factory=list)
     # The trace the target's own work opened, when it reports one (the copilot's reply does).
     trace_id: str | None = None
     escalation_reasons: list[str] = field(default_factory=list)
@@ -138,6 +140,7 @@ class CopilotTarget:
             top_score=top,
             cost_micros=usage.cost_micros,
             prompt_versions=usage.prompt_versions,
+            prompts=usage.prompts,
             trace_id=reply.trace_id,
             escalation_reasons=reply.escalation_reasons,
         )
