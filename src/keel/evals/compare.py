@@ -10,22 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from keel.evals import metrics, stats
+from keel import stats
+from keel.evals import metrics
 from keel.evals.summary import ScoredTrial, score_rows
+from keel.stats import PairedDifference
 
 
 @dataclass(frozen=True)
-class MetricChange:
+class MetricChange(PairedDifference):
+    """One metric's paired difference, candidate - baseline, with which way is better."""
+
     metric: str
     higher_is_better: bool
-    baseline: float
-    candidate: float
-    difference: float
-    low: float
-    high: float
-    p_value: float
-    test: str
-    n: int
 
 
 @dataclass(frozen=True)
@@ -92,20 +88,7 @@ def compare(
         d = stats.paired_difference(
             a, b, spec.aggregate, binary=spec.binary, resamples=resamples, level=level
         )
-        changes.append(
-            MetricChange(
-                name,
-                spec.higher_is_better,
-                d.baseline,
-                d.candidate,
-                d.difference,
-                d.low,
-                d.high,
-                d.p_value,
-                d.test,
-                d.n,
-            )
-        )
+        changes.append(MetricChange(**vars(d), metric=name, higher_is_better=spec.higher_is_better))
     return Comparison(
         baseline_run, candidate_run, level, len(paired_keys), changes, _most_changed(per_item, top)
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from keel.evals.items import DatasetItem
 from keel.evals.judge import Judge
-from keel.evals.stats import Estimate, estimate
+from keel.stats import Interval, estimate
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class PairwiseResult:
     # The judge gave no usable verdict.
     unjudged: int
     # Per item 1 when the candidate's answer is better, 0.5 a tie, 0 the baseline's: its mean and interval.
-    preference: Estimate
+    preference: Interval
     cost_micros: int
 
 
