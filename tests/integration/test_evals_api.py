@@ -180,6 +180,36 @@ def test_a_copilot_run_records_the_prompt_version_its_label_serves(
         )
 
 
+def test_pairwise_judging_over_http(client: TestClient, keys: Keys, runtime: Runtime, demo: None) -> None:
+    app_key, viewer = keys.header(keys.app), keys.header(keys.viewer)
+    item = {"key": "refund", "input": QUESTIONS[0][0], "reference_answer": "Refunds take 5 to 10 days."}
+    client.post("/v1/evals/datasets", headers=app_key, json={"name": "judged", "items": [item]})
+
+    def chat_run() -> str:
+        queued = client.post("/v1/evals/runs", headers=app_key, json={"dataset": "judged", "target": "chat"})
+        return str(wait_for(client, queued.json()["id"], app_key)["id"])
+
+    baseline, candidate = chat_run(), chat_run()
+    body = {"baseline": baseline, "candidate": candidate, "judge": runtime.settings.chat.alias}
+    # Judging spends model calls: the roles that may start runs, not viewers.
+    assert client.post("/v1/evals/compare", headers=viewer, json=body).status_code == 403
+    unknown = client.post("/v1/evals/compare", headers=app_key, json={**body, "judge": "no-such-model"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "judge"
+    assert client.post("/v1/evals/compare", headers=app_key, json={**body, "judge": ""}).status_code == 422
+
+    judged = client.post("/v1/evals/compare", headers=app_key, json=body)
+    assert judged.status_code == 200, judged.text
+    found = judged.json()
+    assert (found["baseline_run"], found["candidate_run"]) == (baseline, candidate) and found["metrics"]
+    pairwise = found["pairwise"]
+    assert (
+        pairwise["candidate_wins"] + pairwise["baseline_wins"] + pairwise["ties"] + pairwise["unjudged"] == 1
+    )
+    assert set(pairwise["preference"]) == {"value", "low", "high", "n"}
+    plain = client.post("/v1/evals/compare", headers=app_key, json={**body, "judge": None})
+    assert plain.status_code == 200 and "pairwise" not in plain.json()
+
+
 def test_a_dataset_from_review_decisions_and_traces(
     client: TestClient, keys: Keys, runtime: Runtime, demo: None
 ) -> None:

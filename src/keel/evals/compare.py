@@ -43,16 +43,35 @@ class Comparison:
     most_changed: list[ItemChange]
 
     def to_json(self) -> dict[str, Any]:
-        def clean(value: Any) -> Any:
-            if isinstance(value, float):
-                return None if math.isnan(value) else round(value, 6)
-            if isinstance(value, dict):
-                return {k: clean(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [clean(v) for v in value]
-            return value
+        return dict(jsonable(asdict(self)))
 
-        return dict(clean(asdict(self)))
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Comparison:
+        """A comparison as `to_json` wrote it (a server's answer)."""
+        return cls(
+            data["baseline_run"],
+            data["candidate_run"],
+            data["confidence_level"],
+            data["paired_items"],
+            [MetricChange(**numbers(m)) for m in data["metrics"]],
+            [ItemChange(**numbers(i)) for i in data["most_changed"]],
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """Floats rounded to six places and NaN (no value) as null, so the result is valid JSON."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """`jsonable`'s nulls back as NaN."""
+    return {k: math.nan if v is None else v for k, v in row.items()}
 
 
 # The metric that ranks "most changed" items: the first of these both runs have.

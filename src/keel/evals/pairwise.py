@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from keel.evals.compare import jsonable, numbers
 from keel.evals.items import DatasetItem
 from keel.evals.judge import Judge
 from keel.stats import Interval, estimate
@@ -21,6 +23,14 @@ class PairwiseResult:
     # Per item 1 when the candidate's answer is better, 0.5 a tie, 0 the baseline's: its mean and interval.
     preference: Interval
     cost_micros: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(jsonable(asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PairwiseResult:
+        """A result as `to_json` wrote it (a server's answer)."""
+        return cls(**{**data, "preference": Interval(**numbers(data["preference"]))})
 
 
 async def pairwise(

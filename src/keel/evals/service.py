@@ -12,7 +12,7 @@ from keel.config import Settings
 from keel.copilot.grounding import GroundingChecker
 from keel.copilot.memory import ConversationMemory
 from keel.copilot.pipeline import Copilot
-from keel.errors import InvalidRequestError
+from keel.errors import InvalidRequestError, NotFoundError
 from keel.evals.compare import Comparison, compare
 from keel.evals.datasets import EvalDatasets
 from keel.evals.harvest import Harvest
@@ -35,9 +35,19 @@ class Evaluation:
     datasets: EvalDatasets
     harvest: Harvest
     runs: EvalRuns
+    gateway: Gateway
 
     def compare(self, tenant: str, baseline: str, candidate: str) -> Comparison:
         return compare_runs(self.runs, tenant, baseline, candidate)
+
+    async def judge(self, tenant: str, baseline: str, candidate: str, alias: str) -> PairwiseResult:
+        """The two runs' first-trial answers judged side by side by the model `alias` (see `pairwise`);
+        an alias the gateway does not know is refused before anything is judged."""
+        if alias not in self.gateway.dispatcher.aliases:
+            raise NotFoundError(
+                f"No model alias '{alias}' to judge with.", code="model_not_found", param="judge"
+            )
+        return await judge_pairwise(self.runs, Judge(self.gateway, alias), tenant, baseline, candidate)
 
 
 def compare_runs(runs: EvalRuns, tenant: str, baseline: str, candidate: str) -> Comparison:
@@ -137,4 +147,4 @@ def build_evaluation(
         tracer,
         served_prompt=lambda tenant: served_prompt(copilot, tenant),
     )
-    return Evaluation(datasets, Harvest(reviews, copilot), runs)
+    return Evaluation(datasets, Harvest(reviews, copilot), runs, gateway)

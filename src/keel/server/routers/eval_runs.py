@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -221,6 +222,25 @@ def compare(
     candidate: Annotated[str, Query(max_length=40)],
 ) -> dict[str, Any]:
     return runtime.evals.compare(caller.tenant, baseline, candidate).to_json()
+
+
+class CompareRequest(BaseModel):
+    baseline: str = Field(max_length=40)
+    candidate: str = Field(max_length=40)
+    # A model alias: the two runs' answers are also judged side by side (it spends model calls).
+    judge: str | None = Field(None, min_length=1, max_length=200)
+
+
+@router.post("/compare")
+async def compare_and_judge(body: CompareRequest, runtime: RuntimeDep, caller: EvalRunner) -> dict[str, Any]:
+    """The comparison `GET /compare` gives, with the judge's pairwise verdicts when `judge` is set."""
+    evals = runtime.evals
+    comparison = await asyncio.to_thread(evals.compare, caller.tenant, body.baseline, body.candidate)
+    found = comparison.to_json()
+    if body.judge is not None:
+        judged = await evals.judge(caller.tenant, body.baseline, body.candidate, body.judge)
+        found["pairwise"] = judged.to_json()
+    return found
 
 
 @router.post("/gate")
