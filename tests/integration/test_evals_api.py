@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from keel.cli import app
+from keel.evals.drift_windows import DriftObservations, Window
 from keel.keys import Role
+from keel.observe.dashboard import overview, recent_traces
 from keel.runtime import Runtime
 from tests.integration.conftest import Keys, demo_documents
 
@@ -208,6 +211,33 @@ def test_pairwise_judging_over_http(client: TestClient, keys: Keys, runtime: Run
     assert set(pairwise["preference"]) == {"value", "low", "high", "n"}
     plain = client.post("/v1/evals/compare", headers=app_key, json={**body, "judge": None})
     assert plain.status_code == 200 and "pairwise" not in plain.json()
+
+
+def test_evaluation_replies_are_listed_only_when_asked_for(
+    client: TestClient, keys: Keys, runtime: Runtime, demo: None
+) -> None:
+    app_key = keys.header(keys.app)
+    database = runtime.database
+    day = Window(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(hours=1))
+
+    def counted() -> tuple[int, int]:
+        statuses = DriftObservations(database, "").categories("acme", "status", day, 100_000)
+        return overview(database, "acme").replies, len(statuses)
+
+    before = counted()
+    live = client.post("/v1/support/replies", headers=app_key, json={"message": "Do you ship abroad?"})
+    assert live.status_code == 200
+    client.post("/v1/evals/datasets", headers=app_key, json={"name": "hidden", "items": items(QUESTIONS[:1])})
+    queued = client.post("/v1/evals/runs", headers=app_key, json={"dataset": "hidden"}).json()
+    run = wait_for(client, queued["id"], app_key)
+    assert run["status"] == "succeeded"
+    (result,) = client.get(f"/v1/evals/runs/{run['id']}/results", headers=app_key).json()["data"]
+    # The live reply counts on the overview and in the drift windows; the evaluated one does not.
+    assert counted() == (before[0] + 1, before[1] + 1)
+    listed = {t.trace_id for t in recent_traces(database, "acme", limit=1000)}
+    evaluated = {t.trace_id for t in recent_traces(database, "acme", channel="eval", limit=1000)}
+    assert live.json()["trace_id"] in listed and live.json()["trace_id"] not in evaluated
+    assert result["trace_id"] in evaluated and result["trace_id"] not in listed
 
 
 def test_a_dataset_from_review_decisions_and_traces(

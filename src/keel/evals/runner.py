@@ -29,6 +29,8 @@ from keel.evals.scoring import Scorer
 from keel.evals.summary import ScoredTrial, summarize
 from keel.evals.targets import Target
 from keel.logs import get_logger
+from keel.observe import attributes
+from keel.store.channels import EVAL_ITEM_SPAN
 from keel.store.engine import Database
 from keel.store.eval_models import EvalResult, EvalRun
 
@@ -266,7 +268,9 @@ class EvalRuns:
         target: Target,
         scorer: Scorer,
     ) -> None:
-        with self._tracer.start_as_current_span("eval.item") as span:
+        with self._tracer.start_as_current_span(EVAL_ITEM_SPAN) as span:
+            # The run's tenant owns the trace: it is listed (channel `eval`) and opened as the tenant's.
+            span.set_attribute(attributes.TENANT, run.tenant)
             span.set_attribute("keel.eval.run_id", run.id)
             span.set_attribute("keel.eval.item", item_key)
             span.set_attribute("keel.eval.trial", trial)

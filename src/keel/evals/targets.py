@@ -21,6 +21,7 @@ from keel.gateway.protocol import ChatCompletionRequest
 from keel.gateway.service import Caller, Gateway
 from keel.knowledge.index.base import SearchScope
 from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
+from keel.store.channels import EVAL_CHANNEL
 
 TargetName = Literal["copilot", "retrieval", "chat"]
 TARGETS: tuple[str, ...] = ("copilot", "retrieval", "chat")
@@ -118,7 +119,7 @@ class CopilotTarget:
     async def run(self, item: DatasetItem, tenant: str) -> TargetOutput:
         conversation_id = await asyncio.to_thread(self._seed, tenant, item)
         reply = await self._copilot.reply(
-            ReplyRequest(message=item.question[:4000], conversation_id=conversation_id, channel="eval"),
+            ReplyRequest(message=item.question[:4000], conversation_id=conversation_id, channel=EVAL_CHANNEL),
             Caller(tenant=tenant, key_id="eval", feature="eval"),
         )
         history: list[tuple[str, str]] = [(t.role, t.content) for t in item.history]
