@@ -234,6 +234,7 @@ def test_evaluation_replies_are_listed_only_when_asked_for(
     (result,) = client.get(f"/v1/evals/runs/{run['id']}/results", headers=app_key).json()["data"]
     # The live reply counts on the overview and in the drift windows; the evaluated one does not.
     assert counted() == (before[0] + 1, before[1] + 1)
+    assert runtime.tracing.flush()  # spans are exported in batches
     listed = {t.trace_id for t in recent_traces(database, "acme", limit=1000)}
     evaluated = {t.trace_id for t in recent_traces(database, "acme", channel="eval", limit=1000)}
     assert live.json()["trace_id"] in listed and live.json()["trace_id"] not in evaluated
