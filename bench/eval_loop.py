@@ -1,10 +1,12 @@
 """Keel's evaluation loop, measured: dataset import, runs with confidence intervals, the release gate.
 
     .venv/bin/python -m bench.eval_loop [--mtrag-limit N] [--trials 3] [--skip-mtrag] [--skip-scifact]
-        [--data-dir DIR]
+        [--data-dir DIR] [--results NAME]
 
 `--data-dir` keeps the database between invocations: a knowledge base already ingested there is used
 as it is (ingestion is most of the time on 2 cores), so an interrupted bench can be run again cheaply.
+`--results` names the files in bench/results/ (default `eval_loop`; the full MTRAG run alone is
+`--skip-scifact --mtrag-limit 0 --results eval_loop_mtrag_full`, limit 0 meaning all tasks).
 
 1. MTRAG (`govt`, bench/copilot_mtrag.py's passages and tasks): the tasks are written as a JSONL dataset
    file (conversation, gold answer, the reference passages' sources, answerability), imported, and the
@@ -61,7 +63,7 @@ def mtrag_file(path: Path, limit: int | None, out: Path) -> tuple[int, dict[str,
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     tasks, passages = load_tasks(path)
     lines = []
-    for row, task in list(zip(rows, tasks, strict=True))[:limit]:
+    for row, task in list(zip(rows, tasks, strict=True))[: limit or None]:
         turns = [{"role": role, "content": text} for role, text in task.history]
         turns.append({"role": "user", "content": task.question})
         lines.append(
@@ -112,10 +114,11 @@ def table(summary: dict[str, Any]) -> list[str]:
 
 
 def run_mtrag(
-    runtime: Runtime, data: Path, limit: int, trials: int, work: Path
+    runtime: Runtime, data: Path, limit: int, trials: int, work: Path, name: str
 ) -> tuple[dict[str, Any], list[str]]:
     file = work / "mtrag.jsonl"
     count, passages = mtrag_file(data, limit, work / "mtrag.jsonl")
+    total = len(data.read_text().splitlines())
     present = documents(runtime, MTRAG_TENANT)
     ingest_s = 0.0 if present >= len(passages) else ingest_mtrag(runtime, passages)
     started = time.perf_counter()
@@ -136,13 +139,16 @@ def run_mtrag(
     )
     runs = runtime.evals.runs
     report = run_report(run, runs.results(MTRAG_TENANT, run.id), runs.items_of(run))
-    (RESULTS / "eval_loop_mtrag.html").write_text(report)
+    (RESULTS / f"{name}.html").write_text(report)
+    served = run.config.get("prompt") or {}
     lines = [
-        f"## MTRAG govt, copilot target: {count} of 157 tasks x {trials} trials",
+        f"## MTRAG govt, copilot target: {count} of {total} tasks x {trials} trials",
         "",
         f"{len(passages)} passages ingested in {ingest_s:.0f} s (0: ingested by an earlier invocation); dataset imported (version {info.version},"
         f" {info.item_count} items) in {import_s:.2f} s; run {run.id} ({run.status}, {run.failed} failed)"
-        f" took {seconds:.0f} s ({seconds / max(1, run.total):.1f} s per reply). Report: eval_loop_mtrag.html.",
+        f" took {seconds:.0f} s ({seconds / max(1, run.total):.1f} s per reply). Report: {name}.html.",
+        f"Prompt: `{served.get('label')}` served {served.get('name')}@{served.get('version')} as the run"
+        f" started; the items' model calls used {', '.join(run.summary.get('prompt_versions', [])) or 'none'}.",
         "",
         *table(run.summary),
     ]
@@ -154,6 +160,7 @@ def run_mtrag(
         "seconds": seconds,
         "ingest_s": ingest_s,
         "summary": run.summary,
+        "prompt": served,
     }
     return data_out, lines
 
@@ -237,11 +244,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mtrag", type=Path, default=Path("../shared/data/support_qa/mtrag_govt_dev.jsonl"))
     parser.add_argument("--scifact", type=Path, default=Path("../shared/data/scifact"))
-    parser.add_argument("--mtrag-limit", type=int, default=24)
+    parser.add_argument("--mtrag-limit", type=int, default=24, help="0: all tasks.")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--skip-mtrag", action="store_true")
     parser.add_argument("--skip-scifact", action="store_true")
     parser.add_argument("--data-dir", type=Path, default=None, help="Keep the database here between runs.")
+    parser.add_argument("--results", default="eval_loop", help="The results' file name in bench/results/.")
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {"load_average_start": os.getloadavg()}
@@ -255,10 +263,11 @@ def main() -> None:
         if not args.skip_scifact:
             results["scifact"], section = run_scifact(runtime, args.scifact)
             lines += [*section, ""]
-            write_results("eval_loop", results, "\n".join(lines))
+            write_results(args.results, results, "\n".join(lines))
         if not args.skip_mtrag:
+            report = "eval_loop_mtrag" if args.results == "eval_loop" else args.results
             results["mtrag"], section = run_mtrag(
-                runtime, args.mtrag, args.mtrag_limit, args.trials, Path(scratch)
+                runtime, args.mtrag, args.mtrag_limit, args.trials, Path(scratch), report
             )
             lines += [*section, ""]
         runtime.close()
@@ -269,7 +278,7 @@ def main() -> None:
         f" {results['load_average_start'][0]:.2f}, at end {results['load_average_end'][0]:.2f}."
     )
     print(f"load average: {os.getloadavg()}")
-    write_results("eval_loop", results, "\n".join(lines))
+    write_results(args.results, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from keel import cli_eval_monitoring
 from keel.cli_common import command_settings, err, fail, local_runtime, migrated_database, out
+from keel.cli_remote import connect
 from keel.errors import KeelError
 
 eval_app = typer.Typer(
@@ -24,6 +26,8 @@ dataset_app = typer.Typer(help="Versioned evaluation datasets.", no_args_is_help
 eval_app.add_typer(dataset_app, name="dataset")
 
 Tenant = Annotated[str, typer.Option(help="Tenant the data belongs to.")]
+# A judge reads every item's two answers: on a local model, minutes for a large dataset.
+_JUDGING_TIMEOUT = httpx.Timeout(3600.0, connect=2.0)
 
 
 class Format(StrEnum):
@@ -237,13 +241,27 @@ def _pairwise(tenant: str, baseline: str, candidate: str, alias: str) -> Any:
     """Loads the models and judges the two runs' first-trial answers side by side."""
     import asyncio
 
-    from keel.evals.judge import Judge
-    from keel.evals.service import judge_pairwise
-
     with local_runtime(command_settings()) as runtime:
         runtime.warm_up()
-        judge = Judge(runtime.gateway, alias)
-        return asyncio.run(judge_pairwise(runtime.evals.runs, judge, tenant, baseline, candidate))
+        return asyncio.run(runtime.evals.judge(tenant, baseline, candidate, alias))
+
+
+def _compared(tenant: str, baseline: str, candidate: str, judge: str | None) -> dict[str, Any]:
+    """The comparison as JSON (with the judge's verdicts under `pairwise`), from the server or here."""
+    from keel.evals.service import compare_runs
+
+    server = connect(command_settings())
+    if server is not None:
+        try:
+            body = {"baseline": baseline, "candidate": candidate, "judge": judge}
+            return dict(server.call("POST", "/v1/evals/compare", json=body, timeout=_JUDGING_TIMEOUT))
+        finally:
+            server.close()
+    _, runs = _reading()
+    found = compare_runs(runs, tenant, baseline, candidate).to_json()
+    if judge:
+        found["pairwise"] = _pairwise(tenant, baseline, candidate, judge).to_json()
+    return found
 
 
 def comparison_table(comparison: Any) -> Table:
@@ -283,21 +301,20 @@ def compare(
         str | None, typer.Option(help="Also judge the answers side by side with this model alias.")
     ] = None,
 ) -> None:
-    """Per-metric paired differences with intervals and tests, and the items that changed most."""
-    from keel.evals.service import compare_runs
+    """Per-metric paired differences with intervals and tests, and the items that changed most (through
+    the server at KEEL_URL when KEEL_API_KEY is set, whose key decides the tenant; else in this process)."""
+    from keel.evals.compare import Comparison
+    from keel.evals.pairwise import PairwiseResult
 
-    _, runs = _reading()
     try:
-        comparison = compare_runs(runs, tenant, baseline, candidate)
-        judged = _pairwise(tenant, baseline, candidate, judge) if judge else None
+        found = _compared(tenant, baseline, candidate, judge)
     except KeelError as exc:
         raise fail(exc) from exc
     if as_json:
-        found = comparison.to_json()
-        if judged is not None:
-            found["pairwise"] = {**vars(judged), "preference": vars(judged.preference)}
         out.print_json(json.dumps(found))
         return
+    comparison = Comparison.from_json(found)
+    judged = PairwiseResult.from_json(found["pairwise"]) if "pairwise" in found else None
     out.print(comparison_table(comparison))
     if judged is not None:
         p = judged.preference

@@ -3,10 +3,13 @@ it instead of loading the models themselves; errors are one line with an exit co
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.live import KEEL, create_key, free_port, keel_env, start_server
@@ -73,6 +76,45 @@ def test_ingest_search_and_ask_go_through_the_server(server: dict[str, str], tmp
     assert grounded.returncode == 0, grounded.stderr
     assert grounded.stdout.strip() and "[1] " in grounded.stderr and "tyres.md\n" in grounded.stderr
     assert not client_dir.exists() or not (client_dir / "keel.db").exists()
+
+
+def finished_chat_run(server: dict[str, str], dataset: str) -> str:
+    """A `chat` target run on the server (the model answers each item on its own), once it has finished."""
+    headers = {"Authorization": f"Bearer {server['KEEL_API_KEY']}"}
+    with httpx.Client(base_url=server["KEEL_URL"], headers=headers, timeout=60) as client:
+        run_id = str(client.post("/v1/evals/runs", json={"dataset": dataset, "target": "chat"}).json()["id"])
+        for _ in range(2400):
+            if client.get(f"/v1/evals/runs/{run_id}").json()["status"] not in ("queued", "running"):
+                return run_id
+            time.sleep(0.25)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+def test_eval_compare_judges_through_the_server(server: dict[str, str], tmp_path: Path) -> None:
+    headers = {"Authorization": f"Bearer {server['KEEL_API_KEY']}"}
+    item = {"key": "pressure", "input": "Say hello to a cyclist.", "reference_answer": "Hello, cyclist!"}
+    created = httpx.post(
+        f"{server['KEEL_URL']}/v1/evals/datasets",
+        headers=headers,
+        json={"name": "greetings", "items": [item]},
+        timeout=60,
+    )
+    assert created.status_code == 201, created.text
+    baseline, candidate = finished_chat_run(server, "greetings"), finished_chat_run(server, "greetings")
+
+    judged = keel(tmp_path, server, "eval", "compare", baseline, candidate, "--judge", "keel-local", "--json")
+    assert judged.returncode == 0, judged.stderr
+    found = json.loads(judged.stdout)
+    assert (found["baseline_run"], found["candidate_run"]) == (baseline, candidate)
+    pairwise = found["pairwise"]
+    assert (
+        pairwise["candidate_wins"] + pairwise["baseline_wins"] + pairwise["ties"] + pairwise["unjudged"] == 1
+    )
+    table = keel(tmp_path, server, "eval", "compare", baseline, candidate, "--judge", "keel-local")
+    assert table.returncode == 0 and "judge keel-local:" in table.stdout, table.stderr
+    unknown = keel(tmp_path, server, "eval", "compare", baseline, candidate, "--judge", "no-such-model")
+    assert unknown.returncode == 1 and "no-such-model" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert not (tmp_path / "keel.db").exists(), "nothing was read or judged in the command's own process"
 
 
 def test_server_refusals_are_one_line(server: dict[str, str], tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from keel.cli import app
+from keel.evals.drift_windows import DriftObservations, Window
 from keel.keys import Role
+from keel.observe.dashboard import overview, recent_traces
 from keel.runtime import Runtime
 from tests.integration.conftest import Keys, demo_documents
 
@@ -139,6 +142,103 @@ def test_copilot_run_with_trials_keeps_a_trace_per_trial(client: TestClient, key
     # Each trial is its own trace.
     assert len({r["trace_id"] for r in results}) == 2
     assert all(r["latency_ms"] > 50 for r in results if r["output"]["status"] == "answered")
+
+
+def test_a_copilot_run_records_the_prompt_version_its_label_serves(
+    client: TestClient, keys: Keys, runtime: Runtime, demo: None
+) -> None:
+    admin, app_key = keys.header(keys.admin), keys.header(keys.app)
+    served = runtime.copilot.served_prompt("acme")  # seeds the shipped prompt when no test has yet
+    assert served is not None and served.label == "production"
+    current = client.get(f"/v1/prompts/support-reply?version={served.version}", headers=admin).json()
+    changed = {**current["spec"], "params": {**current["spec"]["params"], "temperature": 0.05}}
+    pushed = client.post(
+        "/v1/prompts",
+        headers=admin,
+        json={**changed, "name": "support-reply", "message": "a little colder", "label": "production"},
+    )
+    assert pushed.status_code == 201, pushed.text
+    version = pushed.json()["version"]
+    assert version != served.version
+    try:
+        client.post(
+            "/v1/evals/datasets", headers=app_key, json={"name": "served", "items": items(QUESTIONS[:1])}
+        )
+        queued = client.post("/v1/evals/runs", headers=app_key, json={"dataset": "served"}).json()
+        run = wait_for(client, queued["id"], app_key)
+        expected = {"name": "support-reply", "version": version, "label": "production"}
+        assert run["config"]["prompt"] == expected
+        results = client.get(f"/v1/evals/runs/{run['id']}/results", headers=app_key).json()["data"]
+        # Each item's own model calls, as the gateway recorded them (an item the copilot answered
+        # without a model call, a clarification, has none).
+        assert all(r["output"]["prompts"] in ([], [expected]) for r in results)
+        assert f"support-reply@{version}" in run["summary"]["prompt_versions"] or not any(
+            r["output"]["prompts"] for r in results
+        )
+    finally:
+        client.post(
+            "/v1/prompts/support-reply/labels/production/rollback",
+            headers=admin,
+            json={"reason": "back after the evaluation test"},
+        )
+
+
+def test_pairwise_judging_over_http(client: TestClient, keys: Keys, runtime: Runtime, demo: None) -> None:
+    app_key, viewer = keys.header(keys.app), keys.header(keys.viewer)
+    item = {"key": "refund", "input": QUESTIONS[0][0], "reference_answer": "Refunds take 5 to 10 days."}
+    client.post("/v1/evals/datasets", headers=app_key, json={"name": "judged", "items": [item]})
+
+    def chat_run() -> str:
+        queued = client.post("/v1/evals/runs", headers=app_key, json={"dataset": "judged", "target": "chat"})
+        return str(wait_for(client, queued.json()["id"], app_key)["id"])
+
+    baseline, candidate = chat_run(), chat_run()
+    body = {"baseline": baseline, "candidate": candidate, "judge": runtime.settings.chat.alias}
+    # Judging spends model calls: the roles that may start runs, not viewers.
+    assert client.post("/v1/evals/compare", headers=viewer, json=body).status_code == 403
+    unknown = client.post("/v1/evals/compare", headers=app_key, json={**body, "judge": "no-such-model"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "judge"
+    assert client.post("/v1/evals/compare", headers=app_key, json={**body, "judge": ""}).status_code == 422
+
+    judged = client.post("/v1/evals/compare", headers=app_key, json=body)
+    assert judged.status_code == 200, judged.text
+    found = judged.json()
+    assert (found["baseline_run"], found["candidate_run"]) == (baseline, candidate) and found["metrics"]
+    pairwise = found["pairwise"]
+    assert (
+        pairwise["candidate_wins"] + pairwise["baseline_wins"] + pairwise["ties"] + pairwise["unjudged"] == 1
+    )
+    assert set(pairwise["preference"]) == {"value", "low", "high", "n"}
+    plain = client.post("/v1/evals/compare", headers=app_key, json={**body, "judge": None})
+    assert plain.status_code == 200 and "pairwise" not in plain.json()
+
+
+def test_evaluation_replies_are_listed_only_when_asked_for(
+    client: TestClient, keys: Keys, runtime: Runtime, demo: None
+) -> None:
+    app_key = keys.header(keys.app)
+    database = runtime.database
+    day = Window(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(hours=1))
+
+    def counted() -> tuple[int, int]:
+        statuses = DriftObservations(database, "").categories("acme", "status", day, 100_000)
+        return overview(database, "acme").replies, len(statuses)
+
+    before = counted()
+    live = client.post("/v1/support/replies", headers=app_key, json={"message": "Do you ship abroad?"})
+    assert live.status_code == 200
+    client.post("/v1/evals/datasets", headers=app_key, json={"name": "hidden", "items": items(QUESTIONS[:1])})
+    queued = client.post("/v1/evals/runs", headers=app_key, json={"dataset": "hidden"}).json()
+    run = wait_for(client, queued["id"], app_key)
+    assert run["status"] == "succeeded"
+    (result,) = client.get(f"/v1/evals/runs/{run['id']}/results", headers=app_key).json()["data"]
+    # The live reply counts on the overview and in the drift windows; the evaluated one does not.
+    assert counted() == (before[0] + 1, before[1] + 1)
+    assert runtime.tracing.flush()  # spans are exported in batches
+    listed = {t.trace_id for t in recent_traces(database, "acme", limit=1000)}
+    evaluated = {t.trace_id for t in recent_traces(database, "acme", channel="eval", limit=1000)}
+    assert live.json()["trace_id"] in listed and live.json()["trace_id"] not in evaluated
+    assert result["trace_id"] in evaluated and result["trace_id"] not in listed
 
 
 def test_a_dataset_from_review_decisions_and_traces(

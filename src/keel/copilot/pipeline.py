@@ -40,6 +40,7 @@ from keel.copilot.tools.base import ToolBox
 from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus, StoredReply
 from keel.copilot.vectors import SentenceVectors
 from keel.errors import KeelError, NotFoundError
+from keel.gateway.ledger import PromptUse
 from keel.gateway.protocol import ChatCompletionRequest
 from keel.gateway.service import INTERNAL, Caller, Gateway
 from keel.guard.inbound import InboundGuard
@@ -491,6 +492,10 @@ class Copilot:
                 question=record.question,
                 review_status=review.status if review else None,
             )
+
+    def served_prompt(self, tenant: str) -> PromptUse | None:
+        """The reply prompt's version an evaluation run gets (its label's own, outside any rollout)."""
+        return self._prompts.served(tenant)
 
     def for_evaluation(self, settings: CopilotSettings, retriever: Retriever) -> Copilot:
         """This pipeline under another configuration, for an evaluation run: every trial is a real model

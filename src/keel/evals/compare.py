@@ -10,22 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from keel.evals import metrics, stats
+from keel import stats
+from keel.evals import metrics
 from keel.evals.summary import ScoredTrial, score_rows
+from keel.stats import PairedDifference
 
 
 @dataclass(frozen=True)
-class MetricChange:
+class MetricChange(PairedDifference):
+    """One metric's paired difference, candidate - baseline, with which way is better."""
+
     metric: str
     higher_is_better: bool
-    baseline: float
-    candidate: float
-    difference: float
-    low: float
-    high: float
-    p_value: float
-    test: str
-    n: int
 
 
 @dataclass(frozen=True)
@@ -47,16 +43,35 @@ class Comparison:
     most_changed: list[ItemChange]
 
     def to_json(self) -> dict[str, Any]:
-        def clean(value: Any) -> Any:
-            if isinstance(value, float):
-                return None if math.isnan(value) else round(value, 6)
-            if isinstance(value, dict):
-                return {k: clean(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [clean(v) for v in value]
-            return value
+        return dict(jsonable(asdict(self)))
 
-        return dict(clean(asdict(self)))
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Comparison:
+        """A comparison as `to_json` wrote it (a server's answer)."""
+        return cls(
+            data["baseline_run"],
+            data["candidate_run"],
+            data["confidence_level"],
+            data["paired_items"],
+            [MetricChange(**numbers(m)) for m in data["metrics"]],
+            [ItemChange(**numbers(i)) for i in data["most_changed"]],
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """Floats rounded to six places and NaN (no value) as null, so the result is valid JSON."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """`jsonable`'s nulls back as NaN."""
+    return {k: math.nan if v is None else v for k, v in row.items()}
 
 
 # The metric that ranks "most changed" items: the first of these both runs have.
@@ -92,20 +107,7 @@ def compare(
         d = stats.paired_difference(
             a, b, spec.aggregate, binary=spec.binary, resamples=resamples, level=level
         )
-        changes.append(
-            MetricChange(
-                name,
-                spec.higher_is_better,
-                d.baseline,
-                d.candidate,
-                d.difference,
-                d.low,
-                d.high,
-                d.p_value,
-                d.test,
-                d.n,
-            )
-        )
+        changes.append(MetricChange(**vars(d), metric=name, higher_is_better=spec.higher_is_better))
     return Comparison(
         baseline_run, candidate_run, level, len(paired_keys), changes, _most_changed(per_item, top)
     )

@@ -25,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from keel.stats import two_proportion_z
+
 Verdict = Literal["ok", "drift", "insufficient_data"]
 # Categories expected fewer times than this in a window are pooled: chi-squared needs it.
 MIN_EXPECTED = 5.0
@@ -146,9 +148,6 @@ def rate_test(baseline: Sequence[bool], recent: Sequence[bool]) -> Comparison:
     if n == 0 or m == 0:
         return Comparison("two_proportion", 0.0, 1.0, 0.0, n, m)
     before, after = sum(baseline) / n, sum(recent) / m
-    pooled = (sum(baseline) + sum(recent)) / (n + m)
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
-    z = (after - before) / spread if spread > 0 else 0.0
-    p_value = float(2 * stats.norm.sf(abs(z)))
+    z, p_value = two_proportion_z(sum(baseline), n, sum(recent), m)
     detail = {"baseline_rate": before, "recent_rate": after}
     return Comparison("two_proportion", z, p_value, after - before, n, m, detail)

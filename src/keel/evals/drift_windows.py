@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
 
+from keel.store.channels import live_reply
 from keel.store.engine import Database
 from keel.store.models import Feedback, SupportReply
 from keel.store.online_eval_models import OnlineScore
@@ -93,7 +94,7 @@ class DriftObservations:
             getattr(SupportReply, field),
             SupportReply.created_at,
             SupportReply.id,
-            [SupportReply.tenant == tenant],
+            [SupportReply.tenant == tenant, live_reply()],
             window,
             limit,
         )
@@ -112,6 +113,8 @@ class DriftObservations:
         with self._database.reading() as session:
             return list(
                 session.scalars(
-                    select(SupportReply.tenant).where(SupportReply.created_at >= since).distinct()
+                    select(SupportReply.tenant)
+                    .where(SupportReply.created_at >= since, live_reply())
+                    .distinct()
                 )
             )

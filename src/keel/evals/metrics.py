@@ -12,15 +12,13 @@ import re
 import string
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
 
 import ir_measures
 import numpy as np
 from ir_measures import RR, Qrel, R, ScoredDoc, nDCG
 
 from keel.copilot.grounding import GroundingChecker, content_words, sentences
-
-Aggregate = Literal["mean", "p50", "p95"]
+from keel.stats import Aggregate
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from keel.evals.compare import jsonable, numbers
 from keel.evals.items import DatasetItem
 from keel.evals.judge import Judge
-from keel.evals.stats import Estimate, estimate
+from keel.stats import Interval, estimate
 
 
 @dataclass(frozen=True)
@@ -19,8 +21,16 @@ class PairwiseResult:
     # The judge gave no usable verdict.
     unjudged: int
     # Per item 1 when the candidate's answer is better, 0.5 a tie, 0 the baseline's: its mean and interval.
-    preference: Estimate
+    preference: Interval
     cost_micros: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(jsonable(asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PairwiseResult:
+        """A result as `to_json` wrote it (a server's answer)."""
+        return cls(**{**data, "preference": Interval(**numbers(data["preference"]))})
 
 
 async def pairwise(

@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from huey import Huey
 from opentelemetry.trace import NoOpTracer, Tracer
@@ -28,6 +29,8 @@ from keel.evals.scoring import Scorer
 from keel.evals.summary import ScoredTrial, summarize
 from keel.evals.targets import Target
 from keel.logs import get_logger
+from keel.observe import attributes
+from keel.store.channels import EVAL_ITEM_SPAN
 from keel.store.engine import Database
 from keel.store.eval_models import EvalResult, EvalRun
 
@@ -37,6 +40,8 @@ MAX_RESULTS = 200_000
 # Builds the target and its scorer for a run's configuration (the runtime knows how).
 Pipeline = Callable[[RunConfig, str], tuple[Target, Scorer]]
 Progress = Callable[[EvalRun], None]
+# The registry prompt a copilot run will be served, per tenant ({name, version, label}; None outside it).
+ServedPrompt = Callable[[str], dict[str, Any] | None]
 
 
 class EvalRuns:
@@ -48,8 +53,10 @@ class EvalRuns:
         pipeline: Pipeline | None = None,
         queue: Huey | None = None,
         tracer: Tracer | None = None,
+        served_prompt: ServedPrompt | None = None,
     ) -> None:
         self._database = database
+        self._served_prompt = served_prompt
         self._datasets = datasets
         self._settings = settings
         self._pipeline = pipeline
@@ -75,6 +82,10 @@ class EvalRuns:
             raise InvalidRequestError(f"Dataset '{info.name}' version {info.version} has no items.")
         if len(items) * request.trials > MAX_RESULTS:
             raise InvalidRequestError(f"At most {MAX_RESULTS} item trials per run.")
+        record = config.record()
+        if request.target == "copilot" and self._served_prompt is not None:
+            # What the label serves as the run starts; each item records what its calls actually used.
+            record["prompt"] = self._served_prompt(tenant)
         with self._database.session() as session:
             run = EvalRun(
                 tenant=tenant,
@@ -84,7 +95,7 @@ class EvalRuns:
                 target=request.target,
                 trials=request.trials,
                 concurrency=request.concurrency or config.evals.concurrency,
-                config=config.record(),
+                config=record,
                 overrides=request.config,
                 total=len(items) * request.trials,
                 created_by=created_by,
@@ -257,7 +268,9 @@ class EvalRuns:
         target: Target,
         scorer: Scorer,
     ) -> None:
-        with self._tracer.start_as_current_span("eval.item") as span:
+        with self._tracer.start_as_current_span(EVAL_ITEM_SPAN) as span:
+            # The run's tenant owns the trace: it is listed (channel `eval`) and opened as the tenant's.
+            span.set_attribute(attributes.TENANT, run.tenant)
             span.set_attribute("keel.eval.run_id", run.id)
             span.set_attribute("keel.eval.item", item_key)
             span.set_attribute("keel.eval.trial", trial)
@@ -285,6 +298,7 @@ class EvalRuns:
                 "retrieved": [list(r) for r in output.retrieved[:20]],
                 "escalation_reasons": output.escalation_reasons,
                 "prompt_versions": output.prompt_versions,
+                "prompts": output.prompts,
             },
             scores=scored.scores,
             trace_id=output.trace_id or span_trace,

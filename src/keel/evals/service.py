@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from huey import Huey
 from opentelemetry.trace import Tracer
@@ -11,7 +12,7 @@ from keel.config import Settings
 from keel.copilot.grounding import GroundingChecker
 from keel.copilot.memory import ConversationMemory
 from keel.copilot.pipeline import Copilot
-from keel.errors import InvalidRequestError
+from keel.errors import InvalidRequestError, NotFoundError
 from keel.evals.compare import Comparison, compare
 from keel.evals.datasets import EvalDatasets
 from keel.evals.harvest import Harvest
@@ -34,9 +35,19 @@ class Evaluation:
     datasets: EvalDatasets
     harvest: Harvest
     runs: EvalRuns
+    gateway: Gateway
 
     def compare(self, tenant: str, baseline: str, candidate: str) -> Comparison:
         return compare_runs(self.runs, tenant, baseline, candidate)
+
+    async def judge(self, tenant: str, baseline: str, candidate: str, alias: str) -> PairwiseResult:
+        """The two runs' first-trial answers judged side by side by the model `alias` (see `pairwise`);
+        an alias the gateway does not know is refused before anything is judged."""
+        if alias not in self.gateway.dispatcher.aliases:
+            raise NotFoundError(
+                f"No model alias '{alias}' to judge with.", code="model_not_found", param="judge"
+            )
+        return await judge_pairwise(self.runs, Judge(self.gateway, alias), tenant, baseline, candidate)
 
 
 def compare_runs(runs: EvalRuns, tenant: str, baseline: str, candidate: str) -> Comparison:
@@ -81,6 +92,11 @@ async def judge_pairwise(
     )
 
 
+def served_prompt(copilot: Copilot, tenant: str) -> dict[str, Any] | None:
+    use = copilot.served_prompt(tenant)
+    return None if use is None else {"name": use.name, "version": use.version, "label": use.label}
+
+
 def pipeline(
     database: Database, gateway: Gateway, copilot: Copilot, retriever: Retriever, embedder: EmbeddingProvider
 ) -> Pipeline:
@@ -123,6 +139,12 @@ def build_evaluation(
 ) -> Evaluation:
     datasets = EvalDatasets(database)
     runs = EvalRuns(
-        database, datasets, settings, pipeline(database, gateway, copilot, retriever, embedder), queue, tracer
+        database,
+        datasets,
+        settings,
+        pipeline(database, gateway, copilot, retriever, embedder),
+        queue,
+        tracer,
+        served_prompt=lambda tenant: served_prompt(copilot, tenant),
     )
-    return Evaluation(datasets, Harvest(reviews, copilot), runs)
+    return Evaluation(datasets, Harvest(reviews, copilot), runs, gateway)

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from keel.evals import metrics, stats
+from keel import stats
+from keel.evals import metrics
 
 
 @dataclass(frozen=True)

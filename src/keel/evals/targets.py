@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from keel.config import CopilotSettings
 from keel.copilot.memory import ConversationMemory, rewrite_query
@@ -21,6 +21,7 @@ from keel.gateway.protocol import ChatCompletionRequest
 from keel.gateway.service import INTERNAL, Caller, Gateway
 from keel.knowledge.index.base import SearchScope
 from keel.knowledge.retrieval import Retriever, SearchRequest, SearchResult
+from keel.store.channels import EVAL_CHANNEL
 
 TargetName = Literal["copilot", "retrieval", "chat"]
 TARGETS: tuple[str, ...] = ("copilot", "retrieval", "chat")
@@ -42,6 +43,8 @@ class TargetOutput:
     cost_micros: int = 0
     # The prompt versions the model calls used, as the gateway recorded them.
     prompt_versions: list[str] = field(default_factory=list)
+    # The same calls' prompts with the label that served each ({name, version, label}).
+    prompts: list[dict[str, Any]] = field(default_factory=list)
     # The trace the target's own work opened, when it reports one (the copilot's reply does).
     trace_id: str | None = None
     escalation_reasons: list[str] = field(default_factory=list)
@@ -116,7 +119,7 @@ class CopilotTarget:
     async def run(self, item: DatasetItem, tenant: str) -> TargetOutput:
         conversation_id = await asyncio.to_thread(self._seed, tenant, item)
         reply = await self._copilot.reply(
-            ReplyRequest(message=item.question[:4000], conversation_id=conversation_id, channel="eval"),
+            ReplyRequest(message=item.question[:4000], conversation_id=conversation_id, channel=EVAL_CHANNEL),
             Caller(tenant=tenant, key_id="eval", feature="eval", policy=INTERNAL),
         )
         history: list[tuple[str, str]] = [(t.role, t.content) for t in item.history]
@@ -138,6 +141,7 @@ class CopilotTarget:
             top_score=top,
             cost_micros=usage.cost_micros,
             prompt_versions=usage.prompt_versions,
+            prompts=usage.prompts,
             trace_id=reply.trace_id,
             escalation_reasons=reply.escalation_reasons,
         )

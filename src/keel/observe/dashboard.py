@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from keel.store.channels import EVAL_CHANNEL, live_reply, trace_in_channel
 from keel.store.engine import Database
 from keel.store.models import Feedback, ReviewItem, SpanRecord, SupportReply, UsageRecord
 
@@ -65,7 +66,7 @@ def overview(database: Database, tenant: str, days: int = 14) -> Overview:
         replies = session.execute(
             select(SupportReply.status, SupportReply.id, ReviewItem.reasons)
             .outerjoin(ReviewItem, ReviewItem.id == SupportReply.review_id)
-            .where(SupportReply.tenant == tenant, SupportReply.created_at >= since)
+            .where(SupportReply.tenant == tenant, SupportReply.created_at >= since, live_reply())
         ).all()
         feedback = session.execute(
             select(func.avg(Feedback.score), func.count()).where(
@@ -132,9 +133,11 @@ def recent_traces(
     model: str | None = None,
     prompt_version: str | None = None,
     since: datetime | None = None,
+    channel: str | None = None,
     limit: int = 50,
 ) -> list[TraceSummary]:
-    """Root spans of the tenant's traces, newest first, with what their child spans say."""
+    """Root spans of the tenant's traces, newest first, with what their child spans say; an evaluation
+    run's only with `channel="eval"`, which lists them alone (any other channel: its replies' traces)."""
     query = (
         select(SpanRecord)
         .where(SpanRecord.tenant == tenant, SpanRecord.parent_id.is_(None))
@@ -145,6 +148,7 @@ def recent_traces(
         query = query.where(SpanRecord.status == status)
     if since:
         query = query.where(SpanRecord.start_time >= since)
+    query = query.where(trace_in_channel(channel) if channel else ~trace_in_channel(EVAL_CHANNEL))
     with database.session() as session:
         roots = list(session.scalars(query))
         children = (

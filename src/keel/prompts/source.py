@@ -19,7 +19,7 @@ from keel.gateway.ledger import PromptUse
 from keel.prompts.fit import ContextBudgets
 from keel.prompts.prompt_file import PromptFile, parse_prompt_file
 from keel.prompts.registry import Actor, PromptRegistry
-from keel.prompts.resolver import PromptResolver
+from keel.prompts.resolver import PromptResolver, Resolution
 from keel.prompts.spec import PromptParams
 from keel.prompts.templates import CompiledPrompt, Message
 
@@ -60,6 +60,11 @@ class PromptSource(Protocol):
         call out of canaries and experiments (an evaluation run must not count as their traffic)."""
         ...
 
+    def served(self, tenant: str) -> PromptUse | None:
+        """The version the label serves outside canaries and experiments (what an evaluation run gets);
+        None for a prompt outside the registry. Blocking, like `render`."""
+        ...
+
 
 class ShippedPrompt:
     """A prompt file rendered as it is, with its variables checked: no registry, no overflow policy."""
@@ -83,6 +88,9 @@ class ShippedPrompt:
         spec = self._compiled.spec
         messages = self._compiled.render(variables)
         return RenderedPrompt(messages, self._tag, None, spec.model, spec.params, spec.output_schema)
+
+    def served(self, tenant: str) -> PromptUse | None:
+        return None
 
 
 class RegistryPromptSource:
@@ -118,19 +126,7 @@ class RegistryPromptSource:
         max_tokens: int,
         rollouts: bool = True,
     ) -> RenderedPrompt:
-        self.seed(tenant)
-        try:
-            resolution = self._resolver.resolve(
-                tenant, self.name, label=self._label, unit=unit, rollouts=rollouts
-            )
-        except NotFoundError:
-            # Deleted since this process seeded it: seeded again from the shipped file.
-            with self._lock:
-                self._seeded.discard(tenant)
-            self.seed(tenant)
-            resolution = self._resolver.resolve(
-                tenant, self.name, label=self._label, unit=unit, rollouts=rollouts
-            )
+        resolution = self._resolve(tenant, unit, rollouts)
         spec = resolution.prompt.spec
         alias = resolution.model_override or spec.model or model
         budget = self._budgets.budget(alias, spec.params.max_tokens or max_tokens)
@@ -142,6 +138,20 @@ class RegistryPromptSource:
         return RenderedPrompt(
             messages, resolution.use.tag, resolution.use, alias, spec.params, spec.output_schema
         )
+
+    def served(self, tenant: str) -> PromptUse:
+        return self._resolve(tenant, None, rollouts=False).use
+
+    def _resolve(self, tenant: str, unit: str | None, rollouts: bool) -> Resolution:
+        self.seed(tenant)
+        try:
+            return self._resolver.resolve(tenant, self.name, label=self._label, unit=unit, rollouts=rollouts)
+        except NotFoundError:
+            # Deleted since this process seeded it: seeded again from the shipped file.
+            with self._lock:
+                self._seeded.discard(tenant)
+            self.seed(tenant)
+            return self._resolver.resolve(tenant, self.name, label=self._label, unit=unit, rollouts=rollouts)
 
     def seed(self, tenant: str) -> None:
         """Pushes the shipped file as version 1 and labels it, when the tenant has no such prompt yet.

@@ -16,6 +16,7 @@ from keel.evals.items import DatasetItem
 from keel.evals.run_types import EvalRun, RunRequest
 from keel.server.deps import DatasetWriter, EvalReader, EvalRunner
 from keel.server.services import EvaluationDep
+from keel.server.threads import off_loop
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
 
@@ -221,6 +222,24 @@ def compare(
     candidate: Annotated[str, Query(max_length=40)],
 ) -> dict[str, Any]:
     return evals.compare(caller.tenant, baseline, candidate).to_json()
+
+
+class CompareRequest(BaseModel):
+    baseline: str = Field(max_length=40)
+    candidate: str = Field(max_length=40)
+    # A model alias: the two runs' answers are also judged side by side (it spends model calls).
+    judge: str | None = Field(None, min_length=1, max_length=200)
+
+
+@router.post("/compare")
+async def compare_and_judge(body: CompareRequest, evals: EvaluationDep, caller: EvalRunner) -> dict[str, Any]:
+    """The comparison `GET /compare` gives, with the judge's pairwise verdicts when `judge` is set."""
+    comparison = await off_loop(evals.compare, caller.tenant, body.baseline, body.candidate)
+    found: dict[str, Any] = comparison.to_json()
+    if body.judge is not None:
+        judged = await evals.judge(caller.tenant, body.baseline, body.candidate, body.judge)
+        found["pairwise"] = judged.to_json()
+    return found
 
 
 @router.post("/gate")

@@ -148,6 +148,7 @@ def traces_page(
     status: str | None = None,
     model: str | None = None,
     prompt_version: str | None = None,
+    channel: str | None = None,
     hours: int = 24,
 ) -> HTMLResponse:
     since = datetime.now(UTC) - timedelta(hours=max(1, min(hours, 24 * 90)))
@@ -158,11 +159,13 @@ def traces_page(
         model=model or None,
         prompt_version=prompt_version or None,
         since=since,
+        channel=channel or None,
     )
     filters = {
         "status": status or "",
         "model": model or "",
         "prompt_version": prompt_version or "",
+        "channel": channel or "",
         "hours": hours,
     }
     return render(request, "traces.html", me, traces=traces, filters=filters)

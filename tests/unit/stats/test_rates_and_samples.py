@@ -1,13 +1,21 @@
-"""The statistics behind experiment reports and canary judgements, on synthetic data with known truth,
-and sticky assignment: the same user always lands in the same arm, and shares follow the weights."""
+"""Rates and two independent samples (experiment reports, canary judgements, drift's rate monitors) on
+synthetic data with known truth, and against scipy's and textbook reference values."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from keel.prompts.assignment import bucket, in_canary, pick
-from keel.stats import compare_means, compare_rates, compare_tails, holm, mean_interval, rate_interval
+from keel.stats import (
+    compare_means,
+    compare_rates,
+    compare_tails,
+    holm,
+    mean_interval,
+    rate_interval,
+    two_proportion_z,
+)
 
 
 def test_wilson_interval_covers_the_true_rate_about_as_often_as_it_says() -> None:
@@ -67,20 +75,33 @@ def test_holm_controls_the_family() -> None:
     assert holm([0.01, 0.02, 0.03], 0.1) == [True, True, True]
 
 
-def test_assignment_is_sticky_and_follows_the_weights() -> None:
-    weights = [0.5, 0.3, 0.2]
-    users = [f"user-{i}" for i in range(10_000)]
-    first = [pick(weights, bucket("exp-tone", u)) for u in users]
-    again = [pick(weights, bucket("exp-tone", u)) for u in users]
-    assert first == again, "the same user always gets the same arm"
-    shares = np.bincount(first, minlength=3) / len(users)
-    assert np.all(np.abs(shares - np.array(weights)) <= 0.01)
-    other = [pick(weights, bucket("exp-other", u)) for u in users]
-    assert sum(a != b for a, b in zip(first, other, strict=True)) > 4000, "experiments assign independently"
+def test_wilson_interval_matches_its_closed_form() -> None:
+    hits, n, z = 10, 100, 1.959963984540054
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    interval = rate_interval(hits, n)
+    assert (interval.low, interval.high) == pytest.approx((centre - half, centre + half))
+    assert (interval.low, interval.high) == pytest.approx((0.0552, 0.1744), abs=1e-4)
 
 
-def test_a_rising_canary_only_adds_users() -> None:
-    users = [f"customer-{i}" for i in range(5000)]
-    at_5 = {u for u in users if in_canary("cny_1", u, 5)}
-    at_25 = {u for u in users if in_canary("cny_1", u, 25)}
-    assert at_5 <= at_25 and abs(len(at_25) / 5000 - 0.25) < 0.02
+def test_fisher_on_the_tea_tasting_table() -> None:
+    # Fisher's lady tasting tea: 3 of 4 right against 1 of 4; p = 17/35 two-sided, 17/70 one-sided.
+    assert compare_rates(1, 4, 3, 4).p_value == pytest.approx(17 / 35)
+    assert compare_rates(1, 4, 3, 4, alternative="greater").p_value == pytest.approx(17 / 70)
+
+
+def test_two_proportion_z_matches_the_chi_squared_test_and_its_hand_value() -> None:
+    z, p = two_proportion_z(45, 100, 60, 100)
+    # pooled 0.525: z = 0.15 / sqrt(0.525 * 0.475 * 0.02)
+    assert z == pytest.approx(0.15 / np.sqrt(0.525 * 0.475 * 0.02))
+    chi2, chi2_p, _, _ = stats.chi2_contingency([[45, 55], [60, 40]], correction=False)
+    assert z * z == pytest.approx(chi2) and p == pytest.approx(chi2_p)
+    assert two_proportion_z(60, 100, 45, 100)[0] == pytest.approx(-z)
+    assert two_proportion_z(0, 100, 0, 50) == (0.0, 1.0) and two_proportion_z(3, 0, 1, 5) == (0.0, 1.0)
+
+
+def test_mann_whitney_is_scipys() -> None:
+    a, b = [1.1, 2.3, 0.7, 4.2, 3.3, 2.8], [3.9, 5.1, 4.4, 2.9, 6.0, 5.5]
+    expected = stats.mannwhitneyu(b, a, alternative="two-sided").pvalue
+    assert compare_means(a, b).p_value == pytest.approx(expected)
