@@ -29,8 +29,8 @@ from keel.gateway.dispatch import Dispatcher
 from keel.gateway.judge_ask import gateway_ask
 from keel.gateway.ledger import UsageLedger
 from keel.gateway.limits import RateLimiter
+from keel.gateway.providers.embedding import EmbeddingModel, build_embedding_model
 from keel.gateway.providers.local import LocalChatProvider
-from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
 from keel.governance.subjects import SubjectRequests
@@ -65,7 +65,7 @@ def build_gateway(
     settings: Settings,
     database: Database,
     chat_model: LocalChatProvider,
-    embedding_model: LocalEmbeddingProvider,
+    embedding_model: EmbeddingModel,
     tracer: Tracer,
     metrics: KeelMetrics,
     guard: InboundGuard | None = None,
@@ -104,7 +104,7 @@ class Runtime:
     database: Database
     keys: KeyStore
     chat_model: LocalChatProvider
-    embedding_model: LocalEmbeddingProvider
+    embedding_model: EmbeddingModel
     gateway: Gateway
     index: KnowledgeIndex
     ingestion: Ingestion
@@ -138,11 +138,8 @@ class Runtime:
             parallel=settings.chat.parallel,
             on_wait=metrics.queue_observer(settings.chat.alias),
         )
-        embedding_model = LocalEmbeddingProvider(
-            settings.embedding.resolved_model_path(),
-            batch_size=settings.embedding.batch_size,
-            batch_tokens=settings.embedding.batch_tokens,
-            on_wait=metrics.queue_observer(settings.embedding.alias),
+        embedding_model = build_embedding_model(
+            settings.embedding, metrics.queue_observer(settings.embedding.alias)
         )
         pii = PiiDetector(ner=settings.guard.pii_names)
         # The personal-data policy (docs/guardrails.md): no full card number or IBAN in any row, and
