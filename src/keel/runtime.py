@@ -29,6 +29,7 @@ from keel.gateway.dispatch import Dispatcher
 from keel.gateway.judge_ask import gateway_ask
 from keel.gateway.ledger import UsageLedger
 from keel.gateway.limits import RateLimiter
+from keel.gateway.metered_embeddings import MeteredEmbeddings
 from keel.gateway.providers.embedding import EmbeddingModel, build_embedding_model
 from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.service import Gateway
@@ -68,6 +69,7 @@ def build_gateway(
     embedding_model: EmbeddingModel,
     tracer: Tracer,
     metrics: KeelMetrics,
+    limiter: RateLimiter,
     guard: InboundGuard | None = None,
 ) -> Gateway:
     config = settings.gateway
@@ -85,7 +87,7 @@ def build_gateway(
             aliases, build_deployments(configured, chat_model, config.breaker), config.retry, tracer, guard
         ),
         {settings.embedding.alias: embedding_model},
-        RateLimiter(config, settings.redis_url or "memory://"),
+        limiter,
         BudgetLedger(database, config),
         RedisResponseCache(config.cache, redis.Redis.from_url(settings.redis_url))
         if settings.redis_url
@@ -156,7 +158,11 @@ class Runtime:
             ),
         )
         guard = InboundGuard(settings.guard, injection, pii)
-        gateway = build_gateway(settings, database, chat_model, embedding_model, tracer, metrics, guard)
+        # One limiter for the API's calls and Keel's own embeddings: a tenant's tokens are counted once.
+        limiter = RateLimiter(settings.gateway, settings.redis_url or "memory://")
+        gateway = build_gateway(
+            settings, database, chat_model, embedding_model, tracer, metrics, limiter, guard
+        )
         if settings.guard.injection_judge:
             injection.use_judge(make_judge(gateway_ask(gateway, settings.guard.injection_judge)))
         index: KnowledgeIndex = (
@@ -171,7 +177,18 @@ class Runtime:
         ingestion = Ingestion(
             database,
             index,
-            CachedEmbedder(database, embedding_model, batch_size=settings.embedding.batch_size),
+            CachedEmbedder(
+                database,
+                MeteredEmbeddings(
+                    embedding_model,
+                    settings.embedding.alias,
+                    limiter,
+                    UsageLedger(database),
+                    feature="ingestion",
+                    on_limit="wait",
+                ),
+                batch_size=settings.embedding.batch_size,
+            ),
             default_registry(),
             chunking,
             settings.knowledge.max_document_bytes,
@@ -190,7 +207,14 @@ class Runtime:
         retriever = Retriever(
             database,
             index,
-            embedding_model,
+            MeteredEmbeddings(
+                embedding_model,
+                settings.embedding.alias,
+                limiter,
+                UsageLedger(database),
+                feature="search",
+                on_limit="refuse",
+            ),
             retrieval,
             chat_model.count_tokens,
             reranker=CrossEncoderReranker(retrieval.reranker_path) if retrieval.reranker_path else None,

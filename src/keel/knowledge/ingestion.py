@@ -108,15 +108,12 @@ class Ingestion:
             texts = [index_text(document.title, " > ".join(c.heading_path), c.text) for c in document.chunks]
             prepared.append((position, document, texts))
         # Embedding is the slow part: it runs outside any write transaction, through the cache.
-        vectors = self._embedder.embed([text for _, _, texts in prepared for text in texts])
+        vectors = self._embed(prepared)
         changed: set[str] = set()
         # One transaction for the batch (commits are costly), one savepoint per document: a document that
         # cannot be stored fails alone, and each stored one commits together with its job item.
         with self._database.session() as session:
-            offset = 0
-            for position, document, texts in prepared:
-                document_vectors = vectors[offset : offset + len(texts)]
-                offset += len(texts)
+            for (position, document, texts), document_vectors in zip(prepared, vectors, strict=True):
                 try:
                     with session.begin_nested():
                         result = self._store(session, document, texts, document_vectors, item_ids[position])
@@ -132,6 +129,20 @@ class Ingestion:
             self._changed(tenant)
         assert all(r is not None for r in results), "every document has a result"
         return [r for r in results if r is not None]
+
+    def _embed(self, prepared: list[tuple[int, DocumentInput, list[str]]]) -> list[npt.NDArray[np.float32]]:
+        """Each document's vectors; a tenant's chunks share batches, and each tenant's are metered as its."""
+        by_tenant: dict[str, list[int]] = {}
+        for n, (_, document, _) in enumerate(prepared):
+            by_tenant.setdefault(document.tenant, []).append(n)
+        vectors: dict[int, npt.NDArray[np.float32]] = {}
+        for tenant, members in by_tenant.items():
+            embedded = self._embedder.embed(tenant, [text for n in members for text in prepared[n][2]])
+            offset = 0
+            for n in members:
+                vectors[n] = embedded[offset : offset + len(prepared[n][2])]
+                offset += len(prepared[n][2])
+        return [vectors[n] for n in range(len(prepared))]
 
     def _load(self, request: IngestRequest) -> DocumentInput:
         self.check_size(len(request.data), request.source)
