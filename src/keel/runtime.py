@@ -279,7 +279,8 @@ class Runtime:
 
     def prepare(self) -> None:
         """Bring the database to the current schema, index tables included (idempotent)."""
-        self.database.migrate()
+        # PostgreSQL's vector index is sized for the embedding model; SQLite's vectors need no size.
+        self.database.migrate(None if self.database.is_sqlite else self.embedding_model.declared_dimensions())
         self.index.ensure_schema()
 
     def warm_up(self) -> None:

@@ -27,7 +27,7 @@ from keel.store.models import Base, BudgetCounter
 @pytest.fixture
 def database(postgres_url: str) -> Iterator[Database]:
     database = Database(postgres_url)
-    database.migrate()
+    database.migrate(embedding_dimensions=4)  # the knowledge index of test_postgres_index_specifics
     yield database
     database.dispose()
 
