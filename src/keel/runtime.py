@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 from huey import Huey
@@ -34,6 +35,7 @@ from keel.gateway.providers.embedding import EmbeddingModel, build_embedding_mod
 from keel.gateway.providers.local import LocalChatProvider
 from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
+from keel.governance.retention import scheduled_purge
 from keel.governance.subjects import SubjectRequests
 from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionSettings
@@ -197,8 +199,12 @@ class Runtime:
         queue = build_queue(settings.data_dir, settings.redis_url)
         audit = AuditLog(database)
         prompts = build_prompts(settings, database, audit, gateway, SHIPPED_PROMPT, queue, metrics.registry)
-        jobs = IngestionJobs(database, ingestion, queue, stale_after_s=settings.job_stale_after_s)
-        register_maintenance(queue, database, settings.retention, audit, jobs)
+        jobs = IngestionJobs(
+            database, ingestion.ingest_sources, queue, stale_after_s=settings.job_stale_after_s
+        )
+        register_maintenance(
+            queue, jobs.requeue_stale, partial(scheduled_purge, database, settings.retention, audit)
+        )
         metrics.watch(
             lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},
             lambda: len(queue),

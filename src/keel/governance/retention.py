@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from keel.config import RetentionSettings
+from keel.governance.audit import AuditLog
+from keel.logs import get_logger
 from keel.store.engine import Database
 from keel.store.models import (
     Conversation,
@@ -20,6 +22,8 @@ from keel.store.models import (
     UsageRecord,
 )
 from keel.store.online_eval_models import OnlineScore
+
+log = get_logger(__name__)
 
 
 def purge(database: Database, settings: RetentionSettings, now: datetime | None = None) -> dict[str, int]:
@@ -53,3 +57,10 @@ def purge(database: Database, settings: RetentionSettings, now: datetime | None 
             # Job items go with their job (ON DELETE CASCADE); unfinished jobs are kept.
             run("jobs", delete(Job).where(Job.created_at < before, Job.status.not_in(("queued", "running"))))
     return counts
+
+
+def scheduled_purge(database: Database, settings: RetentionSettings, audit: AuditLog) -> None:
+    """The daily purge the job queue runs: deletes, then records what it deleted in the audit log."""
+    counts = purge(database, settings)
+    audit.append("*", "scheduler", "retention.purge", "all", {"deleted": counts})
+    log.info("retention_purged", **counts)
