@@ -200,7 +200,11 @@ class Runtime:
         audit = AuditLog(database)
         prompts = build_prompts(settings, database, audit, gateway, SHIPPED_PROMPT, queue, metrics.registry)
         jobs = IngestionJobs(
-            database, ingestion.ingest_sources, queue, stale_after_s=settings.job_stale_after_s
+            database,
+            ingestion.ingest_sources,
+            queue,
+            stale_after_s=settings.job_stale_after_s,
+            queued_data=ingestion.queued_data,
         )
         register_maintenance(
             queue, jobs.requeue_stale, partial(scheduled_purge, database, settings.retention, audit)

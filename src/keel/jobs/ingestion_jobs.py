@@ -54,16 +54,26 @@ ItemDone = Callable[[Session, int, str, str], None]
 # Stores a batch of one tenant's documents, calling `ItemDone` for each stored one; returns one result per
 # document in order, an exception in place of a document that failed.
 IngestBatch = Callable[[str, list[NewDocument], ItemDone], Sequence[object]]
+# What to store of a document's bytes (source, data, doc_type) until it is done: a form the database can
+# scan for personal data. None: the bytes as they are.
+QueuedData = Callable[[str, bytes, str | None], bytes]
 
 
 class IngestionJobs:
     def __init__(
-        self, database: Database, ingest: IngestBatch, queue: Huey, *, stale_after_s: float = 60.0
+        self,
+        database: Database,
+        ingest: IngestBatch,
+        queue: Huey,
+        *,
+        stale_after_s: float = 60.0,
+        queued_data: QueuedData | None = None,
     ) -> None:
         self._database = database
         # A job silent this long has lost its consumer; a running one beats four times as often.
         self._stale_after_s = stale_after_s
         self._ingest = ingest
+        self._queued_data = queued_data
         self._queue = queue
         self._task = queue.task(name=INGEST_TASK, context=False)(self.run)
         self._stopping = threading.Event()
@@ -88,7 +98,7 @@ class IngestionJobs:
                     ordinal=i,
                     source=d.source,
                     doc_type=d.doc_type,
-                    payload=d.data,
+                    payload=self._queued_data(d.source, d.data, d.doc_type) if self._queued_data else d.data,
                     options={"meta": d.meta, "acl": d.acl},
                 )
                 for i, d in enumerate(documents)

@@ -27,7 +27,7 @@ from keel.knowledge.documents import (
 )
 from keel.knowledge.embedding_cache import CachedEmbedder
 from keel.knowledge.index.base import IndexEntry, KnowledgeIndex
-from keel.knowledge.loaders.base import ChunkingOptions
+from keel.knowledge.loaders.base import ChunkingOptions, TextLayered
 from keel.knowledge.loaders.registry import LoaderRegistry
 from keel.store.engine import Database
 from keel.store.models import Document
@@ -103,6 +103,17 @@ class Ingestion:
             raise PayloadTooLargeError(
                 f"{source} is {size} bytes; the limit is {self.max_document_bytes} bytes."
             )
+
+    def queued_data(self, source: str, data: bytes, doc_type: str | None) -> bytes:
+        """What a queue should store of a document until it is ingested: a binary file the database
+        cannot scan for personal data (PDF) becomes its loader's text form; anything else as it is."""
+        try:
+            loader = self._loaders.for_document(source, doc_type)
+        except KeelError:
+            return data  # the job reports the unsupported type
+        if isinstance(loader, TextLayered):
+            return loader.text_layer(data, source=source) or data
+        return data
 
     def ingest(self, request: IngestRequest) -> IngestResult:
         """Stores one document."""
