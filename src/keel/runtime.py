@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 from huey import Huey
@@ -29,11 +30,12 @@ from keel.gateway.dispatch import Dispatcher
 from keel.gateway.judge_ask import gateway_ask
 from keel.gateway.ledger import UsageLedger
 from keel.gateway.limits import RateLimiter
+from keel.gateway.metered_embeddings import MeteredEmbeddings
+from keel.gateway.providers.embedding import EmbeddingModel, build_embedding_model
 from keel.gateway.providers.local import LocalChatProvider
-from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
-from keel.governance.retention import Retention
+from keel.governance.retention import Retention, scheduled_purge
 from keel.governance.subjects import SubjectRequests
 from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionSettings
@@ -67,9 +69,10 @@ def build_gateway(
     settings: Settings,
     database: Database,
     chat_model: LocalChatProvider,
-    embedding_model: LocalEmbeddingProvider,
+    embedding_model: EmbeddingModel,
     tracer: Tracer,
     metrics: KeelMetrics,
+    limiter: RateLimiter,
     guard: InboundGuard | None = None,
 ) -> Gateway:
     config = settings.gateway
@@ -87,7 +90,7 @@ def build_gateway(
             aliases, build_deployments(configured, chat_model, config.breaker), config.retry, tracer, guard
         ),
         {settings.embedding.alias: embedding_model},
-        RateLimiter(config, settings.redis_url or "memory://"),
+        limiter,
         BudgetLedger(database, config),
         RedisResponseCache(config.cache, redis.Redis.from_url(settings.redis_url))
         if settings.redis_url
@@ -106,7 +109,7 @@ class Runtime:
     database: Database
     keys: KeyStore
     chat_model: LocalChatProvider
-    embedding_model: LocalEmbeddingProvider
+    embedding_model: EmbeddingModel
     gateway: Gateway
     index: KnowledgeIndex
     ingestion: Ingestion
@@ -142,11 +145,8 @@ class Runtime:
             parallel=settings.chat.parallel,
             on_wait=metrics.queue_observer(settings.chat.alias),
         )
-        embedding_model = LocalEmbeddingProvider(
-            settings.embedding.resolved_model_path(),
-            batch_size=settings.embedding.batch_size,
-            batch_tokens=settings.embedding.batch_tokens,
-            on_wait=metrics.queue_observer(settings.embedding.alias),
+        embedding_model = build_embedding_model(
+            settings.embedding, metrics.queue_observer(settings.embedding.alias)
         )
         pii = PiiDetector(ner=settings.guard.pii_names)
         # The personal-data policy (docs/guardrails.md): no full card number or IBAN in any row, and
@@ -164,7 +164,11 @@ class Runtime:
             ),
         )
         guard = InboundGuard(settings.guard, injection, pii)
-        gateway = build_gateway(settings, database, chat_model, embedding_model, tracer, metrics, guard)
+        # One limiter for the API's calls and Keel's own embeddings: a tenant's tokens are counted once.
+        limiter = RateLimiter(settings.gateway, settings.redis_url or "memory://")
+        gateway = build_gateway(
+            settings, database, chat_model, embedding_model, tracer, metrics, limiter, guard
+        )
         if settings.guard.injection_judge:
             injection.use_judge(make_judge(gateway_ask(gateway, settings.guard.injection_judge)))
         index: KnowledgeIndex = (
@@ -179,7 +183,18 @@ class Runtime:
         ingestion = Ingestion(
             database,
             index,
-            CachedEmbedder(database, embedding_model, batch_size=settings.embedding.batch_size),
+            CachedEmbedder(
+                database,
+                MeteredEmbeddings(
+                    embedding_model,
+                    settings.embedding.alias,
+                    limiter,
+                    UsageLedger(database),
+                    feature="ingestion",
+                    on_limit="wait",
+                ),
+                batch_size=settings.embedding.batch_size,
+            ),
             default_registry(),
             chunking,
             settings.knowledge.max_document_bytes,
@@ -190,8 +205,16 @@ class Runtime:
         subjects = SubjectRequests(database, audit)
         subjects.on_erase.append(gateway.cache.invalidate_tenant)
         prompts = build_prompts(settings, database, audit, gateway, SHIPPED_PROMPT, queue, metrics.registry)
-        jobs = IngestionJobs(database, ingestion, queue, stale_after_s=settings.job_stale_after_s)
-        register_maintenance(queue, database, settings.retention, audit, jobs)
+        jobs = IngestionJobs(
+            database,
+            ingestion.ingest_sources,
+            queue,
+            stale_after_s=settings.job_stale_after_s,
+            queued_data=ingestion.queued_data,
+        )
+        register_maintenance(
+            queue, jobs.requeue_stale, partial(scheduled_purge, database, settings.retention, audit)
+        )
         metrics.watch(
             lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},
             lambda: len(queue),
@@ -200,7 +223,14 @@ class Runtime:
         retriever = Retriever(
             database,
             index,
-            embedding_model,
+            MeteredEmbeddings(
+                embedding_model,
+                settings.embedding.alias,
+                limiter,
+                UsageLedger(database),
+                feature="search",
+                on_limit="refuse",
+            ),
             retrieval,
             chat_model.count_tokens,
             reranker=CrossEncoderReranker(retrieval.reranker_path) if retrieval.reranker_path else None,
@@ -267,7 +297,8 @@ class Runtime:
 
     def prepare(self) -> None:
         """Bring the database to the current schema, index tables included (idempotent)."""
-        self.database.migrate()
+        # PostgreSQL's vector index is sized for the embedding model; SQLite's vectors need no size.
+        self.database.migrate(None if self.database.is_sqlite else self.embedding_model.declared_dimensions())
         self.index.ensure_schema()
 
     def warm_up(self) -> None:

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from keel.keys import Role
 from keel.runtime import Runtime
+from keel.store.models import UsageRecord
 from tests.integration.conftest import Keys
 from tests.unit.knowledge.samples import make_pdf
 
@@ -248,3 +250,21 @@ def test_dashboard_lists_documents_with_their_chunks_and_jobs(
     row = page.split("<td>kb/returns.md</td>", 1)[1].split("</tr>", 1)[0]
     assert "<td>Returns</td><td>markdown</td><td>1</td>" in row
     assert "<code>job_" in page and "<td>succeeded</td>" in page
+
+
+def test_ingestion_and_search_embeddings_are_metered(client: TestClient, runtime: Runtime) -> None:
+    key = runtime.keys.create("metered", Role.APP).secret
+    document = {"source": "kb/lights.txt", "text": "Lights must be switched on after sunset."}
+
+    def usage() -> list[tuple[str, str, str, int]]:
+        with runtime.database.reading() as session:
+            found = session.scalars(select(UsageRecord).where(UsageRecord.tenant == "metered"))
+            return sorted((r.feature, r.alias, r.outcome, r.prompt_tokens) for r in found)
+
+    upload(client, key, [document])
+    ((feature, alias, outcome, tokens),) = usage()
+    assert (feature, alias, outcome) == ("ingestion", runtime.settings.embedding.alias, "ok") and tokens > 5
+    upload(client, key, [document])
+    assert len(usage()) == 1, "an unchanged document reaches no model"
+    search(client, key, "when do the lights go on?", mode="vector")
+    assert [row[0] for row in usage()] == ["ingestion", "search"]

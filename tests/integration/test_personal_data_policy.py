@@ -17,10 +17,12 @@ from sqlalchemy import inspect, select
 
 from keel.config import Settings
 from keel.demo.loader import load_demo
+from keel.jobs.ingestion_jobs import NewDocument
 from keel.keys import Role
 from keel.runtime import Runtime
 from keel.server.app import create_app
-from keel.store.models import Base
+from keel.store.models import Base, Chunk, Document, JobItem
+from tests.unit.knowledge.samples import make_pdf
 
 # Tables a support system must keep as the customer wrote them (GDPR export, erasure and retention
 # cover them); card numbers and IBANs are masked even there.
@@ -171,3 +173,26 @@ def test_the_response_cache_keeps_no_answer_to_a_prompt_with_personal_data(traff
     """The first message again is a miss (it was never cached); a prompt without any is served from it."""
     assert CACHE_HEADERS[len(messages())] == "miss"
     assert CACHE_HEADERS[-2:] == ["miss", "exact"]
+
+
+def test_a_queued_pdf_holds_no_full_card_number_or_iban(runtime: Runtime) -> None:
+    """Until its job is done, an uploaded document waits in the database: a PDF there is its text, masked
+    like all text, never the raw file (whose card numbers the database cannot see to mask)."""
+    runtime.prepare()
+    statement = [[f"Paid with card {CARDS[0]}.", f"Refunds go to {IBANS[0]}."]]
+    job = runtime.jobs.submit(
+        "acme", [NewDocument(source="statements/march.pdf", data=make_pdf(statement))], enqueue=False
+    )
+    with runtime.database.reading() as session:
+        payload = session.scalars(select(JobItem.payload).where(JobItem.job_id == job.id)).one()
+    assert payload is not None and "****1111" in payload.decode()
+    assert not any(form in payload.decode() for form in FULL_PAYMENT)
+    # What the job's consumer will ingest (this module's server has stopped, and its consumer with it).
+    (result,) = runtime.ingestion.ingest_sources(
+        "acme", [NewDocument(source="statements/march.pdf", data=payload)], lambda *_: None
+    )
+    assert not isinstance(result, Exception) and result.outcome == "created"
+    with runtime.database.reading() as session:
+        assert session.get_one(Document, result.document_id).doc_type == "pdf"
+        texts = session.scalars(select(Chunk.text).where(Chunk.document_id == result.document_id))
+        assert any("****1111" in text for text in texts)

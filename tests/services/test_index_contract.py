@@ -49,7 +49,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     else:
         database = Database(request.getfixturevalue("postgres_url"))
         index = PostgresIndex(database, DIMS)
-    database.migrate()
+    database.migrate(embedding_dimensions=DIMS)
     index.ensure_schema()
     yield Backend(request.param, database, index)
     database.dispose()
@@ -328,22 +328,4 @@ def test_sqlite_appends_without_reloading_and_sees_other_writers(tmp_path: Path)
         writer.remove_document(session, "acme", "d39")
     assert reader.vector_search(vectors[39], ACME, 1)[0].chunk_id != "x39"
     assert reader._matrices["acme"].buffer is not before.buffer, "a removal reloads"
-    database.dispose()
-
-
-def test_sqlite_index_of_an_earlier_release_gains_the_removals_count(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'keel.db'}")
-    database.migrate()
-    with database.session() as session:
-        session.execute(
-            text("CREATE TABLE index_generation (tenant TEXT PRIMARY KEY, generation INTEGER NOT NULL)")
-        )
-        session.execute(text("INSERT INTO index_generation VALUES ('acme', 7)"))
-    index = SqliteIndex(database)
-    index.ensure_schema()
-    index.ensure_schema()
-    with database.session() as session:
-        index.add(session, [entry("n1", document_id="d1")])
-        row = session.execute(text("SELECT generation, removals FROM index_generation")).one()
-    assert tuple(row) == (8, 0)
     database.dispose()

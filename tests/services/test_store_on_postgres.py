@@ -27,7 +27,7 @@ from keel.store.models import Base, BudgetCounter
 @pytest.fixture
 def database(postgres_url: str) -> Iterator[Database]:
     database = Database(postgres_url)
-    database.migrate()
+    database.migrate(embedding_dimensions=4)  # the knowledge index of test_postgres_index_specifics
     yield database
     database.dispose()
 
@@ -43,7 +43,6 @@ def test_migrations_reach_head_and_are_idempotent(database: Database) -> None:
 class CountingEmbedder:
     """Deterministic unit vectors from the text; records every batch it was asked to embed."""
 
-    is_ready = True
     dimensions = 8
     model_id = "counting"
 
@@ -51,7 +50,7 @@ class CountingEmbedder:
         self.batches: list[list[str]] = []
         self._lock = threading.Lock()
 
-    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+    def embed(self, tenant: str, texts: list[str]) -> npt.NDArray[np.float32]:
         with self._lock:
             self.batches.append(list(texts))
         rows = [np.random.default_rng(sum(map(ord, t))).normal(size=self.dimensions) for t in texts]
@@ -59,28 +58,22 @@ class CountingEmbedder:
         unit: npt.NDArray[np.float32] = array / np.linalg.norm(array, axis=1, keepdims=True)
         return unit
 
-    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        return self.embed(texts)
-
-    async def acount_tokens(self, texts: list[str]) -> int:
-        return len(texts)
-
-    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
-        return [1] * len(texts)
+    async def aembed(self, tenant: str, texts: list[str]) -> npt.NDArray[np.float32]:
+        return self.embed(tenant, texts)
 
 
 def test_embedding_cache_embeds_each_text_once_across_replicas(database: Database) -> None:
     first_model, second_model = CountingEmbedder(), CountingEmbedder()
     first = CachedEmbedder(database, first_model)
-    vectors = first.embed(["a", "b", "a"])
+    vectors = first.embed("acme", ["a", "b", "a"])
     assert first_model.batches == [["a", "b"]]
     assert vectors.shape == (3, 8) and np.array_equal(vectors[0], vectors[2])
 
     # A second replica finds what the first stored, bit for bit, and embeds only the new text.
-    again = CachedEmbedder(database, second_model).embed(["b", "c"])
+    again = CachedEmbedder(database, second_model).embed("acme", ["b", "c"])
     assert second_model.batches == [["c"]]
     assert np.array_equal(again[0], vectors[1])
-    assert first.embed([]).shape == (0, 8)
+    assert first.embed("acme", []).shape == (0, 8)
 
 
 def test_embedding_cache_tolerates_replicas_storing_the_same_texts_at_once(database: Database) -> None:
@@ -90,7 +83,7 @@ def test_embedding_cache_tolerates_replicas_storing_the_same_texts_at_once(datab
     def embed_all(_: int) -> npt.NDArray[np.float32]:
         embedder = CachedEmbedder(database, CountingEmbedder(), batch_size=7)
         barrier.wait()
-        return embedder.embed(texts)
+        return embedder.embed("acme", texts)
 
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(embed_all, range(6)))

@@ -38,15 +38,13 @@ import asyncio
 import contextlib
 import json
 import random
-import socket
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import uvicorn
+from tests.support.served import serving
 
 Outcome = Literal["ok", "500", "429", "hang", "drop", "partial", "context"]
 FAULTS: tuple[Outcome, ...] = ("500", "429", "hang", "drop", "partial", "context")
@@ -265,26 +263,9 @@ class FaultUpstream:
     def running(cls, plan: FaultPlan | None = None) -> Iterator[FaultUpstream]:
         """Serves on a free port, from a thread with its own event loop, until the block ends."""
         upstream = cls(plan)
-        # Saying IPPROTO_TCP matters: asyncio sets TCP_NODELAY only then, and Nagle would add 40 ms a reply.
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        listener.bind(("127.0.0.1", 0))
-        upstream.port = listener.getsockname()[1]
-        config = uvicorn.Config(
-            upstream._app, interface="asgi3", lifespan="off", log_config=None, timeout_graceful_shutdown=1
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("The fault upstream did not start.")
-            time.sleep(0.01)
-        try:
+        with serving(upstream._app, "The fault upstream", "asgi3") as port:
+            upstream.port = port
             yield upstream
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
 
     @property
     def root_url(self) -> str:

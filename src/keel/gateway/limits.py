@@ -55,7 +55,16 @@ class RateLimiter:
 
     def acquire(self, key_id: str, tenant: str, tokens: int) -> None:
         """Charges one request and `tokens` against every limit, or raises 429 with Retry-After."""
-        checks = self._checks(key_id, tenant, tokens)
+        self._charge(self._checks(key_id, tenant, tokens))
+
+    def acquire_tokens(self, tenant: str, tokens: int) -> None:
+        """Charges `tokens` against the tenant's tokens per minute only: Keel's own model work for a
+        tenant (embedding its documents and queries) is made by no key and is no API request."""
+        limits = self._settings.tenant_limit_overrides.get(tenant, self._settings.tenant_limits)
+        checks = self._items(f"tenant:{tenant}", limits, tokens)
+        self._charge([check for check in checks if check[3] == "tokens"])
+
+    def _charge(self, checks: list[tuple[RateLimitItem, str, int, str]]) -> None:
         with self._lock:
             for item, identifier, cost, what in checks:
                 if not self._limiter.test(item, identifier, cost=cost):

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 
 from keel.config import RetentionSettings
 from keel.governance.audit import AuditLog
+from keel.logs import get_logger
 from keel.store.engine import Database
 from keel.store.models import (
     Conversation,
@@ -21,6 +22,8 @@ from keel.store.models import (
     UsageRecord,
 )
 from keel.store.online_eval_models import OnlineScore
+
+log = get_logger(__name__)
 
 
 def purge(database: Database, settings: RetentionSettings, now: datetime | None = None) -> dict[str, int]:
@@ -69,3 +72,9 @@ class Retention:
         counts = purge(self._database, self._settings)
         self._audit.append(tenant, actor, "retention.purge", "all", {"deleted": counts})
         return counts
+
+
+def scheduled_purge(database: Database, settings: RetentionSettings, audit: AuditLog) -> None:
+    """The daily purge the job queue runs: deletes, then records what it deleted in the audit log."""
+    counts = Retention(database, settings, audit).purge(actor="scheduler")
+    log.info("retention_purged", **counts)

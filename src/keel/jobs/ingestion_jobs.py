@@ -6,12 +6,16 @@ and a resumed job processes each document exactly once.
 
 A consumer that is stopping (`stop_claiming`) finishes the batch in hand and puts the rest of the job
 back on the queue, so another consumer carries on at once instead of after the stale-claim timeout.
+
+The documents themselves are stored by the `IngestBatch` the runtime passes in (knowledge's ingestion):
+it reports each stored document through `ItemDone`, inside the transaction that stored it, and this
+module alone writes the job's rows.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,10 +23,9 @@ from typing import Any
 
 from huey import Huey
 from sqlalchemy import select, update
-from sqlalchemy.orm import selectinload, undefer
+from sqlalchemy.orm import Session, selectinload, undefer
 
 from keel.errors import KeelError, NotFoundError
-from keel.knowledge.ingestion import Ingestion, IngestRequest
 from keel.logs import get_logger
 from keel.store.engine import Database
 
@@ -46,16 +49,34 @@ class NewDocument:
 
 
 ItemCallback = Callable[[JobItem], None]
+# Reports a stored document: the storing transaction, its position in the batch, its id and the outcome
+# ("created", "updated", "unchanged").
+ItemDone = Callable[[Session, int, str, str], None]
+
+
+# Stores a batch of one tenant's documents, calling `ItemDone` for each stored one; returns one result per
+# document in order, an exception in place of a document that failed.
+IngestBatch = Callable[[str, list[NewDocument], ItemDone], Sequence[object]]
+# What to store of a document's bytes (source, data, doc_type) until it is done: a form the database can
+# scan for personal data. None: the bytes as they are.
+QueuedData = Callable[[str, bytes, str | None], bytes]
 
 
 class IngestionJobs:
     def __init__(
-        self, database: Database, ingestion: Ingestion, queue: Huey, *, stale_after_s: float = 60.0
+        self,
+        database: Database,
+        ingest: IngestBatch,
+        queue: Huey,
+        *,
+        stale_after_s: float = 60.0,
+        queued_data: QueuedData | None = None,
     ) -> None:
         self._database = database
         # A job silent this long has lost its consumer; a running one beats four times as often.
         self._stale_after_s = stale_after_s
-        self._ingestion = ingestion
+        self._ingest = ingest
+        self._queued_data = queued_data
         self._queue = queue
         self._task = queue.task(name=INGEST_TASK, context=False)(self.run)
         self._stopping = threading.Event()
@@ -80,7 +101,7 @@ class IngestionJobs:
                     ordinal=i,
                     source=d.source,
                     doc_type=d.doc_type,
-                    payload=d.data,
+                    payload=self._queued_data(d.source, d.data, d.doc_type) if self._queued_data else d.data,
                     options={"meta": d.meta, "acl": d.acl},
                 )
                 for i, d in enumerate(documents)
@@ -238,9 +259,8 @@ class IngestionJobs:
             items = [
                 session.get_one(JobItem, item_id, options=[undefer(JobItem.payload)]) for item_id in item_ids
             ]
-            requests = [
-                IngestRequest(
-                    tenant=tenant,
+            documents = [
+                NewDocument(
                     source=item.source,
                     data=item.payload or b"",
                     doc_type=item.doc_type,
@@ -249,12 +269,19 @@ class IngestionJobs:
                 )
                 for item in items
             ]
+
+        def done(session: Session, position: int, document_id: str, outcome: str) -> None:
+            # In the transaction that stored the document: the item is done exactly when it is stored.
+            item = session.get(JobItem, item_ids[position])
+            if item is not None:
+                item.status, item.outcome, item.document_id, item.payload = "done", outcome, document_id, None
+
         try:
-            results = self._ingestion.ingest_batch(requests, list(item_ids))
+            results = list(self._ingest(tenant, documents, done))
         except Exception as exc:
             # The batch as a whole broke (the model, the database): every item says why, none is lost.
             log.exception("ingest_batch_failed", items=len(item_ids))
-            results = [exc] * len(item_ids)  # type: ignore[list-item]
+            results = [exc] * len(item_ids)
         for item_id, result in zip(item_ids, results, strict=True):
             if isinstance(result, KeelError):
                 self._fail_item(item_id, result.message)

@@ -1,4 +1,5 @@
-"""Embeds texts through a cache keyed by model and text hash, in batches; only misses reach the model."""
+"""Embeds texts through a cache keyed by model and text hash, in batches; only misses reach the model
+(and only they are metered)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from keel.llm_types import EmbeddingProvider
+from keel.knowledge.embeddings import TenantEmbeddings
 from keel.store.engine import Database
 from keel.store.models import EmbeddingCacheEntry
 
@@ -22,17 +23,14 @@ def text_key(text: str) -> str:
 
 
 class CachedEmbedder:
-    def __init__(self, database: Database, provider: EmbeddingProvider, *, batch_size: int = 64) -> None:
+    def __init__(self, database: Database, provider: TenantEmbeddings, *, batch_size: int = 64) -> None:
         self._database = database
         self._provider = provider
         self._batch_size = batch_size
 
-    @property
-    def provider(self) -> EmbeddingProvider:
-        return self._provider
-
-    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        """Unit vectors, one row per text, in order. Returns (0, d) for no texts."""
+    def embed(self, tenant: str, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Unit vectors, one row per text, in order; the misses are embedded for `tenant`. Returns (0, d)
+        for no texts."""
         model = self._provider.model_id
         keys = [text_key(t) for t in texts]
         found = self._lookup(model, sorted(set(keys)))
@@ -42,7 +40,7 @@ class CachedEmbedder:
         first_text = {keys[i]: texts[i] for i in reversed(missing)}
         for start in range(0, len(unique_missing), self._batch_size):
             batch = unique_missing[start : start + self._batch_size]
-            vectors = self._provider.embed([first_text[key] for key in batch])
+            vectors = self._provider.embed(tenant, [first_text[key] for key in batch])
             fresh = dict(zip(batch, vectors, strict=True))
             self._store(model, fresh)
             found.update(fresh)

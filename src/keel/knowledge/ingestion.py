@@ -1,10 +1,15 @@
-"""Ingests one document: load by type, skip if unchanged, embed, then store it and index it atomically."""
+"""Ingests documents: load by type, skip if unchanged, embed, then store and index each atomically.
+
+Whoever asks (the ingestion jobs) learns of each stored document through `on_stored`, called inside the
+transaction that stored it, so that it can record the outcome in that same transaction; ingestion itself
+writes no job state.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,10 +27,10 @@ from keel.knowledge.documents import (
 )
 from keel.knowledge.embedding_cache import CachedEmbedder
 from keel.knowledge.index.base import IndexEntry, KnowledgeIndex
-from keel.knowledge.loaders.base import ChunkingOptions
+from keel.knowledge.loaders.base import ChunkingOptions, TextLayered
 from keel.knowledge.loaders.registry import LoaderRegistry
 from keel.store.engine import Database
-from keel.store.models import Document, JobItem
+from keel.store.models import Document
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,25 @@ class IngestResult:
     document_id: str
     outcome: UpsertOutcome
     chunks: int
+
+
+# Called with the storing transaction, the document's position in the batch and its result.
+OnStored = Callable[[Session, int, IngestResult], None]
+
+
+class SourceDocument(Protocol):
+    """A document as a job holds it (the ingestion jobs' `NewDocument`), without its tenant."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def doc_type(self) -> str | None: ...
+    @property
+    def meta(self) -> dict[str, Any]: ...
+    @property
+    def acl(self) -> list[str]: ...
 
 
 def index_text(title: str, heading_path: str, text: str) -> str:
@@ -80,19 +104,41 @@ class Ingestion:
                 f"{source} is {size} bytes; the limit is {self.max_document_bytes} bytes."
             )
 
-    def ingest(self, request: IngestRequest, *, job_item_id: str | None = None) -> IngestResult:
-        """Stores one document; when `job_item_id` is given, marks that item done in the same transaction."""
-        result = self.ingest_batch([request], [job_item_id])[0]
+    def queued_data(self, source: str, data: bytes, doc_type: str | None) -> bytes:
+        """What a queue should store of a document until it is ingested: a binary file the database
+        cannot scan for personal data (PDF) becomes its loader's text form; anything else as it is."""
+        try:
+            loader = self._loaders.for_document(source, doc_type)
+        except KeelError:
+            return data  # the job reports the unsupported type
+        if isinstance(loader, TextLayered):
+            return loader.text_layer(data, source=source) or data
+        return data
+
+    def ingest(self, request: IngestRequest) -> IngestResult:
+        """Stores one document."""
+        result = self.ingest_batch([request])[0]
         if isinstance(result, KeelError):
             raise result
         return result
 
+    def ingest_sources(
+        self, tenant: str, documents: Sequence[SourceDocument], done: Callable[[Session, int, str, str], None]
+    ) -> list[IngestResult | KeelError]:
+        """`ingest_batch` for documents as a job holds them, all of one tenant; `done` hears of each stored
+        one (the transaction, its position, its id and outcome), as the ingestion jobs ask."""
+        requests = [
+            IngestRequest(tenant, d.source, d.data, d.doc_type, dict(d.meta), list(d.acl)) for d in documents
+        ]
+        return self.ingest_batch(
+            requests, lambda s, i, result: done(s, i, result.document_id, result.outcome)
+        )
+
     def ingest_batch(
-        self, requests: list[IngestRequest], job_item_ids: list[str | None] | None = None
+        self, requests: list[IngestRequest], on_stored: OnStored | None = None
     ) -> list[IngestResult | KeelError]:
         """Loads every document, embeds all new chunks in shared batches, then stores each document in a
         transaction of its own. A bad document yields its error in place; the others go on."""
-        item_ids = job_item_ids or [None] * len(requests)
         results: list[IngestResult | KeelError | None] = [None] * len(requests)
         prepared: list[tuple[int, DocumentInput, list[str]]] = []
         for position, request in enumerate(requests):
@@ -101,25 +147,24 @@ class Ingestion:
             except KeelError as exc:
                 results[position] = exc
                 continue
-            unchanged = self._unchanged(document, item_ids[position])
+            unchanged = self._unchanged(document, position, on_stored)
             if unchanged is not None:
                 results[position] = unchanged
                 continue
             texts = [index_text(document.title, " > ".join(c.heading_path), c.text) for c in document.chunks]
             prepared.append((position, document, texts))
         # Embedding is the slow part: it runs outside any write transaction, through the cache.
-        vectors = self._embedder.embed([text for _, _, texts in prepared for text in texts])
+        vectors = self._embed(prepared)
         changed: set[str] = set()
         # One transaction for the batch (commits are costly), one savepoint per document: a document that
-        # cannot be stored fails alone, and each stored one commits together with its job item.
+        # cannot be stored fails alone, and each stored one commits together with what `on_stored` records.
         with self._database.session() as session:
-            offset = 0
-            for position, document, texts in prepared:
-                document_vectors = vectors[offset : offset + len(texts)]
-                offset += len(texts)
+            for (position, document, texts), document_vectors in zip(prepared, vectors, strict=True):
                 try:
                     with session.begin_nested():
-                        result = self._store(session, document, texts, document_vectors, item_ids[position])
+                        result = self._store(session, document, texts, document_vectors)
+                        if on_stored is not None:
+                            on_stored(session, position, result)
                 except SQLAlchemyError as exc:
                     results[position] = UpstreamError(
                         f"Could not store {document.source}: {exc.__class__.__name__}"
@@ -132,6 +177,20 @@ class Ingestion:
             self._changed(tenant)
         assert all(r is not None for r in results), "every document has a result"
         return [r for r in results if r is not None]
+
+    def _embed(self, prepared: list[tuple[int, DocumentInput, list[str]]]) -> list[npt.NDArray[np.float32]]:
+        """Each document's vectors; a tenant's chunks share batches, and each tenant's are metered as its."""
+        by_tenant: dict[str, list[int]] = {}
+        for n, (_, document, _) in enumerate(prepared):
+            by_tenant.setdefault(document.tenant, []).append(n)
+        vectors: dict[int, npt.NDArray[np.float32]] = {}
+        for tenant, members in by_tenant.items():
+            embedded = self._embedder.embed(tenant, [text for n in members for text in prepared[n][2]])
+            offset = 0
+            for n in members:
+                vectors[n] = embedded[offset : offset + len(prepared[n][2])]
+                offset += len(prepared[n][2])
+        return [vectors[n] for n in range(len(prepared))]
 
     def _load(self, request: IngestRequest) -> DocumentInput:
         self.check_size(len(request.data), request.source)
@@ -149,13 +208,17 @@ class Ingestion:
             acl=sorted(set(request.acl)),
         )
 
-    def _unchanged(self, document: DocumentInput, job_item_id: str | None) -> IngestResult | None:
+    def _unchanged(
+        self, document: DocumentInput, position: int, on_stored: OnStored | None
+    ) -> IngestResult | None:
         with self._database.session() as session:
             existing = find_document(session, document.tenant, document.source)
             if existing is None or not is_unchanged(existing, document):
                 return None
-            self._finish_item(session, job_item_id, existing.id, "unchanged")
-            return IngestResult(existing.id, "unchanged", 0)
+            result = IngestResult(existing.id, "unchanged", 0)
+            if on_stored is not None:
+                on_stored(session, position, result)
+            return result
 
     def _store(
         self,
@@ -163,7 +226,6 @@ class Ingestion:
         document: DocumentInput,
         texts: list[str],
         vectors: npt.NDArray[np.float32],
-        job_item_id: str | None,
     ) -> IngestResult:
         record, chunks, outcome = upsert_document(session, document)
         if outcome != "unchanged":
@@ -185,7 +247,6 @@ class Ingestion:
                     for i, chunk in enumerate(chunks)
                 ],
             )
-        self._finish_item(session, job_item_id, record.id, outcome)
         return IngestResult(record.id, outcome, len(chunks))
 
     def delete(self, tenant: str, document_id: str) -> None:
@@ -198,14 +259,3 @@ class Ingestion:
             self._index.remove_document(session, tenant, document_id)
             session.delete(record)
         self._changed(tenant)
-
-    @staticmethod
-    def _finish_item(session: Session, job_item_id: str | None, document_id: str, outcome: str) -> None:
-        if job_item_id is None:
-            return
-        item = session.get(JobItem, job_item_id)
-        if item is not None:
-            item.status = "done"
-            item.outcome = outcome
-            item.document_id = document_id
-            item.payload = None

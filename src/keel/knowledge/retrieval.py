@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from keel.config import RetrievalSettings
 from keel.errors import InvalidRequestError
+from keel.knowledge.embeddings import TenantEmbeddings
 from keel.knowledge.fusion import Fused, reciprocal_rank_fusion, weighted_fusion
 from keel.knowledge.index.base import Hit, KnowledgeIndex, SearchScope
 from keel.knowledge.packing import PackInput, Passage, pack
 from keel.knowledge.rerank import Reranker
-from keel.llm_types import EmbeddingProvider
 from keel.observe import attributes
 from keel.store.engine import Database
 from keel.store.models import Chunk, Document
@@ -109,7 +109,7 @@ class Retriever:
         self,
         database: Database,
         index: KnowledgeIndex,
-        embedder: EmbeddingProvider,
+        embedder: TenantEmbeddings,
         settings: RetrievalSettings,
         count_tokens: Callable[[str], int],
         reranker: Reranker | None = None,
@@ -150,7 +150,7 @@ class Retriever:
             return await asyncio.to_thread(self._index.keyword_search, request.query, scope, candidates)
 
         async def by_vector() -> list[Hit]:
-            vector = (await self._embedder.aembed([request.query]))[0]
+            vector = (await self._embedder.aembed(scope.tenant, [request.query]))[0]
             return await asyncio.to_thread(self._index.vector_search, vector, scope, candidates)
 
         # Both retrievers release the interpreter lock (SQLite, numpy, torch): run them side by side.

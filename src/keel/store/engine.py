@@ -84,10 +84,12 @@ class Database:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    def migrate(self) -> None:
+    def migrate(self, embedding_dimensions: int | None = None) -> None:
+        """Brings the schema to head; `embedding_dimensions` sizes PostgreSQL's vector index (default:
+        the shipped model's 384) and means nothing to SQLite."""
         from keel.store.migrate import upgrade_to_head
 
-        upgrade_to_head(self.engine)
+        upgrade_to_head(self.engine, embedding_dimensions)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -69,3 +69,16 @@ def test_a_pdf_with_only_an_owner_password_is_read() -> None:
 def test_empty_input_is_rejected(data: bytes) -> None:
     with pytest.raises(DocumentError, match="empty"):
         PdfLoader().load(data, source="a.pdf", options=ChunkingOptions())
+
+
+def test_the_text_layer_loads_as_the_file_does() -> None:
+    loader, options = PdfLoader(), ChunkingOptions(max_chars=60)
+    data = make_pdf(PDF_PAGES, title="Care guide")
+    layer = loader.text_layer(data, source="care.pdf")
+    assert layer is not None and b"%PDF-" not in layer
+    assert layer.decode().count(PDF_PAGES[1][0]) == 1, "text the database can scan"
+    assert loader.load(layer, source="care.pdf", options=options) == loader.load(
+        data, source="care.pdf", options=options
+    )
+    assert loader.text_layer(layer, source="care.pdf") == layer
+    assert loader.text_layer(b"not a pdf", source="x.pdf") is None, "the job reports why, later"

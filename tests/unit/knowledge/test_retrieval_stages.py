@@ -78,25 +78,18 @@ def test_rerank_reorders_and_keeps_earlier_stage_scores() -> None:
 class CountingEmbedder:
     """Stands in for the embedding model; counts the texts it is asked to embed."""
 
-    is_ready = True
     dimensions = 2
     model_id = "test-model"
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 
-    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+    def embed(self, tenant: str, texts: list[str]) -> npt.NDArray[np.float32]:
         self.calls.append(list(texts))
         return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
 
-    async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        return self.embed(texts)
-
-    async def acount_tokens(self, texts: list[str]) -> int:
-        return len(texts)
-
-    async def acount_input_tokens(self, texts: list[str]) -> list[int]:
-        return [1] * len(texts)
+    async def aembed(self, tenant: str, texts: list[str]) -> npt.NDArray[np.float32]:
+        return self.embed(tenant, texts)
 
 
 def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:
@@ -104,14 +97,14 @@ def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:
     database.migrate()
     model = CountingEmbedder()
     cache = CachedEmbedder(database, model, batch_size=2)
-    first = cache.embed(["aa", "b", "aa", "ccc"])
+    first = cache.embed("acme", ["aa", "b", "aa", "ccc"])
     assert sorted(t for call in model.calls for t in call) == ["aa", "b", "ccc"]
     assert first[:, 0].tolist() == [2, 1, 2, 3]
     model.calls.clear()
-    again = CachedEmbedder(database, model).embed(["ccc", "aa", "dddd"])
+    again = CachedEmbedder(database, model).embed("acme", ["ccc", "aa", "dddd"])
     assert model.calls == [["dddd"]]
     assert again[:, 0].tolist() == [3, 2, 4]
-    assert cache.embed([]).shape == (0, 2)
+    assert cache.embed("acme", []).shape == (0, 2)
 
 
 def test_a_lone_weak_hit_is_not_normalised_to_a_perfect_score() -> None:

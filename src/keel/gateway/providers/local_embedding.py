@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from keel.errors import ServiceUnavailableError
+from keel.gateway.providers.embedding import Embedded
 from keel.gateway.providers.traced_encoder import TracedMeanPoolEncoder
 from keel.gateway.providers.turns import ModelTurns
 from keel.logs import get_logger
@@ -157,8 +158,16 @@ class LocalEmbeddingProvider:
         result[order] = stacked
         return result
 
+    def embed_with_usage(self, texts: list[str]) -> Embedded:
+        return Embedded(self.embed(texts), self.count_tokens(texts))
+
+    async def aembed_with_usage(self, texts: list[str]) -> Embedded:
+        return Embedded(await self.aembed(texts), await self.acount_tokens(texts))
+
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads, after its truncation to the maximum sequence length."""
+        if not texts:
+            return 0  # the tokenizer fails on an empty batch
         self.warm_up()
         limit = int(self._model.max_seq_length)
         encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
@@ -169,6 +178,8 @@ class LocalEmbeddingProvider:
 
     def count_input_tokens(self, texts: list[str]) -> list[int]:
         """Each text's tokens before truncation: what the request limits are about."""
+        if not texts:
+            return []
         self.warm_up()
         encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in encoded]

@@ -46,7 +46,9 @@ class Hit:
 
 
 class KnowledgeIndex(Protocol):
-    def ensure_schema(self) -> None: ...
+    def ensure_schema(self) -> None:
+        """Checks that the migrations made this index's tables, fit for it; raises ValueError saying how."""
+        ...
 
     def add(self, session: Session, entries: list[IndexEntry]) -> None: ...
 

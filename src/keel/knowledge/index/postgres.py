@@ -21,31 +21,8 @@ from keel.knowledge.index.base import Hit, IndexEntry, SearchScope
 from keel.store.engine import Database
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Serialises concurrent ensure_schema() calls from several replicas (CREATE EXTENSION and CREATE INDEX
-# IF NOT EXISTS can still collide on the catalog when two run at once). Any fixed 64-bit number works.
-_SCHEMA_LOCK = 0x6B65656C_696E6478
 # pgvector refuses hnsw.ef_search above 1000.
 _MAX_EF_SEARCH = 1000
-
-
-def _schema(dimensions: int) -> list[str]:
-    return [
-        f"""CREATE TABLE IF NOT EXISTS chunk_index (
-            chunk_id TEXT PRIMARY KEY,
-            document_id TEXT NOT NULL,
-            tenant TEXT NOT NULL,
-            doc_type TEXT NOT NULL,
-            source TEXT NOT NULL,
-            acl TEXT[] NOT NULL DEFAULT '{{}}',
-            text TEXT NOT NULL,
-            tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED,
-            embedding VECTOR({dimensions}) NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS ix_chunk_index_tsv ON chunk_index USING gin (tsv)",
-        "CREATE INDEX IF NOT EXISTS ix_chunk_index_embedding ON chunk_index "
-        "USING hnsw (embedding vector_cosine_ops)",
-        # Serves remove_document and lets the planner answer small tenants exactly, without HNSW.
-        "CREATE INDEX IF NOT EXISTS ix_chunk_index_tenant_document ON chunk_index (tenant, document_id)",
-    ]
 
 
 def keyword_tsquery(query: str) -> str | None:
@@ -111,29 +88,30 @@ class PostgresIndex:
         return self._dimensions
 
     def ensure_schema(self) -> None:
-        with self._database.session() as session:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-            version = text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-            # Skip CREATE EXTENSION when it exists, so a role without the right to create it still starts.
-            if session.execute(version).scalar() is None:
-                session.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
-            if _version(session.execute(version).scalar_one()) < (0, 8):
-                raise ValueError(
-                    "pgvector 0.8 or later is needed (iterative index scans keep filtered searches "
-                    "complete); run ALTER EXTENSION vector UPDATE."
-                )
-            for statement in _schema(self._dimensions):
-                session.execute(text(statement))
+        """Checks what the migrations made (revision 0012: `keel db upgrade`) against this index:
+        pgvector 0.8 or later, and `chunk_index` sized for the embedding model."""
+        with self._database.reading() as session:
+            version = session.execute(
+                text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            ).scalar()
             existing = session.execute(
                 text(
                     "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                     "WHERE attrelid = to_regclass('chunk_index') AND attname = 'embedding'"
                 )
             ).scalar()
+        if version is None or existing is None:
+            raise ValueError("The knowledge index (pgvector, chunk_index) is missing: run `keel db upgrade`.")
+        if _version(version) < (0, 8):
+            raise ValueError(
+                "pgvector 0.8 or later is needed (iterative index scans keep filtered searches "
+                "complete); run ALTER EXTENSION vector UPDATE."
+            )
         if existing != f"vector({self._dimensions})":
             raise ValueError(
                 f"chunk_index.embedding is {existing}, but the embedding model gives {self._dimensions} "
-                "dimensions: re-index into a new database (or drop chunk_index) after changing models."
+                "dimensions: re-index into a new database (or drop chunk_index and upgrade again) after "
+                "changing models."
             )
 
     # -- writes, in the caller's transaction ----------------------------------------------------

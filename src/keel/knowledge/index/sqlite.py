@@ -25,20 +25,7 @@ from sqlalchemy.orm import Session
 from keel.knowledge.index.base import Hit, IndexEntry, SearchScope
 from keel.store.engine import Database
 
-_SCHEMA = [
-    """CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(
-        text, chunk_id UNINDEXED, document_id UNINDEXED, tenant UNINDEXED, doc_type UNINDEXED,
-        source UNINDEXED, acl UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2')""",
-    """CREATE TABLE IF NOT EXISTS chunk_vectors (
-        chunk_id TEXT PRIMARY KEY, document_id TEXT NOT NULL, tenant TEXT NOT NULL,
-        doc_type TEXT NOT NULL, source TEXT NOT NULL, acl TEXT NOT NULL, vector BLOB NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS ix_chunk_vectors_tenant ON chunk_vectors (tenant)",
-    "CREATE INDEX IF NOT EXISTS ix_chunk_vectors_document ON chunk_vectors (document_id)",
-    "CREATE TABLE IF NOT EXISTS index_generation (tenant TEXT PRIMARY KEY, generation INTEGER NOT NULL)",
-]
 _STATE = text("SELECT generation, removals FROM index_generation WHERE tenant = :tenant")
-# Counts removals apart from all writes: while it stands still, rows were only appended (rowids grow).
-_ADD_REMOVALS = "ALTER TABLE index_generation ADD COLUMN removals INTEGER NOT NULL DEFAULT 0"
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to rank by; dropping them keeps OR queries small on large corpora.
 _STOPWORDS = frozenset(
@@ -104,12 +91,14 @@ class SqliteIndex:
         self._lock = threading.Lock()
 
     def ensure_schema(self) -> None:
-        with self._database.session() as session:
-            for statement in _SCHEMA:
-                session.execute(text(statement))
-            columns = {row[1] for row in session.execute(text("PRAGMA table_info(index_generation)"))}
-            if "removals" not in columns:
-                session.execute(text(_ADD_REMOVALS))
+        """Checks that the migrations made the index tables (revision 0012: `keel db upgrade`)."""
+        with self._database.reading() as session:
+            tables = set(session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table'")))
+        missing = {"chunk_fts", "chunk_vectors", "index_generation"} - tables
+        if missing:
+            raise ValueError(
+                f"The knowledge index tables {sorted(missing)} are missing: run `keel db upgrade`."
+            )
 
     # -- writes, in the caller's transaction ----------------------------------------------------
 

@@ -9,7 +9,7 @@ can act on; ingestion records that reason on the job item and goes on with the o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from keel.errors import InvalidRequestError
 from keel.knowledge.chunking.types import ChunkDraft
@@ -45,3 +45,14 @@ class Loader(Protocol):
     extensions: tuple[str, ...]
 
     def load(self, data: bytes, *, source: str, options: ChunkingOptions) -> LoadedDocument: ...
+
+
+@runtime_checkable
+class TextLayered(Protocol):
+    """A loader of a binary format whose text the database could not scan for personal data (PDF): it
+    turns the file into a text form of its own, which `load` reads as it reads the file, so that a
+    queued document is stored as text (and masked like every text) instead of as the raw file."""
+
+    def text_layer(self, data: bytes, *, source: str) -> bytes | None:
+        """The text form, or None when the file cannot be read (its job then reports why)."""
+        ...
