@@ -41,18 +41,23 @@ class BatchLog:
     """Wraps the embedding model's batch step: who each batch ran for, and a hook run at each batch."""
 
     requesters: list[str | None] = field(default_factory=list)
-    cancelled: list[bool] = field(default_factory=list)
+    # Whether each batch (numbered from 1 in start order) saw its request cancelled; batches in the
+    # bulk and the small lane run side by side, so they may finish in either order.
+    cancelled: dict[int, bool] = field(default_factory=dict)
     on_batch: Callable[[int, threading.Event], None] | None = None
+    _numbering: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self, runtime: Runtime) -> None:
         provider = runtime.embedding_model
         original = provider._encode
 
         def spy(batch: list[str], traced: bool, cancelled: threading.Event | None = None) -> Any:
-            self.requesters.append(current_requester())
+            with self._numbering:  # the two lanes' threads may start batches at once
+                self.requesters.append(current_requester())
+                number = len(self.requesters)
             if self.on_batch is not None and cancelled is not None:
-                self.on_batch(len(self.requesters), cancelled)
-            self.cancelled.append(cancelled is not None and cancelled.is_set())
+                self.on_batch(number, cancelled)
+            self.cancelled[number] = cancelled is not None and cancelled.is_set()
             return original(batch, traced, cancelled)
 
         provider._encode = spy  # type: ignore[method-assign,assignment]
@@ -201,7 +206,7 @@ def test_an_embedding_request_stops_when_its_client_goes_away(live: Server) -> N
     wait_until(lambda: turns.holders() == [])  # the abandoned batch returns, and the lane is free
     # No batch of the abandoned request ran after the one in hand.
     assert log.requesters == ["tenant-a", "tenant-b"]
-    assert log.cancelled == [True, False]
+    assert log.cancelled == {1: True, 2: False}
     assert turns.waiting() == []
     metrics = httpx.get(f"{live.url}/metrics").text
     assert 'keel_model_queue_seconds_count{model="keel-embed",turn="batch"}' in metrics
