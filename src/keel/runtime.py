@@ -57,6 +57,7 @@ from keel.knowledge.loaders.base import ChunkingOptions
 from keel.knowledge.loaders.registry import default_registry
 from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
+from keel.observe.dashboard import Dashboard
 from keel.observe.feedback import FeedbackStore
 from keel.observe.metrics import KeelMetrics
 from keel.observe.tracing import Tracing
@@ -132,6 +133,7 @@ class Runtime:
     monitoring: Monitoring
     feedback: FeedbackStore
     usage: UsageReports
+    dashboard: Dashboard
     # Set once `warm_up` finished: every model loaded and every classifier fitted, so the copilot can
     # answer at once (a request before that waits behind the fitting).
     warmed_up: bool = False
@@ -299,6 +301,7 @@ class Runtime:
             monitoring=monitoring,
             feedback=FeedbackStore(database),
             usage=UsageReports(database),
+            dashboard=Dashboard(database),
         )
 
     def prepare(self) -> None:

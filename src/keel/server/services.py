@@ -21,6 +21,7 @@ from keel.keys import KeyStore
 from keel.knowledge.catalog import DocumentCatalog
 from keel.knowledge.ingestion import Ingestion
 from keel.knowledge.retrieval import Retriever
+from keel.observe.dashboard import Dashboard
 from keel.observe.feedback import FeedbackStore
 from keel.observe.metrics import KeelMetrics
 from keel.observe.usage import UsageReports
@@ -68,3 +69,4 @@ UsageDep = Annotated[UsageReports, Depends(_service(lambda r: r.usage))]
 MetricsDep = Annotated[KeelMetrics, Depends(_service(lambda r: r.metrics))]
 # The readiness checks by name (blocking: run it off the event loop).
 ReadinessDep = Annotated[Callable[[], dict[str, bool]], Depends(_service(lambda r: r.readiness))]
+DashboardDep = Annotated[Dashboard, Depends(_service(lambda r: r.dashboard))]
