@@ -57,8 +57,11 @@ from keel.knowledge.loaders.base import ChunkingOptions
 from keel.knowledge.loaders.registry import default_registry
 from keel.knowledge.rerank import CrossEncoderReranker
 from keel.knowledge.retrieval import Retriever
+from keel.observe.dashboard import Dashboard
+from keel.observe.feedback import FeedbackStore
 from keel.observe.metrics import KeelMetrics
 from keel.observe.tracing import Tracing
+from keel.observe.usage import UsageReports
 from keel.prompts.service import Prompts, build_prompts
 from keel.review.queue import ReviewQueue
 from keel.review.webhooks import WebhookSender
@@ -128,6 +131,9 @@ class Runtime:
     evals: Evaluation
     prompts: Prompts
     monitoring: Monitoring
+    feedback: FeedbackStore
+    usage: UsageReports
+    dashboard: Dashboard
     # Set once `warm_up` finished: every model loaded and every classifier fitted, so the copilot can
     # answer at once (a request before that waits behind the fitting).
     warmed_up: bool = False
@@ -293,6 +299,9 @@ class Runtime:
                 settings, database, queue, tracer, gateway, copilot, retriever, embedding_model, reviews
             ),
             monitoring=monitoring,
+            feedback=FeedbackStore(database),
+            usage=UsageReports(database),
+            dashboard=Dashboard(database),
         )
 
     def prepare(self) -> None:
@@ -311,6 +320,22 @@ class Runtime:
         if self.settings.guard.pii_names:
             self.guard.pii.warm_up()
         self.warmed_up = True
+
+    def readiness(self) -> dict[str, bool]:
+        """Each readiness check by name (blocking: it asks the database)."""
+        try:
+            self.database.ping()
+            database = True
+        except Exception:
+            database = False
+        return {
+            "database": database,
+            "chat_model": self.chat_model.is_ready,
+            "embedding_model": self.embedding_model.is_ready,
+            # Ready means the copilot can answer: the intent and injection classifiers are fitted and the
+            # first embedding passes ran, not merely that the model files are loaded.
+            "copilot": self.copilot.is_ready and self.warmed_up,
+        }
 
     def close(self) -> None:
         self.tracing.shutdown()

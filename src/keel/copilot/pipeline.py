@@ -434,6 +434,9 @@ class Copilot:
         reasons: list[str],
         trace_id: str,
     ) -> ReplyResponse:
+        # An evaluation's escalations are scored, not sent to reviewers.
+        escalate = bool(reasons) and not self._evaluating
+        # The reply and its review commit together: neither is ever stored without the other.
         with self._database.session() as session:
             record = SupportReply(
                 tenant=tenant,
@@ -449,12 +452,8 @@ class Copilot:
             session.add(record)
             session.flush()
             reply_id = record.id
-        # An evaluation's escalations are scored, not sent to reviewers.
-        escalate = bool(reasons) and not self._evaluating
-        review_id = self._reviews.enqueue(tenant, reply_id, text, reasons) if escalate else None
-        if review_id is not None:
-            with self._database.session() as session:
-                session.get_one(SupportReply, reply_id).review_id = review_id
+            review_id = self._reviews.open_for(session, tenant, reply_id, text, reasons) if escalate else None
+            record.review_id = review_id
         self._memory.append(conversation_id, "assistant", text)
         return ReplyResponse(
             id=reply_id,
@@ -482,13 +481,14 @@ class Copilot:
                 reply=record.reply,
                 citations=[Citation(**c) for c in record.citations],
                 confidence=record.confidence,
-                status=record.status,
+                status="answered" if review and review.final_reply is not None else record.status,
                 review_id=record.review_id,
                 trace_id=record.trace_id,
                 conversation_id=record.conversation_id,
                 intent=record.intent,
                 escalation_reasons=review.reasons if review else [],
-                final_reply=record.final_reply,
+                # The final answer is the review's: a reviewer's approval or edit answers the question.
+                final_reply=review.final_reply if review else None,
                 question=record.question,
                 review_status=review.status if review else None,
             )

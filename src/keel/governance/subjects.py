@@ -91,11 +91,19 @@ class SubjectRequests:
                     .order_by(ConversationTurn.created_at)
                 )
             )
+            # A reply's final answer, once a reviewer decided, lives on its review.
             replies = list(
-                session.scalars(
-                    select(SupportReply).where(
-                        SupportReply.tenant == tenant, SupportReply.conversation_id.in_(conversation_ids)
+                session.execute(
+                    select(
+                        SupportReply.id,
+                        SupportReply.question,
+                        SupportReply.reply,
+                        ReviewItem.final_reply,
+                        SupportReply.status,
+                        SupportReply.created_at,
                     )
+                    .outerjoin(ReviewItem, ReviewItem.id == SupportReply.review_id)
+                    .where(SupportReply.tenant == tenant, SupportReply.conversation_id.in_(conversation_ids))
                 )
             )
             trace_ids = self._trace_ids(session, tenant, end_user_id, conversation_ids)

@@ -208,3 +208,20 @@ def trace_spans(database: Database, tenant: str, trace_id: str) -> list[SpanReco
 def _http_status(attributes: dict[str, Any]) -> int | None:
     status = attributes.get("http.response.status_code")
     return status if isinstance(status, int) else None
+
+
+class Dashboard:
+    """The dashboard's reads bound to the runtime's database, for the pages that show them."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def overview(self, tenant: str, days: int = 14) -> Overview:
+        return overview(self._database, tenant, days)
+
+    def traces(self, tenant: str, **filters: Any) -> list[TraceSummary]:
+        """`recent_traces` with its keyword filters (status, model, prompt_version, since, channel)."""
+        return recent_traces(self._database, tenant, **filters)
+
+    def spans(self, tenant: str, trace_id: str) -> list[SpanRecord]:
+        return trace_spans(self._database, tenant, trace_id)

@@ -100,6 +100,22 @@ def usage_report(
     )
 
 
+class UsageReports:
+    """The usage report as a service of the runtime, for the routes that serve it."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def report(
+        self,
+        tenant: str,
+        group_by: list[Dimension],
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> UsageReport:
+        return usage_report(self._database, tenant, group_by, since, until)
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None

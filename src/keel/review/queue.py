@@ -71,12 +71,14 @@ class ReviewQueue:
         self.rules = ClaimRules(timedelta(seconds=claim_ttl_s))
         self._clock = clock
 
-    def enqueue(self, tenant: str, reply_id: str, draft: str, reasons: list[str]) -> str:
-        with self._database.session() as session:
-            item = ReviewItem(tenant=tenant, reply_id=reply_id, draft_reply=draft, reasons=reasons)
-            session.add(item)
-            session.flush()
-            return item.id
+    @staticmethod
+    def open_for(session: Session, tenant: str, reply_id: str, draft: str, reasons: list[str]) -> str:
+        """Opens a review of a reply inside the caller's unit of work, so the reply and its review are
+        committed together or not at all."""
+        item = ReviewItem(tenant=tenant, reply_id=reply_id, draft_reply=draft, reasons=reasons)
+        session.add(item)
+        session.flush()
+        return item.id
 
     def list(
         self,
@@ -245,8 +247,8 @@ class ReviewQueue:
     def _record_decision(
         self, tenant: str, review_id: str, reviewer: str, decision: Decision
     ) -> dict[str, Any]:
-        """Writes the decision, the reply's final answer and the reviewer's feedback; returns the webhook's
-        payload."""
+        """Writes the decision and the final answer on the review's own row, and the reviewer's feedback;
+        returns the webhook's payload. The copilot's reply row keeps what the copilot produced."""
         item = self.get(tenant, review_id)
         if item.status != "claimed" or item.claimed_by != reviewer:
             raise PermissionDeniedError("Claim the item before deciding it.", code="review_not_claimed")
@@ -276,8 +278,6 @@ class ReviewQueue:
                     code="review_not_claimed",
                 )
             reply = session.get_one(SupportReply, item.reply_id)
-            reply.final_reply = final
-            reply.status = "answered" if final is not None else "escalated"
             session.add(
                 Feedback(
                     tenant=tenant,

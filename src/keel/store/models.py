@@ -288,7 +288,7 @@ class ConversationTurn(Base):
 
 
 class SupportReply(Base):
-    """A copilot answer as the client sees it; `final_reply` is set once a reviewer decided."""
+    """A copilot answer as the copilot produced it; a reviewer's final answer lives on its `ReviewItem`."""
 
     __tablename__ = "support_replies"
 
@@ -303,7 +303,6 @@ class SupportReply(Base):
     intent: Mapped[str] = mapped_column(String(64), default="")
     review_id: Mapped[str | None] = mapped_column(String(40), default=None)
     trace_id: Mapped[str] = mapped_column(String(64), index=True)
-    final_reply: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -69,9 +69,9 @@ def test_every_orm_write_is_masked(tmp_path: Path) -> None:
         assert stored.question == "My card ****1111 was charged twice"
         assert stored.reply == "Refunded to ****3000."
         assert stored.citations == [{"quote": "card ****4444"}]
-        stored.final_reply = "Card 4111111111111111 noted"
+        stored.reply = "Card 4111111111111111 noted"
     with database.reading() as session:
-        assert session.get_one(SupportReply, reply.id).final_reply == "Card ****1111 noted"
+        assert session.get_one(SupportReply, reply.id).reply == "Card ****1111 noted"
     raw = (tmp_path / "keel.db").read_bytes() + (tmp_path / "keel.db-wal").read_bytes()
     assert b"4111" * 4 not in raw and b"4111 1111" not in raw
 

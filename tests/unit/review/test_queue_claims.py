@@ -88,8 +88,7 @@ def escalate(s: Setup, tenant: str = "acme") -> str:
         )
         session.add(reply)
         session.flush()
-        reply_id = reply.id
-    return s.queue.enqueue(tenant, reply_id, "It ships tomorrow.", ["human_requested"])
+        return s.queue.open_for(session, tenant, reply.id, "It ships tomorrow.", ["human_requested"])
 
 
 def audited(s: Setup, action: str) -> list[AuditEntry]:

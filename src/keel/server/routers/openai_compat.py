@@ -22,8 +22,9 @@ from keel.gateway.protocol import (
 from keel.gateway.request_limits import check_chat_request, check_embedding_request, reachable_context_window
 from keel.gateway.service import Caller, response_headers
 from keel.logs import get_logger
-from keel.server.deps import AnyCaller, ModelCaller, RuntimeDep
+from keel.server.deps import AnyCaller, ModelCaller
 from keel.server.errors import error_body
+from keel.server.services import GatewayDep, LimitsDep, PromptRendererDep
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 log = get_logger(__name__)
@@ -54,29 +55,33 @@ def _json(value: object) -> str:
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def create_chat_completion(
-    body: ChatCompletionRequest, runtime: RuntimeDep, caller: ModelCaller
+    body: ChatCompletionRequest,
+    gateway: GatewayDep,
+    limits: LimitsDep,
+    renderer: PromptRendererDep,
+    caller: ModelCaller,
 ) -> Response:
     # A registry prompt becomes ordinary messages first, so every check below sees what the model will.
     use = None
     if body.prompt is not None:
-        body, use = await asyncio.to_thread(runtime.prompts.renderer.apply, body, caller.tenant)
+        body, use = await asyncio.to_thread(renderer.apply, body, caller.tenant)
     # The cheapest refusals first, before the gateway's cache, guardrails or model see the request.
-    dispatcher = runtime.gateway.dispatcher
+    dispatcher = gateway.dispatcher
     check_chat_request(
         body,
-        runtime.settings.limits,
+        limits,
         reachable_context_window(dispatcher.aliases, dispatcher.deployments, body.model),
     )
     who = Caller(tenant=caller.tenant, key_id=caller.key_id, prompt=use)
     if not body.stream:
-        completion, record = await runtime.gateway.chat(body, who)
+        completion, record = await gateway.chat(body, who)
         # Serialised straight from the model by pydantic-core (no dict in between).
         return Response(
             completion.model_dump_json(),
             media_type="application/json",
             headers=response_headers(record) | _prompt_headers(use),
         )
-    chunks = runtime.gateway.chat_stream(body, who)
+    chunks = gateway.chat_stream(body, who)
     # The role chunk comes after the request is checked and the limits charged, the next one after a
     # deployment answered (or the cache did): errors before that still get their own status, and the
     # response headers can say which deployment serves the stream.
@@ -104,13 +109,13 @@ def _prompt_headers(use: PromptUse | None) -> dict[str, str]:
 
 @router.post("/embeddings", response_model=EmbeddingList)
 async def create_embeddings(
-    body: EmbeddingRequest, runtime: RuntimeDep, _caller: ModelCaller
+    body: EmbeddingRequest, gateway: GatewayDep, limits: LimitsDep, _caller: ModelCaller
 ) -> EmbeddingList:
-    provider = runtime.gateway.embedding_model(body.model)
-    await check_embedding_request(body, runtime.settings.limits, provider.acount_input_tokens)
-    return await runtime.gateway.embed(body, Caller(tenant=_caller.tenant, key_id=_caller.key_id))
+    provider = gateway.embedding_model(body.model)
+    await check_embedding_request(body, limits, provider.acount_input_tokens)
+    return await gateway.embed(body, Caller(tenant=_caller.tenant, key_id=_caller.key_id))
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(runtime: RuntimeDep, _caller: AnyCaller) -> ModelList:
-    return runtime.gateway.models()
+async def list_models(gateway: GatewayDep, _caller: AnyCaller) -> ModelList:
+    return gateway.models()

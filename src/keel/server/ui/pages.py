@@ -15,11 +15,18 @@ from pydantic import ValidationError
 
 from keel.errors import InvalidRequestError, KeelError, PermissionDeniedError
 from keel.keys import Principal, Role
-from keel.observe.dashboard import overview, recent_traces, trace_spans
 from keel.review.claims import ClaimRules
 from keel.review.queue import CLAIMING_ROLES, Decision
 from keel.runtime import Runtime
-from keel.server.services import DocumentsDep, JobsDep
+from keel.server.services import (
+    CopilotDep,
+    DashboardDep,
+    DocumentsDep,
+    JobsDep,
+    KeysDep,
+    MonitoringDep,
+    ReviewsDep,
+)
 from keel.server.ui.charts import bar_chart, line_chart
 from keel.server.ui.session import COOKIE, MAX_AGE_S, Sessions
 
@@ -122,8 +129,10 @@ def logout() -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview_page(request: Request, me: Viewer) -> HTMLResponse:
-    data = overview(_runtime(request).database, me.tenant)
+def overview_page(
+    request: Request, me: Viewer, dashboard: DashboardDep, monitoring: MonitoringDep
+) -> HTMLResponse:
+    data = dashboard.overview(me.tenant)
     s = data.series
     charts = [
         bar_chart("Requests per day", s.days, [float(v) for v in s.requests]),
@@ -135,7 +144,6 @@ def overview_page(request: Request, me: Viewer) -> HTMLResponse:
             {"errors": [float(v) for v in s.errors], "cache hits": [float(v) for v in s.cache_hits]},
         ),
     ]
-    monitoring = _runtime(request).monitoring
     online = monitoring.online.summary(me.tenant, datetime.now(UTC) - timedelta(hours=24), recent=0)
     drift = monitoring.drift.states(me.tenant)
     return render(request, "overview.html", me, data=data, charts=charts, online=online, drift=drift)
@@ -145,6 +153,7 @@ def overview_page(request: Request, me: Viewer) -> HTMLResponse:
 def traces_page(
     request: Request,
     me: Viewer,
+    dashboard: DashboardDep,
     status: str | None = None,
     model: str | None = None,
     prompt_version: str | None = None,
@@ -152,8 +161,7 @@ def traces_page(
     hours: int = 24,
 ) -> HTMLResponse:
     since = datetime.now(UTC) - timedelta(hours=max(1, min(hours, 24 * 90)))
-    traces = recent_traces(
-        _runtime(request).database,
+    traces = dashboard.traces(
         me.tenant,
         status=status or None,
         model=model or None,
@@ -172,8 +180,8 @@ def traces_page(
 
 
 @router.get("/traces/{trace_id}", response_class=HTMLResponse)
-def trace_page(request: Request, trace_id: str, me: Viewer) -> HTMLResponse:
-    spans = trace_spans(_runtime(request).database, me.tenant, trace_id)
+def trace_page(request: Request, trace_id: str, me: Viewer, dashboard: DashboardDep) -> HTMLResponse:
+    spans = dashboard.spans(me.tenant, trace_id)
     if not spans:
         return render(request, "missing.html", me, what="trace")
     start = min(s.start_time for s in spans)
@@ -195,18 +203,26 @@ def trace_page(request: Request, trace_id: str, me: Viewer) -> HTMLResponse:
 
 
 @router.get("/reviews", response_class=HTMLResponse)
-def reviews_page(request: Request, me: Reviewer, status: str = "pending") -> HTMLResponse:
-    items = _runtime(request).reviews.list(me.tenant, status=status or None)
+def reviews_page(
+    request: Request, me: Reviewer, reviews: ReviewsDep, status: str = "pending"
+) -> HTMLResponse:
+    items = reviews.list(me.tenant, status=status or None)
     return render(request, "reviews.html", me, items=items, status=status)
 
 
 @router.get("/reviews/{review_id}", response_class=HTMLResponse)
-def review_page(request: Request, review_id: str, me: Reviewer) -> HTMLResponse:
-    runtime = _runtime(request)
-    item = runtime.reviews.get(me.tenant, review_id)
-    reply = runtime.copilot.get(me.tenant, item.reply_id)
-    claim = runtime.reviews.claim_of(item)
-    keys = {key.id: key for key in runtime.keys.list(me.tenant, include_revoked=True)}
+def review_page(
+    request: Request,
+    review_id: str,
+    me: Reviewer,
+    reviews: ReviewsDep,
+    copilot: CopilotDep,
+    key_store: KeysDep,
+) -> HTMLResponse:
+    item = reviews.get(me.tenant, review_id)
+    reply = copilot.get(me.tenant, item.reply_id)
+    claim = reviews.claim_of(item)
+    keys = {key.id: key for key in key_store.list(me.tenant, include_revoked=True)}
     # Administrators may hand the item to any active key that can review.
     reviewers = (
         [k for k in keys.values() if k.revoked_at is None and k.role in CLAIMING_ROLES]
@@ -228,16 +244,20 @@ def review_page(request: Request, review_id: str, me: Reviewer) -> HTMLResponse:
 
 
 @router.post("/reviews/{review_id}/claim")
-def claim(request: Request, review_id: str, me: Reviewer, csrf: Annotated[str, Form()]) -> Response:
+def claim(
+    request: Request, review_id: str, me: Reviewer, reviews: ReviewsDep, csrf: Annotated[str, Form()]
+) -> Response:
     _check_csrf(request, me, csrf)
-    _runtime(request).reviews.claim(me.tenant, review_id, me.key_id)
+    reviews.claim(me.tenant, review_id, me.key_id)
     return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
 
 
 @router.post("/reviews/{review_id}/release")
-def release(request: Request, review_id: str, me: Admin, csrf: Annotated[str, Form()]) -> Response:
+def release(
+    request: Request, review_id: str, me: Admin, reviews: ReviewsDep, csrf: Annotated[str, Form()]
+) -> Response:
     _check_csrf(request, me, csrf)
-    _runtime(request).reviews.release(me.tenant, review_id, me.key_id)
+    reviews.release(me.tenant, review_id, me.key_id)
     return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
 
 
@@ -246,11 +266,12 @@ def assign(
     request: Request,
     review_id: str,
     me: Admin,
+    reviews: ReviewsDep,
     csrf: Annotated[str, Form()],
     reviewer: Annotated[str, Form(max_length=40)],
 ) -> Response:
     _check_csrf(request, me, csrf)
-    _runtime(request).reviews.assign(me.tenant, review_id, reviewer, me.key_id)
+    reviews.assign(me.tenant, review_id, reviewer, me.key_id)
     return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
 
 
@@ -259,6 +280,7 @@ async def decide(
     request: Request,
     review_id: str,
     me: Reviewer,
+    reviews: ReviewsDep,
     csrf: Annotated[str, Form()],
     action: Annotated[str, Form()],
     final_reply: Annotated[str | None, Form()] = None,
@@ -273,7 +295,7 @@ async def decide(
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "action"
         raise InvalidRequestError(f"{where}: {first['msg']}", param=where) from exc
-    await _runtime(request).reviews.decide(me.tenant, review_id, me.key_id, decision)
+    await reviews.decide(me.tenant, review_id, me.key_id, decision)
     return RedirectResponse(f"/ui/reviews/{review_id}", status_code=303)
 
 
