@@ -144,7 +144,9 @@ class KnowledgeSettings(BaseModel):
 class DeploymentSettings(BaseModel):
     """One place a model alias can be served from. Prices are per million tokens, in `currency`."""
 
-    provider: Literal["local", "openai", "anthropic"]
+    # "local" (the in-process model), "openai" (any OpenAI-compatible server), "anthropic", or a plugin's
+    # name from the `keel.chat_providers` entry points.
+    provider: str = Field(min_length=1, max_length=100)
     # The upstream's own model name (ignored by "local", which serves the `chat` model).
     model: str = ""
     base_url: str | None = None

@@ -10,6 +10,7 @@ from keel.config import BreakerSettings, DeploymentSettings, Settings
 from keel.errors import InvalidRequestError
 from keel.gateway.breaker import CircuitBreaker
 from keel.gateway.providers.base import ChatProvider
+from keel.gateway.providers.chat_registry import chat_factories
 
 # Weight of the newest sample in the moving average of latency.
 _LATENCY_SMOOTHING = 0.3
@@ -44,23 +45,14 @@ def build_remote_provider(name: str, settings: DeploymentSettings) -> ChatProvid
         raise InvalidRequestError(
             f"Deployment '{name}': environment variable {settings.api_key_env} is not set."
         )
-    if settings.provider == "openai":
-        from keel.gateway.providers.openai_compat import OpenAICompatibleProvider
-
-        return OpenAICompatibleProvider(
-            base_url=settings.base_url or "https://api.openai.com/v1",
-            model=settings.model,
-            api_key=api_key,
-            timeout_s=settings.timeout_s,
+    factories = chat_factories()
+    factory = factories.get(settings.provider)
+    if factory is None:
+        raise InvalidRequestError(
+            f"Deployment '{name}': unknown provider '{settings.provider}'; installed: "
+            f"{', '.join(['local', *sorted(factories)])}."
         )
-    from keel.gateway.providers.anthropic import AnthropicProvider
-
-    return AnthropicProvider(
-        base_url=settings.base_url or "https://api.anthropic.com",
-        model=settings.model,
-        api_key=api_key,
-        timeout_s=settings.timeout_s,
-    )
+    return factory(name, settings, api_key)
 
 
 def default_local_deployments(settings: Settings) -> dict[str, DeploymentSettings]:
