@@ -17,7 +17,7 @@ from keel.copilot.memory import ConversationMemory
 from keel.copilot.pipeline import Copilot
 from keel.copilot.prompt import SHIPPED_PROMPT
 from keel.copilot.tools.base import ToolBox
-from keel.copilot.tools.crm import crm_tools
+from keel.copilot.tools.registry import copilot_tools
 from keel.copilot.vectors import SentenceVectors
 from keel.errors import InvalidRequestError
 from keel.evals.monitoring import Monitoring, build_monitoring
@@ -262,7 +262,7 @@ class Runtime:
             gateway,
             retriever,
             IntentClassifier(embedding_model, settings.data_dir / "models", settings.copilot.intent_examples),
-            ToolBox(crm_tools(database), settings.redis_url or "memory://", tracer),
+            ToolBox(copilot_tools(database), settings.redis_url or "memory://", tracer),
             GroundingChecker(SentenceVectors(embedding_model)),
             ConversationMemory(database),
             reviews,
