@@ -24,10 +24,9 @@ from keel.gateway.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
-    ToolCallPart,
 )
 from keel.gateway.structured import generation_request
-from keel.gateway.tools import assemble, tool_call_parts
+from keel.gateway.tools import collected, tool_call_parts
 
 
 @dataclass(frozen=True)
@@ -160,19 +159,8 @@ async def prepend(first: StreamEvent, rest: AsyncIterator[StreamEvent]) -> Async
 
 async def collect(answer: Answer) -> Generation:
     """The non-streaming form of an answer."""
-    pieces: list[str] = []
-    parts: list[ToolCallPart] = []
-    end: StreamEnd | None = None
     async with contextlib.aclosing(answer):
-        async for event in answer:
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-            elif isinstance(event, ToolCallPart):
-                parts.append(event)
-            else:
-                end = event
-    assert end is not None, "an answer ends with StreamEnd"
-    return Generation("".join(pieces), end.finish_reason, end.usage, assemble(parts))
+        return await collected(answer)
 
 
 def no_usage() -> Usage:

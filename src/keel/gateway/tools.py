@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jsonschema
@@ -21,7 +21,14 @@ from keel.gateway.protocol import (
     ToolCall,
     ToolCallDelta,
 )
-from keel.gateway.providers.base import GenerationRequest, ToolCallPart
+from keel.gateway.providers.base import (
+    Generation,
+    GenerationRequest,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCallPart,
+)
 from keel.gateway.schema_check import check_response_schema
 from keel.guard.json_strings import json_strings, map_json_strings
 
@@ -101,6 +108,22 @@ def assemble(parts: list[ToolCallPart]) -> list[ToolCall]:
         )
         for _, call in sorted(calls.items())
     ]
+
+
+async def collected(events: AsyncIterator[StreamEvent]) -> Generation:
+    """A stream's events gathered into one generation: its text, its tool calls assembled, its end."""
+    pieces: list[str] = []
+    parts: list[ToolCallPart] = []
+    end: StreamEnd | None = None
+    async for event in events:
+        if isinstance(event, TextDelta):
+            pieces.append(event.text)
+        elif isinstance(event, ToolCallPart):
+            parts.append(event)
+        else:
+            end = event
+    assert end is not None, "a stream ends with StreamEnd"
+    return Generation("".join(pieces), end.finish_reason, end.usage, assemble(parts))
 
 
 def tool_call_parts(calls: list[ToolCall]) -> list[ToolCallPart]:

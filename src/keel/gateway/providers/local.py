@@ -41,7 +41,7 @@ from keel.gateway.providers.local_tools import (
 )
 from keel.gateway.providers.local_tools import grammar as tool_grammar
 from keel.gateway.providers.turns import ModelTurns
-from keel.gateway.tools import assemble
+from keel.gateway.tools import collected
 from keel.logs import get_logger
 
 log = get_logger(__name__)
@@ -156,18 +156,7 @@ class LocalChatProvider:
         return self._token_bytes
 
     async def complete(self, request: GenerationRequest) -> Generation:
-        pieces: list[str] = []
-        parts: list[ToolCallPart] = []
-        end: StreamEnd | None = None
-        async for event in self.stream(request):
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-            elif isinstance(event, ToolCallPart):
-                parts.append(event)
-            else:
-                end = event
-        assert end is not None, "a generation ends with StreamEnd"
-        return Generation("".join(pieces), end.finish_reason, end.usage, assemble(parts))
+        return await collected(self.stream(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         if self._llama is None:
