@@ -12,7 +12,7 @@ import pytest
 from keel.config import BreakerSettings, DeploymentSettings
 from keel.errors import InvalidRequestError
 from keel.gateway.deployments import build_deployments
-from keel.gateway.providers import chat_registry
+from keel.gateway.providers import chat_registry, plugins
 from keel.gateway.providers.anthropic import AnthropicProvider
 from keel.gateway.providers.openai_compat import OpenAICompatibleProvider
 
@@ -38,7 +38,7 @@ def installed_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
         return [entry] if group == chat_registry.ENTRY_POINT_GROUP else []
 
     # The installed distributions' metadata, as the registry reads it, now lists one plugin.
-    monkeypatch.setattr(chat_registry, "metadata", SimpleNamespace(entry_points=entry_points))
+    monkeypatch.setattr(plugins, "metadata", SimpleNamespace(entry_points=entry_points))
 
 
 def test_built_in_providers_are_found_by_name() -> None:

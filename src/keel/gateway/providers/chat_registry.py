@@ -7,10 +7,10 @@ returning a `ChatProvider`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 
 from keel.config import DeploymentSettings
 from keel.gateway.providers.base import ChatProvider
+from keel.gateway.providers.plugins import with_plugins
 
 ENTRY_POINT_GROUP = "keel.chat_providers"
 ChatFactory = Callable[[str, DeploymentSettings, str | None], ChatProvider]
@@ -39,7 +39,4 @@ def _anthropic(name: str, settings: DeploymentSettings, api_key: str | None) -> 
 
 
 def chat_factories() -> dict[str, ChatFactory]:
-    factories: dict[str, ChatFactory] = {"openai": _openai, "anthropic": _anthropic}
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        factories[entry_point.name] = entry_point.load()
-    return factories
+    return with_plugins(ENTRY_POINT_GROUP, {"openai": _openai, "anthropic": _anthropic})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Protocol
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy.typing as npt
 from keel.config import LocalEmbeddingSettings
 from keel.errors import InvalidRequestError
 from keel.gateway.providers.base import EmbeddingProvider
+from keel.gateway.providers.plugins import with_plugins
 
 ENTRY_POINT_GROUP = "keel.embedding_providers"
 # Called with the turn kind and the seconds a call waited for the model (metrics).
@@ -71,10 +71,7 @@ def _openai(settings: LocalEmbeddingSettings, on_wait: WaitObserver | None) -> E
 
 def embedding_factories() -> dict[str, EmbeddingFactory]:
     """The built-in backends, then every installed plugin's (a plugin wins a name it shares)."""
-    factories: dict[str, EmbeddingFactory] = {"local": _local, "openai": _openai}
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        factories[entry_point.name] = entry_point.load()
-    return factories
+    return with_plugins(ENTRY_POINT_GROUP, {"local": _local, "openai": _openai})
 
 
 def build_embedding_model(
