@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
+import itertools
 import json
 import os
 import shutil
@@ -55,6 +57,9 @@ import httpx
 from bench.harness import RESULTS, free_port, live_server, percentile, rss_mib, summary, write_results
 
 MODEL_ALIAS = "bench"
+BANKING77 = Path("../shared/data/intents/banking77_train.csv")
+# Customer messages the injection guard may refuse (its measured false-positive rate on banking77 is 0.2 %).
+MAX_REFUSED_SHARE = 0.02
 # Where `make bench` installs LiteLLM's proxy, apart from Keel's own dependencies.
 LITELLM_VENV = Path(__file__).resolve().parent.parent / ".bench-venv" / "litellm"
 # The targets of issue #18: added p50 as a share of LiteLLM's, the exact-hit p50, the throughput ratio.
@@ -220,16 +225,18 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         connection.close()
         return {"replies": replies, "statuses": statuses}
 
-    payload = json.dumps(spec["body"]).encode()
+    payloads = _payloads(spec["body"], spec.get("questions") or [], spec.get("start", 0))
     if mode == "latency":
         connection = Connection(host, port, path, headers)
         for _ in range(spec["warmup"]):
-            await connection.post(payload)
+            await connection.post(next(payloads))
         latencies: list[float] = []
         for _ in range(spec["count"]):
+            payload = next(payloads)
             started = time.perf_counter()
             reply = await connection.post(payload)
-            latencies.append((time.perf_counter() - started) * 1000)
+            if reply.status == 200:  # a refusal is quicker than an answer: not timed, only counted
+                latencies.append((time.perf_counter() - started) * 1000)
             note(reply)
         connection.close()
         return {"latencies_ms": latencies, "statuses": statuses}
@@ -246,7 +253,7 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         connection = Connection(host, port, path, headers)
         while (now := time.perf_counter()) < window_end:
             try:
-                reply = await connection.post(payload, timeout_s=30.0)
+                reply = await connection.post(next(payloads), timeout_s=30.0)
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 errors.append(type(exc).__name__)
                 await asyncio.sleep(0.01)
@@ -254,7 +261,8 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
             done = time.perf_counter()
             completed += 1
             if now >= window_start and done <= window_end:
-                latencies.append((done - now) * 1000)
+                if reply.status == 200:
+                    latencies.append((done - now) * 1000)
                 note(reply)
         connection.close()
 
@@ -266,6 +274,22 @@ async def _loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         "requests_per_s": len(latencies) / spec["duration_s"],
         "completed": completed,
     }
+
+
+def _payloads(body: dict[str, Any], questions: list[str], start: int) -> Iterator[bytes]:
+    """The request bodies to send, encoded before the clock starts: `body` as it is, or once per question
+    with the question as the user's message (or as the registry prompt's `question` variable)."""
+    if not questions:
+        return itertools.repeat(json.dumps(body).encode())
+    encoded = []
+    for question in questions[start % len(questions) :] + questions[: start % len(questions)]:
+        varied = json.loads(json.dumps(body))
+        if "prompt" in varied:
+            varied["prompt"]["variables"]["question"] = question
+        else:
+            varied["messages"][-1]["content"] = question
+        encoded.append(json.dumps(varied).encode())
+    return itertools.cycle(encoded)
 
 
 def _answer_text(body: bytes) -> str:
@@ -536,29 +560,66 @@ def check(target: Target) -> None:
 # -- the measurements ----------------------------------------------------------------------------------
 
 
+def user_messages_line(data: dict[str, Any]) -> str:
+    count = data.get("user_messages", 0)
+    if not count:
+        return f"Every request asks the same user message: {PROMPT[1]['content']!r}."
+    return (
+        f"Each request's user message is the next of {count:,} real customer messages (banking77's "
+        "training texts; the system message stays the same), on every path alike: the guards read a new "
+        "text each time. The exact-cache row repeats one request."
+        + "".join(
+            f" `{name}` refused {found['400']} of {sum(found.values())} of them (400, not timed)."
+            for name, found in data.get("latency_statuses", {}).items()
+            if found.get("400")
+        )
+    )
+
+
+def customer_questions() -> list[str]:
+    """The user messages the paths are timed with, one per request: real customer messages (banking77's
+    training texts), so that the guards read a different text each time, as they would in service. None
+    when the data set is not there (then every request asks PROMPT's question)."""
+    if not BANKING77.is_file():
+        return []
+    with BANKING77.open(encoding="utf-8", newline="") as rows:
+        return [row["text"].strip() for row in csv.DictReader(rows) if row["text"].strip()]
+
+
 def latency_rounds(
-    targets: list[Target], rounds: int, per_round: int, warmup: int
-) -> tuple[dict[str, list[float]], dict[str, float]]:
+    targets: list[Target], rounds: int, per_round: int, warmup: int, questions: list[str]
+) -> tuple[dict[str, list[float]], dict[str, float], dict[str, dict[str, int]]]:
     """1 request in flight; the rounds rotate through the paths so that drift hits all alike. Returns the
-    latencies and each proxy's CPU time per request (warm-ups included)."""
+    latencies of the answered requests, each proxy's CPU time per request (warm-ups included) and the
+    replies' statuses (a guard may refuse the odd customer message)."""
     measured: dict[str, list[float]] = {t.name: [] for t in targets}
     cpu_s: dict[str, float] = {t.name: 0.0 for t in targets if t.pid is not None}
     sent: dict[str, int] = {t.name: 0 for t in targets}
+    statuses: dict[str, dict[str, int]] = {t.name: {} for t in targets}
     for round_number in range(rounds):
         for target in targets:
-            spec = target.spec(mode="latency", warmup=warmup if round_number == 0 else 10, count=per_round)
+            spec = target.spec(
+                mode="latency",
+                warmup=warmup if round_number == 0 else 10,
+                count=per_round,
+                questions=questions,
+                start=sent[target.name],
+            )
             cpu_before = _cpu_seconds(target.pid) if target.pid is not None else 0.0
             result = run_loadgen(spec)
             if target.pid is not None:
                 cpu_s[target.name] += _cpu_seconds(target.pid) - cpu_before
             _require_ok(target.name, result["statuses"])
+            for status, count in result["statuses"].items():
+                statuses[target.name][status] = statuses[target.name].get(status, 0) + count
             measured[target.name] += result["latencies_ms"]
             sent[target.name] += spec["warmup"] + spec["count"]
-    return measured, {name: seconds * 1000 / sent[name] for name, seconds in cpu_s.items()}
+    cpu = {name: seconds * 1000 / sent[name] for name, seconds in cpu_s.items()}
+    return measured, cpu, statuses
 
 
 def throughput_rounds(
-    targets: list[Target], concurrency: int, seconds: float, rounds: int
+    targets: list[Target], concurrency: int, seconds: float, rounds: int, questions: list[str]
 ) -> dict[str, dict[str, Any]]:
     """`concurrency` in flight for `seconds` per path, split into rounds that rotate through the paths
     (1 s warm-up before each, 2 s before the first). Requests/s over the measured windows, latency under
@@ -577,6 +638,8 @@ def throughput_rounds(
                     concurrency=concurrency,
                     warmup_s=2.0 if round_number == 0 else 1.0,
                     duration_s=seconds / rounds,
+                    questions=questions,
+                    start=total["completed"],
                 )
             )
             if target.pid is not None:
@@ -604,7 +667,10 @@ def throughput_rounds(
 
 
 def _require_ok(name: str, statuses: dict[str, int]) -> None:
-    if set(statuses) != {"200"}:
+    """Every reply a 200, but for the odd customer message a guard refuses (a 400, timed out of the
+    figures and counted in the results' statuses)."""
+    total = sum(statuses.values())
+    if set(statuses) - {"200", "400"} or statuses.get("400", 0) > MAX_REFUSED_SHARE * total:
         raise RuntimeError(f"{name}: non-200 replies {statuses}")
 
 
@@ -825,8 +891,10 @@ def main() -> None:
         for target in targets:
             check(target)
 
-        raw, data["cpu_ms_per_request_1_in_flight"] = latency_rounds(
-            targets, args.rounds, args.per_round, args.warmup
+        questions = customer_questions()
+        data["user_messages"] = len(questions)
+        raw, data["cpu_ms_per_request_1_in_flight"], data["latency_statuses"] = latency_rounds(
+            targets, args.rounds, args.per_round, args.warmup, questions
         )
         data["latency_ms"] = {name: latency_stats(values) for name, values in raw.items()}
         # For scale: Keel answering from its exact cache (the first warm-up request fills it).
@@ -837,7 +905,9 @@ def main() -> None:
         )
         _require_ok("keel exact cache", cached["statuses"])
         data["keel_exact_hit_ms"] = latency_stats(cached["latencies_ms"])
-        data["throughput"] = throughput_rounds(targets, args.concurrency, args.seconds, args.rounds)
+        data["throughput"] = throughput_rounds(
+            targets, args.concurrency, args.seconds, args.rounds, questions
+        )
         data["rss_mib"] = {t.name: tree_rss_mib(t.pid) for t in targets if t.pid is not None}
         stack.close()
     direct = data["latency_ms"]["direct"]
@@ -971,6 +1041,8 @@ def report(data: dict[str, Any]) -> str:
         f"x {settings['per_round']} requests per path after {settings['warmup']} warm-up. Throughput: {settings['concurrency']} "
         f"in flight for {settings['seconds']:g} s per path, split into the same rounds (2 s warm-up before the first, 1 s before "
         f'the others). Keel bypasses its cache (`"cache": false`).',
+        "",
+        user_messages_line(data),
         "",
     ]
     if data.get("litellm_problem"):

@@ -338,6 +338,7 @@ class Runtime:
         }
 
     def close(self) -> None:
+        self.gateway.close()
         self.tracing.shutdown()
         self.queue.storage.close()
         self.database.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Literal
 
 from pydantic import (
@@ -15,6 +14,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from keel.ids import opaque_id
 
 
 class ContentPart(BaseModel):
@@ -247,7 +248,7 @@ class Choice(BaseModel):
 
 
 def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    return f"chatcmpl-{opaque_id()}"
 
 
 class ChatCompletion(BaseModel):

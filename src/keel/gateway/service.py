@@ -123,6 +123,10 @@ class Gateway:
         """Waits for the usage records still being written (a clean shutdown loses none)."""
         await self._stack.ledger.drain()
 
+    def close(self) -> None:
+        """Stores the usage records still queued and stops their writer (a command's clean exit)."""
+        self._stack.ledger.close()
+
     # -- embeddings ----------------------------------------------------------------------------------
 
     def embedding_model(self, alias: str) -> EmbeddingProvider:

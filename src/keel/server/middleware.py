@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel.ids import opaque_id
 from keel.logs import get_logger
 from keel.observe.metrics import KeelMetrics
 
@@ -25,7 +25,7 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = opaque_id()
         started = time.perf_counter()
         status = 500
         trace_id = ""

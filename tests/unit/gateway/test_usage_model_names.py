@@ -23,6 +23,7 @@ def test_an_unknown_model_name_is_not_kept_in_the_usage_rows(tmp_path: Path) -> 
         with pytest.raises(ModelNotFoundError):
             asyncio.run(gateway.chat(chat_request(model=name), CALLER))
     asyncio.run(gateway.chat(chat_request(), CALLER))
+    gateway.close()  # the usage rows are written by the ledger's thread: stored by now
     with Database(f"sqlite:///{tmp_path / 'gateway.db'}").session() as session:
         rows = list(session.scalars(select(UsageRecord).order_by(UsageRecord.created_at)))
     assert sorted((r.alias, r.outcome) for r in rows) == [

@@ -28,7 +28,6 @@ class Recorded:
         self._ledger = ledger
         self._aliases = aliases
         self._on_call = on_call
-        self._pending_writes: set[asyncio.Future[None]] = set()
 
     async def open(self, call: ChatCall) -> Answer:
         started = time.perf_counter()
@@ -57,13 +56,11 @@ class Recorded:
             record.alias = UNKNOWN_MODEL
         if self._on_call is not None:
             self._on_call(record)
-        # Handed to a worker thread at once and not awaited: off the request path, and still written when
-        # the event loop ends first (the loop's executor finishes its work); `drain()` waits for them.
-        write = asyncio.get_running_loop().run_in_executor(None, self._ledger.write_safely, record)
-        self._pending_writes.add(write)
-        write.add_done_callback(self._pending_writes.discard)
+        self._ledger.submit(record)  # stored by the ledger's writer thread, off the request path
 
     async def drain(self) -> None:
         """Waits for the usage records still being written (a clean shutdown loses none)."""
-        if self._pending_writes:
-            await asyncio.gather(*self._pending_writes, return_exceptions=True)
+        await asyncio.to_thread(self._ledger.flush)
+
+    def close(self) -> None:
+        self._ledger.close()
