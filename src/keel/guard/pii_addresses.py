@@ -101,7 +101,18 @@ def _extend(text: str, end: int) -> int:
     return end
 
 
+# What every pattern above needs somewhere: a number beside a space or comma, a box or unit word with its
+# number, or "corner of". One scan for it spares the eight patterns on text that has none (most log
+# values and messages); it finds exactly the texts that could match, so it changes no result.
+_MAY_HOLD_ADDRESS = re.compile(
+    r"\d[A-Za-z]?[ \t]|[ \t,]\d|(?i:box|postfach|apt|apartment|suite|ste|unit|flat)\.?[ \t]*#?[ \t]*\d"
+    r"|(?i:corner of)"
+)
+
+
 def _candidates(text: str) -> Iterator[tuple[int, int, float]]:
+    if _MAY_HOLD_ADDRESS.search(text) is None:
+        return
     for match in _NUMBER_FIRST.finditer(text):
         if _capitalised(match.group("name")):
             yield match.start(), match.end(), 0.85

@@ -161,3 +161,19 @@ def test_import_and_module_redact_load_no_model() -> None:
         "assert 'spacy' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Via Roma,8", "Via Roma,8"),  # the number after a comma, no space
+        ("Meet me at the corner of Pine Street and Elm", "Pine Street and Elm"),
+        ("Postfach12", "Postfach12"),
+        ("Apt#4", "Apt#4"),
+        ("Customer 4411: Baker Street", None),
+        ("order 22b8eb9e2a93458f99d1f99452aab924 shipped", None),
+    ],
+)
+def test_the_address_pre_check_skips_only_texts_no_pattern_matches(text: str, expected: str | None) -> None:
+    found = [s.text for s in PiiDetector(ner=False).detect(text) if s.type == "ADDRESS"]
+    assert found == ([expected] if expected else [])
