@@ -299,9 +299,9 @@ class Runtime:
                 settings, database, queue, tracer, gateway, copilot, retriever, embedding_model, reviews
             ),
             monitoring=monitoring,
-            feedback=FeedbackStore(database),
-            usage=UsageReports(database),
-            dashboard=Dashboard(database),
+            feedback=FeedbackStore(database, settle=gateway.settle_usage),
+            usage=UsageReports(database, settle=gateway.settle_usage),
+            dashboard=Dashboard(database, settle=gateway.settle_usage),
         )
 
     def prepare(self) -> None:

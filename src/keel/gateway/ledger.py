@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
@@ -75,22 +75,24 @@ class CallRecord:
 
 
 class UsageLedger:
-    """`write` stores a record now; `submit` hands it to one writer thread, which stores whatever has
-    queued meanwhile in one statement and one transaction. Under load that is one commit for many calls
-    instead of one each, and the request path pays a queue put instead of a thread hop (and the event
-    loop does not contend for the GIL with a writer per request)."""
+    """`write` stores a record now; `submit` leaves it for one writer thread, which stores whatever has
+    gathered since its last pass in one statement and one transaction. A call pays an append and an
+    event (no thread-pool hop, no future); a busy gateway commits once per pass, not once per call."""
 
-    # Records per statement at most; a backlog larger than this is written in several.
+    # Records per statement at most; a larger backlog is written in several.
     BATCH = 500
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._queue: queue.SimpleQueue[CallRecord | None] = queue.SimpleQueue()
+        self._pending: deque[CallRecord] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._writer: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        # Submitted and not yet stored (or given up on); `flush` waits for it to reach zero.
-        self._unsettled = 0
-        self._settled = threading.Condition()
+        # Passes of the writer begun and finished: `flush` waits for one that began after it was called.
+        self._passes = threading.Condition()
+        self._begun = 0
+        self._finished = 0
 
     def write(self, record: CallRecord) -> None:
         self.write_many([record])
@@ -103,56 +105,65 @@ class UsageLedger:
         self._write_safely([record])
 
     def submit(self, record: CallRecord) -> None:
-        """Stores the record on the writer thread; never blocks, never raises for a failed write."""
-        with self._settled:
-            self._unsettled += 1
-        self._ensure_writer()
-        self._queue.put(record)
+        """Stores the record on the writer thread, at once or after the pass in hand; never blocks, never
+        raises for a failed write (it is logged)."""
+        self._pending.append(record)  # thread-safe
+        if self._writer is None:
+            self._start_writer()
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Waits until every submitted record is stored (or its failure logged); False on a timeout."""
-        with self._settled:
-            return self._settled.wait_for(lambda: self._unsettled == 0, timeout)
+        """Waits until every record submitted before the call is stored (or its failure logged); False
+        on a timeout."""
+        with self._passes:
+            if self._writer is None:
+                return not self._pending
+            # Nothing pending: the pass in hand, if any, holds what came before. Else one begun after now.
+            goal = self._begun + 1 if self._pending else self._begun
+        self._wake.set()
+        with self._passes:
+            return self._passes.wait_for(lambda: self._finished >= goal, timeout)
 
     def close(self) -> None:
-        """Stores what is queued, then stops the writer thread."""
+        """Stores what is pending, then stops the writer thread."""
         with self._start_lock:
             writer, self._writer = self._writer, None
         if writer is not None:
-            self._queue.put(None)
+            self._stopping = True
+            self._wake.set()
             writer.join()
+            self._stopping = False
+        if self._pending:  # submitted while it stopped
+            self._store_pending()
 
-    def _ensure_writer(self) -> None:
-        if self._writer is not None:
-            return
+    def _start_writer(self) -> None:
         with self._start_lock:
             if self._writer is None:
                 # A daemon, so that a forgotten `close` never keeps a process alive; the server's
-                # shutdown flushes it first, so a clean stop loses no record.
+                # shutdown flushes first, so a clean stop loses no record.
                 self._writer = threading.Thread(target=self._run, name="keel-usage-ledger", daemon=True)
                 self._writer.start()
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            batch = [] if first is None else [first]
-            stop = first is None
-            while not stop and len(batch) < self.BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                else:
-                    batch.append(more)
-            if batch:
-                self._write_safely(batch)
-                with self._settled:
-                    self._unsettled -= len(batch)
-                    self._settled.notify_all()
-            if stop:
+            self._wake.wait()
+            self._wake.clear()  # before the pass: what is appended during it wakes the next one
+            stopping = self._stopping
+            with self._passes:
+                self._begun += 1
+            self._store_pending()
+            with self._passes:
+                self._finished += 1
+                self._passes.notify_all()
+            if stopping:
                 return
+
+    def _store_pending(self) -> None:
+        while self._pending:
+            batch: list[CallRecord] = []
+            while self._pending and len(batch) < self.BATCH:
+                batch.append(self._pending.popleft())
+            self._write_safely(batch)
 
     def _write_safely(self, records: list[CallRecord]) -> None:
         try:

@@ -123,6 +123,11 @@ class Gateway:
         """Waits for the usage records still being written (a clean shutdown loses none)."""
         await self._stack.ledger.drain()
 
+    def settle_usage(self) -> bool:
+        """Stores the usage records still pending (for a report read right after a call); False when
+        the writer did not finish within a few seconds."""
+        return self._stack.ledger.flush()
+
     def close(self) -> None:
         """Stores the usage records still queued and stops their writer (a command's clean exit)."""
         self._stack.ledger.close()

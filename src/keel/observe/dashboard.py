@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -213,10 +214,14 @@ def _http_status(attributes: dict[str, Any]) -> int | None:
 class Dashboard:
     """The dashboard's reads bound to the runtime's database, for the pages that show them."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, settle: Callable[[], object] | None = None) -> None:
         self._database = database
+        # Stores this process's pending usage records, so the overview counts the latest calls.
+        self._settle = settle
 
     def overview(self, tenant: str, days: int = 14) -> Overview:
+        if self._settle is not None:
+            self._settle()
         return overview(self._database, tenant, days)
 
     def traces(self, tenant: str, **filters: Any) -> list[TraceSummary]:

@@ -4,6 +4,7 @@ the trace, the reply and the prompt version it was given under."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -35,10 +36,14 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, settle: Callable[[], object] | None = None) -> None:
         self._database = database
+        # Stores this process's pending usage records: feedback right after an answer finds its call.
+        self._settle = settle
 
     def record(self, tenant: str, request: FeedbackRequest, source: str) -> Feedback:
+        if self._settle is not None:
+            self._settle()
         with self._database.session() as session:
             reply = session.scalar(
                 select(SupportReply).where(

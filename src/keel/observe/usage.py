@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -101,10 +102,13 @@ def usage_report(
 
 
 class UsageReports:
-    """The usage report as a service of the runtime, for the routes that serve it."""
+    """The usage report as a service of the runtime, for the routes that serve it. `settle` stores the
+    usage records this process still holds (the gateway's ledger writes them a moment after each call),
+    so a report read right after a call counts it."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, settle: Callable[[], object] | None = None) -> None:
         self._database = database
+        self._settle = settle
 
     def report(
         self,
@@ -113,6 +117,8 @@ class UsageReports:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> UsageReport:
+        if self._settle is not None:
+            self._settle()
         return usage_report(self._database, tenant, group_by, since, until)
 
 

@@ -174,6 +174,7 @@ def test_every_call_lands_in_the_ledger(tmp_path: Path) -> None:
     ask(gateway, ALICE, "one")
     with pytest.raises(UpstreamError):
         ask(gateway, ALICE, "two")
+    gateway.close()  # the ledger's writer thread has stored every row
     database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
     with database.session() as session:
         rows = list(session.scalars(select(UsageRecord).order_by(UsageRecord.created_at)))

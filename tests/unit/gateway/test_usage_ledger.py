@@ -1,4 +1,4 @@
-"""The usage ledger's writer thread: every submitted record stored, backlogs in one transaction each,
+"""The usage ledger's writer thread: every submitted record stored, what gathers in one transaction,
 a failed write settled (and logged), and `close` storing what is still queued."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_a_backlog_is_written_in_few_transactions(database: Database) -> None:
     release.set()
     assert ledger.flush(timeout=30)
     assert sum(batches) == 120
-    assert len(batches) <= 3  # the first record alone, then the backlog (at most BATCH per statement)
+    assert len(batches) <= 3  # what gathered by the first pass, then the rest (at most BATCH a statement)
     ledger.close()
 
 

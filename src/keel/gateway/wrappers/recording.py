@@ -62,5 +62,8 @@ class Recorded:
         """Waits for the usage records still being written (a clean shutdown loses none)."""
         await asyncio.to_thread(self._ledger.flush)
 
+    def flush(self) -> bool:
+        return self._ledger.flush(timeout=5.0)
+
     def close(self) -> None:
         self._ledger.close()

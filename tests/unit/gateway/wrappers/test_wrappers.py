@@ -185,11 +185,11 @@ def test_recorded_writes_one_row_with_the_outcome(tmp_path: Path) -> None:
     async def calls() -> None:
         recorded = Recorded(FakeModel(), UsageLedger(db), {"m"})
         await collect(await recorded.open(call_of()))
+        refused = Recorded(Checked(FakeModel(), dispatcher(tmp_path)), UsageLedger(db), {"m"})
         with pytest.raises(ModelNotFoundError):
-            await Recorded(Checked(FakeModel(), dispatcher(tmp_path)), UsageLedger(db), {"m"}).open(
-                call_of(model="nope")
-            )
+            await refused.open(call_of(model="nope"))
         await recorded.drain()
+        await refused.drain()
 
     run(calls())
     with db.session() as session:
