@@ -6,6 +6,7 @@ model's batches and turns), never by the clock."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,9 @@ class BatchLog:
     # Whether each batch (numbered from 1 in start order) saw its request cancelled; batches in the
     # bulk and the small lane run side by side, so they may finish in either order.
     cancelled: dict[int, bool] = field(default_factory=dict)
+    # The nice value of the thread each batch ran on, and whether it ran on the small lane's path.
+    nice: dict[int, int] = field(default_factory=dict)
+    traced: dict[int, bool] = field(default_factory=dict)
     on_batch: Callable[[int, threading.Event], None] | None = None
     _numbering: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,6 +59,8 @@ class BatchLog:
             with self._numbering:  # the two lanes' threads may start batches at once
                 self.requesters.append(current_requester())
                 number = len(self.requesters)
+            self.nice[number] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            self.traced[number] = traced
             if self.on_batch is not None and cancelled is not None:
                 self.on_batch(number, cancelled)
             self.cancelled[number] = cancelled is not None and cancelled.is_set()
@@ -156,6 +162,11 @@ def test_a_small_request_runs_beside_a_large_ones_batch(live: Server) -> None:
     large, _ = large_and_other(live, log, ["refund"])
     # B's call of one short text took the small lane while A's first batch held the bulk lane.
     assert log.requesters == ["tenant-a", "tenant-b", *["tenant-a"] * 15]
+    # A's batches ran at the bulk lane's nice value, so B's, computing beside one, had the CPU.
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    bulk_nice = live.runtime.settings.embedding.bulk_nice
+    assert log.traced[2] and not log.traced[1]
+    assert log.nice[2] == base and {log.nice[n] for n in log.nice if n != 2} == {max(base, bulk_nice)}
     # Batched and interleaved, A's vectors are still the ones its texts get alone, in its order.
     rows = np.array([item["embedding"] for item in large.json()["data"]], dtype=np.float32)
     alone = live.runtime.embedding_model.embed([LARGE[0], LARGE[37], LARGE[63]])
