@@ -56,8 +56,9 @@ class LocalChatSettings(BaseModel):
     # not queued behind a long one. Beyond this many, requests wait for a context.
     parallel: int = Field(2, ge=1, le=16)
     # Generations run on threads of this nice value (Linux), so a small embedding call computing at the
-    # same time gets most of the CPU (`gateway/providers/cpu_priority.py`); 0 leaves them at normal.
-    nice: int = Field(0, ge=0, le=19)
+    # same time gets ~90 % of the CPU instead of half (`gateway/providers/cpu_priority.py`). The cost: on
+    # a machine shared with other busy processes, generations get less of it; 0 leaves them at normal.
+    nice: int = Field(10, ge=0, le=19)
 
     def resolved_model_path(self) -> Path:
         return self.model_path or packaged_chat_model()

@@ -310,11 +310,13 @@ def test_a_generation_stops_between_tokens_when_its_client_goes_away(live: Serve
 def test_a_short_generation_runs_ahead_of_a_long_one(live: Server) -> None:
     chat = live.runtime.chat_model
     steps: list[str | None] = []
+    nice: set[int] = set()
     checkpoint = chat.steps.checkpoint
 
     def recording_checkpoint(turn: Any) -> None:
         checkpoint(turn)
         steps.append(current_requester())  # the turn is held again: the list is the order of steps
+        nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
     chat.steps.checkpoint = recording_checkpoint  # type: ignore[method-assign]
     try:
@@ -347,6 +349,9 @@ def test_a_short_generation_runs_ahead_of_a_long_one(live: Server) -> None:
     assert steps[first : last + 1] == ["tenant-b"] * (last - first + 1)
     assert last - first + 1 >= short.json()["usage"]["completion_tokens"]
     assert "tenant-a" in steps[:first] and "tenant-a" in steps[last + 1 :]
+    # Every step ran on a generation thread at `chat.nice`, below the request path's priority.
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert nice == {max(base, live.runtime.settings.chat.nice)}
 
 
 def test_shutdown_cancels_a_large_request_after_the_grace_period(tmp_path: Path) -> None:

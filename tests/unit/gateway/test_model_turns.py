@@ -290,3 +290,21 @@ def test_checkpoint_is_for_a_thread_turn() -> None:
         turn.release()
 
     asyncio.run(scenario())
+
+
+def test_a_requester_whose_last_work_ran_alone_is_not_placed_behind_a_later_newcomer() -> None:
+    clock, ran = Clock(), list[str]()
+    turns = ModelTurns(clock=clock)
+    with requested_by("B"), turns.acquire():
+        clock.now = 3.0  # B's earlier request, alone at the model
+    with requested_by("A"):
+        turn = turns.acquire()  # A's large request, at the idle model: a new busy period
+    clock.now = 3.7
+    waiting = queue_on_thread(turns, "B", ran)
+    try:
+        turn.checkpoint()  # B's small request has had less of this period: it runs at A's next checkpoint
+        waiting.join(timeout=5)
+        assert ran == ["B"] and turns.holders() == ["A"]
+    finally:
+        turn.release()
+        waiting.join(timeout=30)
