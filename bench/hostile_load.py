@@ -4,7 +4,7 @@ at most 2x idle. Also the time to a refusal for oversized input, the time from S
 largest embedding request runs, the injection guard's cost on long and adversarial texts, and A's
 largest requests alone on the server (what the sharing costs A itself).
 
-    .venv/bin/python -m bench.hostile_load [--rounds 24]
+    .venv/bin/python -m bench.hostile_load [--rounds 24] [--results NAME]
 
 A's largest requests, by the default limits (README, "API keys and roles"): embeddings of 2,048 inputs
 whose tokens add up to just under the 300,000 a request may have (each past the model's 256-token
@@ -505,9 +505,11 @@ def markdown(data: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=24)
+    # Another name keeps a comparison run (other KEEL_* settings) beside the shipped one.
+    parser.add_argument("--results", default="hostile_load", help="bench/results/<name>.md and .json")
     args = parser.parse_args()
     data = measure(args.rounds)
-    write_results("hostile_load", data, markdown(data))
+    write_results(args.results, data, markdown(data))
 
 
 if __name__ == "__main__":
