@@ -4,7 +4,7 @@ at most 2x idle. Also the time to a refusal for oversized input, the time from S
 largest embedding request runs, the injection guard's cost on long and adversarial texts, and A's
 largest requests alone on the server (what the sharing costs A itself).
 
-    .venv/bin/python -m bench.hostile_load [--rounds 8]
+    .venv/bin/python -m bench.hostile_load [--rounds 24] [--results NAME]
 
 A's largest requests, by the default limits (README, "API keys and roles"): embeddings of 2,048 inputs
 whose tokens add up to just under the 300,000 a request may have (each past the model's 256-token
@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench.harness import free_port, summary, write_results
-from keel.config import packaged_chat_model, packaged_embedding_model
+from keel.config import Settings, packaged_chat_model, packaged_embedding_model
 
 TARGET_RATIO = 2.0
 SMALL_CHAT = {
@@ -367,6 +367,12 @@ def ratio(loaded: dict[str, Any], idle: dict[str, Any], key: str, stat: str) -> 
 def measure(rounds: int) -> dict[str, Any]:
     run_started = time.perf_counter()
     data: dict[str, Any] = {"load_average_start": load(), "rounds": rounds}
+    settings = Settings()  # what `keel serve` runs with here (KEEL_* variables included)
+    data["settings"] = {
+        "embedding.bulk_nice": settings.embedding.bulk_nice,
+        "chat.nice": settings.chat.nice,
+        "chat.parallel": settings.chat.parallel,
+    }
     embedding_inputs = largest_embedding_inputs()
     chat_body = largest_chat()
     largest_embedding = {"model": "keel-embed", "input": embedding_inputs, "encoding_format": "base64"}
@@ -439,7 +445,10 @@ def markdown(data: dict[str, Any]) -> str:
         f"{largest['embedding_inputs']} inputs ({largest['embedding_chars']:,} characters, just under 300,000 "
         f"tokens), or a chat of {largest['chat_prompt_chars']:,} characters with max_tokens "
         f"{largest['chat_max_tokens']} (the 4,096-token window). Target: at most {TARGET_RATIO:.0f}x idle. The "
-        "ratios are taken against the faster of the two idle phases for each kind of request.",
+        "ratios are taken against the faster of the two idle phases for each kind of request. Server settings: "
+        + ", ".join(f"`{name}` {value}" for name, value in data["settings"].items())
+        + ". The machine is shared: each row names the load average it was taken under, and the ratios, "
+        "taken within one run, are the figures to compare.",
         "",
         "| B's latency | chat p50 ms | chat p95 ms | embedding p50 ms | embedding p95 ms | load average (1/5/15 min) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -495,10 +504,12 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=24)
+    # Another name keeps a comparison run (other KEEL_* settings) beside the shipped one.
+    parser.add_argument("--results", default="hostile_load", help="bench/results/<name>.md and .json")
     args = parser.parse_args()
     data = measure(args.rounds)
-    write_results("hostile_load", data, markdown(data))
+    write_results(args.results, data, markdown(data))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ class LocalChatSettings(BaseModel):
     # default model at 4,096 tokens); they take turns at the model token by token, so a short request is
     # not queued behind a long one. Beyond this many, requests wait for a context.
     parallel: int = Field(2, ge=1, le=16)
+    # Generations run on threads of this nice value (Linux), so a small embedding call computing at the
+    # same time gets ~90 % of the CPU instead of half (`gateway/providers/cpu_priority.py`). The cost: on
+    # a machine shared with other busy processes, generations get less of it; 0 leaves them at normal.
+    nice: int = Field(10, ge=0, le=19)
 
     def resolved_model_path(self) -> Path:
         return self.model_path or packaged_chat_model()
@@ -94,6 +98,9 @@ class LocalEmbeddingSettings(BaseModel):
     # a large request makes another large one wait (~0.1 s on two cores; small calls have a lane of their
     # own). 256-token texts go four to a batch.
     batch_tokens: int = Field(1024, ge=64)
+    # The bulk lane's batches run on a thread of this nice value (Linux), so a small call computing at
+    # the same time gets the CPU (`gateway/providers/cpu_priority.py`); 0 leaves it at normal priority.
+    bulk_nice: int = Field(19, ge=0, le=19)
 
     def resolved_model_path(self) -> Path:
         return self.model_path or packaged_embedding_model()

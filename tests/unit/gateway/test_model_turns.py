@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from keel.gateway.providers.turn_order import HEAD_START_S
-from keel.gateway.providers.turns import ModelTurns, requested_by
+from keel.gateway.providers.turns import ModelTurns, Turn, requested_by
 
 
 class Clock:
@@ -257,10 +257,22 @@ def test_a_held_turn_is_kept_at_checkpoints_until_a_waiting_requester_is_owed_th
 def test_a_requester_ahead_keeps_the_model_at_checkpoints_while_the_others_have_had_more() -> None:
     clock, ran = Clock(), list[str]()
     turns = ModelTurns(clock=clock)
-    with requested_by("A"), turns.acquire():
-        clock.now = 5.0  # A has had 5 s of model time
-    with requested_by("B"):
-        turn = turns.acquire()
+    with requested_by("A"):
+        first = turns.acquire()
+    taken: list[Turn] = []
+
+    def take_as_b() -> None:
+        with requested_by("B"):
+            taken.append(turns.acquire())
+
+    b = threading.Thread(target=take_as_b)
+    b.start()
+    while turns.waiting() != ["B"]:
+        threading.Event().wait(0.001)
+    clock.now = 5.0  # A has had 5 s of model time while B waited
+    first.release()
+    b.join(timeout=30)
+    turn = taken[0]
     waiting = queue_on_thread(turns, "A", ran)
     clock.now = 6.0
     turn.checkpoint()  # B has had 1 s: it keeps the model
@@ -278,3 +290,21 @@ def test_checkpoint_is_for_a_thread_turn() -> None:
         turn.release()
 
     asyncio.run(scenario())
+
+
+def test_a_requester_whose_last_work_ran_alone_is_not_placed_behind_a_later_newcomer() -> None:
+    clock, ran = Clock(), list[str]()
+    turns = ModelTurns(clock=clock)
+    with requested_by("B"), turns.acquire():
+        clock.now = 3.0  # B's earlier request, alone at the model
+    with requested_by("A"):
+        turn = turns.acquire()  # A's large request, at the idle model: a new busy period
+    clock.now = 3.7
+    waiting = queue_on_thread(turns, "B", ran)
+    try:
+        turn.checkpoint()  # B's small request has had less of this period: it runs at A's next checkpoint
+        waiting.join(timeout=5)
+        assert ran == ["B"] and turns.holders() == ["A"]
+    finally:
+        turn.release()
+        waiting.join(timeout=30)

@@ -49,3 +49,25 @@ def test_the_line_never_moves_back_and_forgotten_requesters_start_from_it() -> N
     assert order.used("D") == line - 1.0 and order.used("B") == line - 1.0
     with pytest.raises(ValueError):
         TurnOrder(head_start_s=-1)
+
+
+def test_a_busy_period_starts_afresh_when_the_model_was_idle() -> None:
+    """B had the model alone, then left it idle; A's large request arrives, then B's small one: both
+    arrive as newcomers to the period A started, and B, having had less of it, goes first."""
+    order = TurnOrder(head_start_s=2.0)
+    order.arrive("B", busy=set())
+    order.charge("B", 3.0, busy={"B"})  # B alone: the line follows B
+    order.arrive("A", busy=set())  # B is gone: the model is idle
+    order.charge("A", 0.7, busy={"A"})
+    order.arrive("B", busy={"A"})
+    assert order.used("A") - order.used("B") == pytest.approx(0.7)
+    assert order.first(["A", "B"]) == "B"
+
+
+def test_within_a_busy_period_a_returning_requester_keeps_its_record() -> None:
+    order = TurnOrder(head_start_s=2.0)
+    order.arrive("A", busy=set())
+    order.arrive("B", busy={"A"})
+    order.charge("B", 3.0, busy={"A", "B"})
+    order.arrive("B", busy={"A"})  # B paused while A still had work: no fresh head start
+    assert order.first(["A", "B"]) == "A"

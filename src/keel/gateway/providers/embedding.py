@@ -59,6 +59,7 @@ def _local(settings: LocalEmbeddingSettings, on_wait: WaitObserver | None) -> Em
         settings.resolved_model_path(),
         batch_size=settings.batch_size,
         batch_tokens=settings.batch_tokens,
+        bulk_nice=settings.bulk_nice,
         on_wait=on_wait,
     )
 

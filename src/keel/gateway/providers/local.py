@@ -31,6 +31,7 @@ from keel.gateway.providers.base import (
     TextDelta,
     ToolCallPart,
 )
+from keel.gateway.providers.cpu_priority import low_priority_workers
 from keel.gateway.providers.llama_steps import Prefilled, generate_in_steps
 from keel.gateway.providers.local_tools import (
     ToolPlan,
@@ -67,6 +68,7 @@ class LocalChatProvider:
         n_threads: int | None,
         default_max_tokens: int,
         parallel: int = 1,
+        nice: int = 0,
         on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.model_path = model_path
@@ -78,6 +80,8 @@ class LocalChatProvider:
         # turns for a step on the model (a prompt chunk or a token), which the contexts share.
         self.contexts = ModelTurns(parallel, on_wait=partial(on_wait, "generation") if on_wait else None)
         self.steps = ModelTurns(1, on_wait=partial(on_wait, "step") if on_wait else None)
+        # Generations run on threads of their own, at nice value `nice` (`cpu_priority.py`).
+        self._workers = low_priority_workers("keel-generation", nice, parallel)
         self._idle: list[Any] = []
         # Per context (by id): the prompt prefix it holds in whole aligned chunks (`llama_steps.py`).
         self._prefilled: dict[int, Prefilled] = {}
@@ -180,7 +184,7 @@ class LocalChatProvider:
             finally:
                 publish(None)
 
-        worker = asyncio.ensure_future(self.contexts.run(produce, cancelled))
+        worker = asyncio.ensure_future(self.contexts.run(produce, cancelled, executor=self._workers))
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):

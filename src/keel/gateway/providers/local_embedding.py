@@ -7,12 +7,15 @@ traced encoder, and every other call the bulk lane, on sentence-transformers; so
 waits for a large call's batch, only, at most, for another small one. Within a lane, batches from
 different requesters take turns (`turns.py`): a call of many texts runs as batches of at most
 `batch_size` texts and about `batch_tokens` tokens, each a turn of its own. Each lane keeps its own
-model object and tokenizer, so no object is used by two threads at once. Encoding runs on worker threads.
+model object and tokenizer, so no object is used by two threads at once. Encoding runs on worker threads:
+the small lane's on the event loop's (or the caller's), the bulk lane's on one thread of its own at nice
+value `bulk_nice` (`cpu_priority.py`), so a small call computing beside a bulk batch gets the cores.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import threading
@@ -25,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from keel.errors import ServiceUnavailableError
+from keel.gateway.providers.cpu_priority import low_priority_workers
 from keel.gateway.providers.embedding import Embedded
 from keel.gateway.providers.traced_encoder import TracedMeanPoolEncoder
 from keel.gateway.providers.turns import ModelTurns
@@ -35,6 +39,8 @@ log = get_logger(__name__)
 # small lane; its batches stay short (~20 ms on two cores), so another small call waits little for one.
 SMALL_CALL_TEXTS = 8
 SMALL_CALL_TOKENS = 512
+# The bulk lane's nice value: beside a small call it yields the CPU almost entirely, alone it has it all.
+BULK_NICE = 19
 
 
 class LocalEmbeddingProvider:
@@ -44,6 +50,7 @@ class LocalEmbeddingProvider:
         *,
         batch_size: int,
         batch_tokens: int = 1024,
+        bulk_nice: int = BULK_NICE,
         on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.model_path = model_path
@@ -51,6 +58,7 @@ class LocalEmbeddingProvider:
         self.batch_tokens = batch_tokens
         self.turns = ModelTurns(on_wait=partial(on_wait, "batch") if on_wait else None)
         self.small_turns = ModelTurns(on_wait=partial(on_wait, "small_batch") if on_wait else None)
+        self._bulk_worker = low_priority_workers("keel-embed-bulk", bulk_nice)
         self._model: Any = None
         self._traced: TracedMeanPoolEncoder | None = None
         self._load_lock = threading.Lock()
@@ -101,7 +109,11 @@ class LocalEmbeddingProvider:
         rows = []
         for batch in batches:
             with lane.acquire():
-                rows.append(self._encode(batch, traced))
+                if traced:
+                    rows.append(self._encode(batch, traced))
+                else:
+                    work = partial(contextvars.copy_context().run, self._encode, batch, traced)
+                    rows.append(self._bulk_worker.submit(work).result())
         return self._in_order(rows, order)
 
     async def aembed(self, texts: list[str]) -> npt.NDArray[np.float32]:
@@ -112,8 +124,9 @@ class LocalEmbeddingProvider:
         traced, order, batches = self._batches(texts)
         lane = self.small_turns if traced else self.turns
         rows = []
+        executor = None if traced else self._bulk_worker
         for batch in batches:
-            rows.append(await lane.run(partial(self._encode, batch, traced)))
+            rows.append(await lane.run(partial(self._encode, batch, traced), executor=executor))
         return self._in_order(rows, order)
 
     def _batches(self, texts: list[str]) -> tuple[bool, list[int], list[list[str]]]:

@@ -7,6 +7,11 @@ that already. So a newcomer's small request runs ahead of a large request in pro
 `head_start_s` of model time, and then they alternate: requesters that keep the model busy share it
 equally, none is starved, and a burst of newcomers delays a request in progress by what they use. It is
 the rule of Linux's CFS for a task that wakes up.
+
+Model time counts over a busy period only: a requester that arrives at an idle model (nobody holding or
+waiting) starts a new one, and every earlier record is dropped. Nobody waited meanwhile, so nobody is owed
+anything; a record kept from a period in which its requester had the model to itself would otherwise
+place it at the line, behind a large request that arrived after it with a fresh head start.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class TurnOrder:
 
     def arrive(self, requester: str, busy: Collection[str]) -> None:
         """`requester` starts waiting, and was not among the `busy` requesters (holding or waiting)."""
+        if not busy:
+            self._used.clear()  # a new busy period
         self._advance(busy)
         placed = self._line - self.head_start_s
         self._used[requester] = max(self._used.get(requester, placed), placed)

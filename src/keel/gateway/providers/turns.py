@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -144,11 +145,16 @@ class ModelTurns:
             raise
         return turn
 
-    async def run(self, work: Callable[[threading.Event], T], cancelled: threading.Event | None = None) -> T:
-        """Waits for a turn, then runs `work(cancelled)` in a worker thread during it; the current span
-        hears how long the turn waited. When the awaiting task is cancelled, `cancelled` is set: work
-        not yet started never starts, and work that checks the flag (between tokens) stops early; the
-        model goes on to the next turn when the work returns."""
+    async def run(
+        self,
+        work: Callable[[threading.Event], T],
+        cancelled: threading.Event | None = None,
+        executor: Executor | None = None,
+    ) -> T:
+        """Waits for a turn, then runs `work(cancelled)` in a worker thread during it (of `executor`, else
+        the event loop's default); the current span hears how long the turn waited. When the awaiting
+        task is cancelled, `cancelled` is set: work not yet started never starts, and work that checks
+        the flag (between tokens) stops early; the model goes on to the next turn when the work returns."""
         turn = await self.aacquire()
         add_queue_time(turn.waited_s)
         stop = cancelled or threading.Event()
@@ -161,7 +167,7 @@ class ModelTurns:
 
         context = contextvars.copy_context()
         try:
-            running = asyncio.get_running_loop().run_in_executor(None, context.run, in_turn)
+            running = asyncio.get_running_loop().run_in_executor(executor, context.run, in_turn)
         except BaseException:
             turn.release()
             raise
