@@ -149,6 +149,7 @@ class Runtime:
             n_threads=settings.chat.n_threads,
             default_max_tokens=settings.chat.default_max_tokens,
             parallel=settings.chat.parallel,
+            prefix_cache_mb=settings.chat.prefix_cache_mb,
             on_wait=metrics.queue_observer(settings.chat.alias),
         )
         embedding_model = build_embedding_model(
