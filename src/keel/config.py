@@ -284,8 +284,9 @@ class CopilotSettings(BaseModel):
     # When the model writes a draft of the reply from the passages' best sentences: "always" (the draft is
     # the reply where the grounding check supports all of it, else the composed answer stands),
     # "when_unsure" (only for what goes to a person), or "never". The embedded SmolLM2-135M's drafts were
-    # supported in 1 of 35 MTRAG questions and took 10-25 s each (bench/results/copilot_mtrag.md): set
-    # "always" with a larger model.
+    # supported in 1 of 35 MTRAG questions and took 10-25 s each (bench/results/copilot_mtrag.md); with
+    # Qwen2.5-Coder-1.5B ("always", 60 s timeout) 2 of 19 drafts became the reply and no more replies were
+    # judged correct (bench/results/copilot_mtrag_large.md). "always" is for a model that does better.
     model_drafts: Literal["when_unsure", "always", "never"] = "never"
     # A draft not written by then is given up (the model stops) and the reply goes on without it: a reply
     # takes seconds, not tens of seconds, on a busy machine.
