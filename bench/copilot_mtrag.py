@@ -1,7 +1,8 @@
 """The support copilot on MTRAG (IBM MTRAG-UN, `govt` collection): multi-turn questions about government
 services, answered through Keel's own `Copilot.reply` pipeline over a knowledge base of the tasks' passages.
 
-    .venv/bin/python -m bench.copilot_mtrag [--limit N] [--model-path PATH.gguf] [--replay]
+    .venv/bin/python -m bench.copilot_mtrag [--unseen] [--limit N] [--model-path PATH.gguf] [--replay]
+        [--model-drafts MODES] [--large-drafts MODE] [--large-draft-timeout S] [--name RESULTS]
         [--data ../shared/data/support_qa/mtrag_govt_dev.jsonl]
 
 Every task's reference passages (deduplicated by text, 435 for the 157 tasks) are ingested as plain-text
@@ -32,8 +33,10 @@ Measured, for the last turn only:
   it drops top sources (or a retrieved reference passage) before the prompt;
 - latency of the last-turn reply (p50/p95).
 
-`--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`).
-Without it only the embedded SmolLM2-135M is measured. `--limit N` takes the first N tasks.
+`--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`),
+with its own `model_drafts` and `draft_timeout_s` when `--large-drafts` / `--large-draft-timeout` are
+given. Without it only the embedded SmolLM2-135M is measured. `--unseen` keeps the second half of the
+tasks (never used for tuning); `--limit N` then takes the first N of them.
 """
 
 from __future__ import annotations
