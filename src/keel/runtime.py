@@ -150,6 +150,7 @@ class Runtime:
             default_max_tokens=settings.chat.default_max_tokens,
             parallel=settings.chat.parallel,
             nice=settings.chat.nice,
+            prefix_cache_mb=settings.chat.prefix_cache_mb,
             on_wait=metrics.queue_observer(settings.chat.alias),
         )
         embedding_model = build_embedding_model(

@@ -19,9 +19,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.gateway.providers.turns import ModelTurns
+
+if TYPE_CHECKING:
+    from keel.gateway.providers.llama_prefixes import PrefixStates
 
 # About as long as one generated token on a small model on two cores: a prompt's chunk delays a waiting
 # generation by about one token's time. Larger chunks read a prompt a little faster when nobody waits.
@@ -58,20 +61,26 @@ def generate_in_steps(
     steps: ModelTurns,
     cancelled: threading.Event,
     prefilled: Prefilled | None = None,
+    prefixes: PrefixStates | None = None,
 ) -> Iterator[dict[str, Any]]:
     """llama-cpp-python's streamed completion chunks for the prompt, each produced during one step.
 
     All but the last prompt token are evaluated here, in chunks (the context keeps the prefix it shares
     with its previous prompt); llama-cpp-python finds them in the context and evaluates only the last,
-    then samples. Each `next()` on its stream evaluates one token and samples the next."""
+    then samples. Each `next()` on its stream evaluates one token and samples the next. With `prefixes`,
+    a context that holds less of the prompt than a kept state loads that state (`llama_prefixes.py`), and
+    the prompt's whole chunks are kept for later prompts."""
     state = prefilled if prefilled is not None else Prefilled()
     held = llama.input_ids[: llama.n_tokens]
     position = reusable_prefix(held, state.tokens, prompt_tokens[:-1])
-    llama.n_tokens = position  # what follows is dropped from the context by the next evaluation
-    state.tokens = position
     # One turn across the steps, handed on at a checkpoint before each step when someone waiting is owed
     # the model (`turns.py`); the caller's consumption of a yielded chunk must not block.
     with steps.acquire() as turn:
+        if prefixes is not None:
+            position = prefixes.load(llama, prompt_tokens[:-1], position)
+        llama.n_tokens = position  # what follows is dropped from the context by the next evaluation
+        state.tokens = position
+        loaded = position
         for start in range(position, len(prompt_tokens) - 1, PREFILL_CHUNK):
             end = min(start + PREFILL_CHUNK, len(prompt_tokens) - 1)
             if start > position:
@@ -81,6 +90,8 @@ def generate_in_steps(
             llama.eval(prompt_tokens[start:end])
             if end - start == PREFILL_CHUNK:
                 state.tokens = end  # a partial last chunk is evaluated again by a longer prompt
+        if prefixes is not None and state.tokens > loaded:
+            prefixes.save(llama, prompt_tokens[: state.tokens])
         chunks = llama.create_completion(prompt=prompt_tokens, stream=True, **options)
         try:
             while True:

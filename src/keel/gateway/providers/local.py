@@ -32,6 +32,7 @@ from keel.gateway.providers.base import (
     ToolCallPart,
 )
 from keel.gateway.providers.cpu_priority import low_priority_workers
+from keel.gateway.providers.llama_prefixes import PrefixStates
 from keel.gateway.providers.llama_steps import Prefilled, generate_in_steps
 from keel.gateway.providers.local_tools import (
     ToolPlan,
@@ -69,6 +70,7 @@ class LocalChatProvider:
         default_max_tokens: int,
         parallel: int = 1,
         nice: int = 0,
+        prefix_cache_mb: int = 0,
         on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.model_path = model_path
@@ -85,6 +87,8 @@ class LocalChatProvider:
         self._idle: list[Any] = []
         # Per context (by id): the prompt prefix it holds in whole aligned chunks (`llama_steps.py`).
         self._prefilled: dict[int, Prefilled] = {}
+        # Prompt prefixes' states, shared by the contexts, for a context that last ran another prompt.
+        self.prefixes = PrefixStates(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
         self._idle_lock = threading.Lock()
         self._llama: Any = None
         self._formatter: Any = None
@@ -243,7 +247,10 @@ class LocalChatProvider:
         finish: str | None = None
         try:
             prefilled = self._prefilled.setdefault(id(llama), Prefilled())
-            for chunk in generate_in_steps(llama, prompt_tokens, options, self.steps, cancelled, prefilled):
+            chunks = generate_in_steps(
+                llama, prompt_tokens, options, self.steps, cancelled, prefilled, self.prefixes
+            )
+            for chunk in chunks:
                 choice = chunk["choices"][0]
                 if choice["text"]:
                     pieces.append(choice["text"])
