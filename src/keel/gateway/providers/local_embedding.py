@@ -123,8 +123,7 @@ class LocalEmbeddingProvider:
 
         A batch is bounded by the tokens it is run on, padding included: every text in it is padded to
         its first (longest) text. So a passage's one long sentence is not run with thirty short ones
-        padded to its length (which cost up to five times the tokens read), while texts of one length
-        still share a batch."""
+        padded to its length, while texts of one length still share a batch."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         window = int(self._model.max_seq_length)
         batches: list[list[str]] = []
