@@ -403,7 +403,11 @@ def test_a_batch_is_bounded_in_tokens_as_well_as_texts(live: Server) -> None:
     try:
         # Texts past the model's 256-token window cost the window: four to a batch; short ones, 32.
         _, _, batches = provider._batches(["word " * 800] * 10 + ["refund"] * 40)
+        # One long sentence among short ones (a passage): it is not run with 31 texts padded to it.
+        _, _, passage = provider._batches(["word " * 800] + ["refund policy"] * 31)
     finally:
         provider.batch_size = BATCH
-    # Longest first: 4 + 4 long ones, the last 2 with 30 short ones (32 texts), then the other 10.
-    assert [len(batch) for batch in batches] == [4, 4, 32, 10]
+    # Longest first, the padding counted: 4 + 4 long ones; the last 2 with 2 short ones, padded to the
+    # window; then 32 short ones and the other 6.
+    assert [len(batch) for batch in batches] == [4, 4, 4, 32, 6]
+    assert [len(batch) for batch in passage] == [4, 28]

@@ -118,6 +118,14 @@ def _candidates(plan: _Plan, vectors: npt.NDArray[np.float64], *, passage: bool)
     return candidate_rows(vectors, plan.pieces, plan.scored, plan.windows, include_windows=not passage)
 
 
+def _unique_pieces(plans: list[_Plan]) -> tuple[list[str], npt.NDArray[np.intp]]:
+    """The distinct pieces of the plans, each embedded once (a mail's repeated lines and signatures, the
+    same chunk twice in one retrieval), and where each piece's vector is among them, in plan order."""
+    index: dict[str, int] = {}
+    where = [index.setdefault(piece, len(index)) for plan in plans for piece in plan.pieces]
+    return list(index), np.asarray(where, dtype=np.intp)
+
+
 class InjectionDetector:
     """`embedder` None: rules only. `cache_dir` None: a fallback classifier is fitted in memory at each
     start. `extra_examples` adds a labeled JSON-lines file to the shipped examples and fits on them
@@ -333,7 +341,8 @@ class InjectionDetector:
         hits = [self._passage_rules(text) for text in texts]
         if self._embedder is None:
             return [passage_verdict(t, h, p, None) for t, h, p in zip(texts, hits, plans, strict=True)]
-        vectors = self._embedder.embed([piece for plan in plans for piece in plan.pieces])
+        unique, where = _unique_pieces(plans)
+        vectors = self._embedder.embed(unique)[where]
         return self._passage_verdicts(texts, hits, plans, vectors)
 
     async def _ajudge_passages(self, texts: list[str]) -> list[PassageVerdict]:
@@ -342,7 +351,8 @@ class InjectionDetector:
         )
         if self._embedder is None:
             return [passage_verdict(t, h, p, None) for t, h, p in zip(texts, hits, plans, strict=True)]
-        vectors = await self._embedder.aembed([piece for plan in plans for piece in plan.pieces])
+        unique, where = _unique_pieces(plans)
+        vectors = (await self._embedder.aembed(unique))[where]
         return self._passage_verdicts(texts, hits, plans, vectors)
 
     def _passage_rules(self, text: str) -> list[tuple[str, int, int]]:

@@ -6,10 +6,11 @@ few short texts (queries, request-path checks, a client's small request) take th
 traced encoder, and every other call the bulk lane, on sentence-transformers; so a small call never
 waits for a large call's batch, only, at most, for another small one. Within a lane, batches from
 different requesters take turns (`turns.py`): a call of many texts runs as batches of at most
-`batch_size` texts and about `batch_tokens` tokens, each a turn of its own. Each lane keeps its own
-model object and tokenizer, so no object is used by two threads at once. Encoding runs on worker threads:
-the small lane's on the event loop's (or the caller's), the bulk lane's on one thread of its own at nice
-value `bulk_nice` (`cpu_priority.py`), so a small call computing beside a bulk batch gets the cores.
+`batch_size` texts and about `batch_tokens` tokens (padding included), each a turn of its own. Each
+lane keeps its own model object and tokenizer, so no object is used by two threads at once. Encoding
+runs on worker threads: the small lane's on the event loop's (or the caller's), the bulk lane's on one
+thread of its own at nice value `bulk_nice` (`cpu_priority.py`), so a small call computing beside a bulk
+batch gets the cores.
 """
 
 from __future__ import annotations
@@ -131,19 +132,23 @@ class LocalEmbeddingProvider:
 
     def _batches(self, texts: list[str]) -> tuple[bool, list[int], list[list[str]]]:
         """Whether the call is small (the small lane and the traced path serve it), the texts' order
-        (longest first, so a batch pads little), and the batches in that order."""
+        (longest first, so a batch pads little), and the batches in that order.
+
+        A batch is bounded by the tokens it is run on, padding included: every text in it is padded to
+        its first (longest) text. So a passage's one long sentence is not run with thirty short ones
+        padded to its length, while texts of one length still share a batch."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         window = int(self._model.max_seq_length)
         batches: list[list[str]] = []
-        tokens = total = 0
+        longest = total = 0
         for i in order:
             # About four characters a token, and the model reads no more than its window of a text.
             cost = min(window, len(texts[i]) // 4 + 2)
-            if not batches or len(batches[-1]) == self.batch_size or tokens + cost > self.batch_tokens:
+            full = len(batches[-1]) == self.batch_size if batches else True
+            if full or (len(batches[-1]) + 1) * longest > self.batch_tokens:
                 batches.append([])
-                tokens = 0
+                longest = cost
             batches[-1].append(texts[i])
-            tokens += cost
             total += cost
         small = len(texts) <= SMALL_CALL_TEXTS and total <= SMALL_CALL_TOKENS
         return self._traced is not None and small, order, batches
