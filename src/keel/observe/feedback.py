@@ -4,6 +4,8 @@ the trace, the reply and the prompt version it was given under."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -34,11 +36,42 @@ class FeedbackRequest(BaseModel):
         return (int(self.score) - 1) / 4
 
 
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """Stored feedback as the store reports it: a copy of its row."""
+
+    id: str
+    tenant: str
+    trace_id: str
+    reply_id: str | None
+    source: str
+    score: float
+    comment: str | None
+    correction: str | None
+    prompt_version: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Feedback) -> FeedbackRecord:
+        return cls(
+            row.id,
+            row.tenant,
+            row.trace_id,
+            row.reply_id,
+            row.source,
+            row.score,
+            row.comment,
+            row.correction,
+            row.prompt_version,
+            row.created_at,
+        )
+
+
 class FeedbackStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def record(self, tenant: str, request: FeedbackRequest, source: str) -> Feedback:
+    def record(self, tenant: str, request: FeedbackRequest, source: str) -> FeedbackRecord:
         with self._database.session() as session:
             reply = session.scalar(
                 select(SupportReply).where(
@@ -74,7 +107,7 @@ class FeedbackStore:
             )
             session.add(feedback)
             session.flush()
-            return feedback
+            return FeedbackRecord.of(feedback)
 
     @staticmethod
     def _traced(session: Session, tenant: str, trace_id: str) -> bool:
