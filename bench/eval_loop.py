@@ -44,11 +44,10 @@ from bench.harness import RESULTS, write_results
 from keel.config import ChunkingSettings, KnowledgeSettings, Settings
 from keel.evals.formats import parse
 from keel.evals.gate import gate, parse_allowance
-from keel.evals.run_types import RunRequest
+from keel.evals.run_types import RunRecord, RunRequest
 from keel.evals.service import compare_runs
 from keel.runtime import Runtime
 from keel.server.ui.eval_reports import run_report
-from keel.store.eval_models import EvalRun
 from keel.store.models import Document
 
 GATE = ["ndcg@10=0.02", "recall@10=0.02", "mrr=0.02"]
@@ -89,7 +88,7 @@ def documents(runtime: Runtime, tenant: str) -> int:
         )
 
 
-def execute(runtime: Runtime, tenant: str, request: RunRequest) -> tuple[EvalRun, float]:
+def execute(runtime: Runtime, tenant: str, request: RunRequest) -> tuple[RunRecord, float]:
     runs = runtime.evals.runs
     run = runs.create(tenant, request, enqueue=False)
     started = time.perf_counter()

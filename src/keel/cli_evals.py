@@ -166,7 +166,7 @@ def run(
 ) -> None:
     """Run a target over a dataset here, with a progress bar; the last line printed is the run id."""
     from keel.evals.run_config import parse_overrides
-    from keel.evals.run_types import EvalRun, RunRequest
+    from keel.evals.run_types import RunRecord, RunRequest
 
     if not resume and not dataset:
         raise typer.BadParameter("name a dataset, or --resume a run")
@@ -198,7 +198,7 @@ def run(
             ) as bar:
                 task = bar.add_task(created.id, total=created.total, completed=created.done + created.failed)
 
-                def progress(state: EvalRun) -> None:
+                def progress(state: RunRecord) -> None:
                     bar.update(task, completed=state.done + state.failed)
 
                 runs.execute(created.id, on_progress=progress)

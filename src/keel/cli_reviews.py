@@ -11,7 +11,7 @@ from rich.table import Table
 from keel.cli_common import CLI_ACTOR, command_settings, fail, migrated_database, out
 from keel.errors import KeelError
 from keel.governance.audit import AuditLog
-from keel.review.queue import ReviewItem, ReviewQueue
+from keel.review.queue import Review, ReviewQueue
 from keel.review.webhooks import WebhookSender
 
 Tenant = Annotated[str, typer.Option(help="Tenant the review item belongs to.")]
@@ -26,7 +26,7 @@ def _queue() -> ReviewQueue:
     )
 
 
-def _run(change: Callable[[ReviewQueue], ReviewItem]) -> ReviewItem:
+def _run(change: Callable[[ReviewQueue], Review]) -> Review:
     try:
         return change(_queue())
     except KeelError as exc:

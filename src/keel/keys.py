@@ -43,11 +43,38 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class KeyRecord:
+    """An API key as the store reports it: a copy of its row without the hash."""
+
+    id: str
+    prefix: str
+    tenant: str
+    role: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiKey) -> KeyRecord:
+        return cls(
+            row.id,
+            row.prefix,
+            row.tenant,
+            row.role,
+            row.name,
+            row.created_at,
+            row.revoked_at,
+            row.last_used_at,
+        )
+
+
+@dataclass(frozen=True)
 class IssuedKey:
     """A freshly created key; `secret` exists only here and is never stored."""
 
     secret: str
-    record: ApiKey
+    record: KeyRecord
 
 
 def hash_key(secret: str) -> str:
@@ -96,19 +123,21 @@ class KeyStore:
         )
         with self._database.session() as session:
             session.add(record)
-        self._audit.append(record.tenant, actor, "key.create", record.id, {"role": record.role})
-        return IssuedKey(secret=secret, record=record)
+            session.flush()
+            created = KeyRecord.of(record)
+        self._audit.append(created.tenant, actor, "key.create", created.id, {"role": created.role})
+        return IssuedKey(secret=secret, record=created)
 
-    def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[ApiKey]:
+    def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[KeyRecord]:
         query = select(ApiKey).order_by(ApiKey.created_at)
         if tenant is not None:
             query = query.where(ApiKey.tenant == tenant)
         if not include_revoked:
             query = query.where(ApiKey.revoked_at.is_(None))
         with self._database.reading() as session:
-            return list(session.scalars(query))
+            return [KeyRecord.of(row) for row in session.scalars(query)]
 
-    def revoke(self, key_id_or_prefix: str, *, actor: str = "system") -> ApiKey:
+    def revoke(self, key_id_or_prefix: str, *, actor: str = "system") -> KeyRecord:
         with self._database.session() as session:
             matches = list(
                 session.scalars(
@@ -121,13 +150,14 @@ class KeyStore:
                 raise NotFoundError(f"No API key with id or prefix '{key_id_or_prefix}'.")
             if len(matches) > 1:
                 raise InvalidRequestError("That prefix matches several keys; revoke by id.")
-            record = matches[0]
-            if record.revoked_at is None:
-                record.revoked_at = datetime.now(UTC)
+            row = matches[0]
+            if row.revoked_at is None:
+                row.revoked_at = datetime.now(UTC)
+            revoked = KeyRecord.of(row)
         with self._lock:
             self._verified.clear()
-        self._audit.append(record.tenant, actor, "key.revoke", record.id)
-        return record
+        self._audit.append(revoked.tenant, actor, "key.revoke", revoked.id)
+        return revoked
 
     def principal(self, key_id: str) -> Principal | None:
         """The caller behind a key id (a dashboard session), or None once the key is revoked."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -79,6 +80,42 @@ class DriftReport(BaseModel):
 
 def rule(settings: DriftMonitorSettings) -> AlertRule:
     return AlertRule(settings.min_samples, settings.p_value, settings.min_effect)
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    """The recorded verdict of one monitor for one tenant, as `DriftWatch.states` reports it: a copy of
+    its row."""
+
+    tenant: str
+    monitor: str
+    verdict: str
+    test: str
+    statistic: float
+    p_value: float
+    effect: float
+    baseline_n: int
+    recent_n: int
+    detail: dict[str, Any]
+    checked_at: datetime
+    since: datetime
+
+    @classmethod
+    def of(cls, row: DriftState) -> MonitorState:
+        return cls(
+            row.tenant,
+            row.monitor,
+            row.verdict,
+            row.test,
+            row.statistic,
+            row.p_value,
+            row.effect,
+            row.baseline_n,
+            row.recent_n,
+            dict(row.detail),
+            row.checked_at,
+            row.since,
+        )
 
 
 class DriftWatch:
@@ -248,10 +285,10 @@ class DriftWatch:
             reports.append(report)
         return reports
 
-    def states(self, tenant: str | None = None) -> list[DriftState]:
+    def states(self, tenant: str | None = None) -> list[MonitorState]:
         """The recorded verdicts (of one tenant, or all of them for the Prometheus gauges)."""
         statement = select(DriftState).order_by(DriftState.tenant, DriftState.monitor)
         if tenant is not None:
             statement = statement.where(DriftState.tenant == tenant)
         with self._database.reading() as session:
-            return list(session.scalars(statement))
+            return [MonitorState.of(row) for row in session.scalars(statement)]

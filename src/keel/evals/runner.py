@@ -24,7 +24,7 @@ from keel.evals.datasets import EvalDatasets
 from keel.evals.items import DatasetItem
 from keel.evals.result_rows import Outcome, ResultRows, now
 from keel.evals.run_config import RunConfig, resolve
-from keel.evals.run_types import RunRequest
+from keel.evals.run_types import ResultRecord, RunRecord, RunRequest
 from keel.evals.scoring import Scorer
 from keel.evals.summary import ScoredTrial, summarize
 from keel.evals.targets import Target
@@ -39,7 +39,7 @@ EVAL_TASK = "keel.eval_run"
 MAX_RESULTS = 200_000
 # Builds the target and its scorer for a run's configuration (the runtime knows how).
 Pipeline = Callable[[RunConfig, str], tuple[Target, Scorer]]
-Progress = Callable[[EvalRun], None]
+Progress = Callable[[RunRecord], None]
 # The registry prompt a copilot run will be served, per tenant ({name, version, label}; None outside it).
 ServedPrompt = Callable[[str], dict[str, Any] | None]
 
@@ -73,7 +73,7 @@ class EvalRuns:
 
     def create(
         self, tenant: str, request: RunRequest, *, created_by: str | None = None, enqueue: bool = True
-    ) -> EvalRun:
+    ) -> RunRecord:
         """Stores the run and one pending result per item and trial, then queues it (`enqueue=False`:
         the caller runs it, as `keel eval run` does in the foreground)."""
         config = resolve(self._settings, request.config)
@@ -114,38 +114,38 @@ class EvalRuns:
                 for trial in range(request.trials)
                 for ordinal, stored in enumerate(items)
             )
+            session.flush()
+            created = RunRecord.of(run)
         if enqueue and self._task is not None:
-            self._task(run.id)
-        return run
+            self._task(created.id)
+        return created
 
-    def get(self, tenant: str, run_id: str) -> EvalRun:
+    def get(self, tenant: str, run_id: str) -> RunRecord:
         with self._database.reading() as session:
             run = session.scalar(select(EvalRun).where(EvalRun.id == run_id, EvalRun.tenant == tenant))
             if run is None:
                 raise NotFoundError(f"No evaluation run '{run_id}'.", code="eval_run_not_found")
-            return run
+            return RunRecord.of(run)
 
-    def list_runs(self, tenant: str, limit: int = 50) -> list[EvalRun]:
+    def list_runs(self, tenant: str, limit: int = 50) -> list[RunRecord]:
         with self._database.reading() as session:
-            return list(
-                session.scalars(
-                    select(EvalRun)
-                    .where(EvalRun.tenant == tenant)
-                    .order_by(EvalRun.created_at.desc())
-                    .limit(limit)
-                )
+            rows = session.scalars(
+                select(EvalRun)
+                .where(EvalRun.tenant == tenant)
+                .order_by(EvalRun.created_at.desc())
+                .limit(limit)
             )
+            return [RunRecord.of(row) for row in rows]
 
-    def results(self, tenant: str, run_id: str) -> list[EvalResult]:
+    def results(self, tenant: str, run_id: str) -> list[ResultRecord]:
         self.get(tenant, run_id)
         with self._database.reading() as session:
-            return list(
-                session.scalars(
-                    select(EvalResult)
-                    .where(EvalResult.run_id == run_id)
-                    .order_by(EvalResult.ordinal, EvalResult.trial)
-                )
+            rows = session.scalars(
+                select(EvalResult)
+                .where(EvalResult.run_id == run_id)
+                .order_by(EvalResult.ordinal, EvalResult.trial)
             )
+            return [ResultRecord.of(row) for row in rows]
 
     def scored_trials(self, tenant: str, run_id: str) -> list[ScoredTrial]:
         """The run's finished trials with their items' tags: what summaries and comparisons read."""
@@ -156,7 +156,7 @@ class EvalRuns:
             if r.status == "done"
         ]
 
-    def items_of(self, run: EvalRun) -> dict[str, DatasetItem]:
+    def items_of(self, run: RunRecord | EvalRun) -> dict[str, DatasetItem]:
         """The run's items by row id, as the dataset version it ran on holds them."""
         _, stored = self._datasets.items(run.tenant, run.dataset_id, run.dataset_version)
         return {s.id: s.item for s in stored}

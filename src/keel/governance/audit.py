@@ -18,6 +18,35 @@ from keel.store.models import AuditEntry, AuditHead
 GENESIS = "0" * 64
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    """An audit entry as the log reports it: a copy of its row."""
+
+    seq: int
+    tenant: str
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    created_at: datetime
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, row: AuditEntry) -> AuditRecord:
+        return cls(
+            row.seq,
+            row.tenant,
+            row.actor,
+            row.action,
+            row.target,
+            dict(row.details),
+            row.created_at,
+            row.prev_hash,
+            row.hash,
+        )
+
+
 def entry_hash(
     prev_hash: str,
     seq: int,
@@ -76,12 +105,12 @@ class AuditLog:
             head.hash = digest
             return head.seq
 
-    def entries(self, tenant: str | None = None, limit: int = 100) -> list[AuditEntry]:
+    def entries(self, tenant: str | None = None, limit: int = 100) -> list[AuditRecord]:
         query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
         if tenant is not None:
             query = query.where(AuditEntry.tenant == tenant)
         with self._database.session() as session:
-            return list(session.scalars(query))
+            return [AuditRecord.of(row) for row in session.scalars(query)]
 
     def verify(self) -> Verification:
         previous, expected_seq, count = GENESIS, 1, 0

@@ -28,15 +28,49 @@ from sqlalchemy.orm import Session, selectinload, undefer
 from keel.errors import KeelError, NotFoundError
 from keel.logs import get_logger
 from keel.store.engine import Database
-
-# The rows this service returns, named here for its callers (routers and the CLI never import the ORM).
-from keel.store.models import Job as Job
-from keel.store.models import JobItem as JobItem
+from keel.store.models import Job as JobRow
+from keel.store.models import JobItem as JobItemRow
 
 log = get_logger(__name__)
 INGEST_TASK = "keel.ingest"
 # Documents loaded and embedded together: big enough for efficient embedding batches.
 BATCH = 16
+
+
+@dataclass(frozen=True)
+class JobItem:
+    """One document of a job, as this service reports it (a copy: callers never hold the job's rows)."""
+
+    source: str
+    status: str
+    outcome: str | None
+    error: str | None
+    document_id: str | None
+
+    @classmethod
+    def of(cls, row: JobItemRow) -> JobItem:
+        return cls(row.source, row.status, row.outcome, row.error, row.document_id)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as this service reports it; `items` is empty where the caller did not ask for them."""
+
+    id: str
+    tenant: str
+    kind: str
+    status: str
+    total: int
+    created_at: datetime
+    finished_at: datetime | None
+    items: tuple[JobItem, ...] = ()
+
+    @classmethod
+    def of(cls, row: JobRow, *, with_items: bool = False) -> Job:
+        items = tuple(JobItem.of(item) for item in row.items) if with_items else ()
+        return cls(
+            row.id, row.tenant, row.kind, row.status, row.total, row.created_at, row.finished_at, items
+        )
 
 
 @dataclass(frozen=True)
@@ -92,11 +126,11 @@ class IngestionJobs:
     def submit(self, tenant: str, documents: list[NewDocument], *, enqueue: bool = True) -> Job:
         """Stores the batch, then queues it (`enqueue=False`: the caller runs it itself)."""
         with self._database.session() as session:
-            job = Job(tenant=tenant, kind="ingest", total=len(documents))
+            job = JobRow(tenant=tenant, kind="ingest", total=len(documents))
             session.add(job)
             session.flush()
             session.add_all(
-                JobItem(
+                JobItemRow(
                     job_id=job.id,
                     ordinal=i,
                     source=d.source,
@@ -106,34 +140,37 @@ class IngestionJobs:
                 )
                 for i, d in enumerate(documents)
             )
+            submitted = Job.of(job)
         if enqueue:
-            self._task(job.id)
-        return job
+            self._task(submitted.id)
+        return submitted
 
     def get(self, tenant: str, job_id: str) -> Job:
+        """The job with its items."""
         with self._database.reading() as session:
             job = session.scalar(
-                select(Job).options(selectinload(Job.items)).where(Job.id == job_id, Job.tenant == tenant)
+                select(JobRow)
+                .options(selectinload(JobRow.items))
+                .where(JobRow.id == job_id, JobRow.tenant == tenant)
             )
             if job is None:
                 raise NotFoundError(f"No job '{job_id}'.", code="job_not_found")
-            return job
+            return Job.of(job, with_items=True)
 
     def recent(self, tenant: str, limit: int = 20) -> list[Job]:
         """The tenant's latest jobs, newest first (without their items)."""
         with self._database.reading() as session:
-            return list(
-                session.scalars(
-                    select(Job).where(Job.tenant == tenant).order_by(Job.created_at.desc()).limit(limit)
-                )
+            rows = session.scalars(
+                select(JobRow).where(JobRow.tenant == tenant).order_by(JobRow.created_at.desc()).limit(limit)
             )
+            return [Job.of(row) for row in rows]
 
     def run(self, job_id: str, on_item: ItemCallback | None = None, batch_size: int = BATCH) -> None:
         """Processes the job's pending items in order, `batch_size` documents at a time (a smaller batch
         reports progress more often, a larger one embeds more chunks per model call); safe to run again
         after a crash."""
         with self._database.session() as session:
-            job = session.get(Job, job_id)
+            job = session.get(JobRow, job_id)
             if job is None:
                 log.warning("job_missing", job_id=job_id)
                 return
@@ -141,9 +178,9 @@ class IngestionJobs:
             job.status = "running"
             pending = list(
                 session.scalars(
-                    select(JobItem.id)
-                    .where(JobItem.job_id == job_id, JobItem.status == "pending")
-                    .order_by(JobItem.ordinal)
+                    select(JobItemRow.id)
+                    .where(JobItemRow.job_id == job_id, JobItemRow.status == "pending")
+                    .order_by(JobItemRow.ordinal)
                 )
             )
         with self._heartbeat(job_id):
@@ -160,7 +197,7 @@ class IngestionJobs:
                 if on_item is not None:
                     with self._database.session() as session:
                         for item_id in batch:
-                            on_item(session.get_one(JobItem, item_id))
+                            on_item(JobItem.of(session.get_one(JobItemRow, item_id)))
         self._finish(job_id)
 
     def _hand_back(self, job_id: str) -> None:
@@ -168,8 +205,8 @@ class IngestionJobs:
         the embedded tier, this server's next start)."""
         with self._database.session() as session:
             session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running")
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "running")
                 .values(status="queued", updated_at=datetime.now(UTC))
             )
         self._task(job_id)
@@ -210,11 +247,11 @@ class IngestionJobs:
         with self._in_flight_lock:
             claimed = [item for (job, _), items in self._in_flight.items() if job == job_id for item in items]
         with self._database.session() as session:
-            session.execute(update(Job).where(Job.id == job_id).values(updated_at=now))
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=now))
             if claimed:
                 session.execute(
-                    update(JobItem)
-                    .where(JobItem.id.in_(claimed), JobItem.status == "processing")
+                    update(JobItemRow)
+                    .where(JobItemRow.id.in_(claimed), JobItemRow.status == "processing")
                     .values(claimed_at=now)
                 )
 
@@ -230,8 +267,8 @@ class IngestionJobs:
         for job_id, item_ids in in_flight.items():
             with self._database.session() as session:
                 session.execute(
-                    update(JobItem)
-                    .where(JobItem.id.in_(item_ids), JobItem.status == "processing")
+                    update(JobItemRow)
+                    .where(JobItemRow.id.in_(item_ids), JobItemRow.status == "processing")
                     .values(status="pending", claimed_at=None)
                 )
             self._hand_back(job_id)
@@ -245,19 +282,20 @@ class IngestionJobs:
         with self._database.session() as session:
             for item_id in item_ids:
                 taken = session.execute(
-                    update(JobItem)
-                    .where(JobItem.id == item_id, JobItem.status == "pending")
+                    update(JobItemRow)
+                    .where(JobItemRow.id == item_id, JobItemRow.status == "pending")
                     .values(status="processing", claimed_at=now)
                 )
                 if taken.rowcount == 1:  # type: ignore[attr-defined]
                     claimed.append(item_id)
-            session.execute(update(Job).where(Job.id == job_id).values(updated_at=now))
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=now))
         return claimed
 
     def _run_items(self, tenant: str, item_ids: list[str]) -> None:
         with self._database.session() as session:
             items = [
-                session.get_one(JobItem, item_id, options=[undefer(JobItem.payload)]) for item_id in item_ids
+                session.get_one(JobItemRow, item_id, options=[undefer(JobItemRow.payload)])
+                for item_id in item_ids
             ]
             documents = [
                 NewDocument(
@@ -272,7 +310,7 @@ class IngestionJobs:
 
         def done(session: Session, position: int, document_id: str, outcome: str) -> None:
             # In the transaction that stored the document: the item is done exactly when it is stored.
-            item = session.get(JobItem, item_ids[position])
+            item = session.get(JobItemRow, item_ids[position])
             if item is not None:
                 item.status, item.outcome, item.document_id, item.payload = "done", outcome, document_id, None
 
@@ -293,14 +331,14 @@ class IngestionJobs:
             # Only a claimed item: one that another consumer stored meanwhile (after its claim was
             # released) stays done.
             session.execute(
-                update(JobItem)
-                .where(JobItem.id == item_id, JobItem.status == "processing")
+                update(JobItemRow)
+                .where(JobItemRow.id == item_id, JobItemRow.status == "processing")
                 .values(status="failed", error=reason, payload=None)
             )
 
     def _finish(self, job_id: str) -> None:
         with self._database.session() as session:
-            job = session.get_one(Job, job_id, options=[selectinload(Job.items)])
+            job = session.get_one(JobRow, job_id, options=[selectinload(JobRow.items)])
             statuses = [item.status for item in job.items]
             if "pending" in statuses or "processing" in statuses:
                 return
@@ -317,14 +355,14 @@ class IngestionJobs:
         if sole_consumer:
             with self._database.session() as session:
                 session.execute(
-                    update(JobItem)
-                    .where(JobItem.status == "processing")
+                    update(JobItemRow)
+                    .where(JobItemRow.status == "processing")
                     .values(status="pending", claimed_at=None)
                 )
         else:
             self.requeue_stale()
         with self._database.session() as session:
-            job_ids = list(session.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
+            job_ids = list(session.scalars(select(JobRow.id).where(JobRow.status.in_(("queued", "running")))))
         for job_id in job_ids:
             self._task(job_id)
         if job_ids:
@@ -341,20 +379,22 @@ class IngestionJobs:
         requeued = []
         with self._database.session() as session:
             session.execute(
-                update(JobItem)
-                .where(JobItem.status == "processing", JobItem.claimed_at < cutoff)
+                update(JobItemRow)
+                .where(JobItemRow.status == "processing", JobItemRow.claimed_at < cutoff)
                 .values(status="pending", claimed_at=None)
             )
             stale = list(
                 session.scalars(
-                    select(Job.id).where(Job.status.in_(("queued", "running")), Job.updated_at < cutoff)
+                    select(JobRow.id).where(
+                        JobRow.status.in_(("queued", "running")), JobRow.updated_at < cutoff
+                    )
                 )
             )
             for job_id in stale:
                 # Conditional: of several workers noticing at once, one requeues.
                 taken = session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.updated_at < cutoff)
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.updated_at < cutoff)
                     .values(updated_at=datetime.now(UTC))
                 )
                 if taken.rowcount == 1:  # type: ignore[attr-defined]

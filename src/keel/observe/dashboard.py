@@ -192,14 +192,44 @@ def recent_traces(
     return summaries[:limit]
 
 
-def trace_spans(database: Database, tenant: str, trace_id: str) -> list[SpanRecord]:
+@dataclass(frozen=True)
+class Span:
+    """A stored span as the dashboard shows it: a copy of its row."""
+
+    span_id: str
+    trace_id: str
+    parent_id: str | None
+    name: str
+    tenant: str | None
+    start_time: datetime
+    duration_ms: float
+    status: str
+    attributes: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: SpanRecord) -> Span:
+        return cls(
+            row.span_id,
+            row.trace_id,
+            row.parent_id,
+            row.name,
+            row.tenant,
+            row.start_time,
+            row.duration_ms,
+            row.status,
+            dict(row.attributes),
+        )
+
+
+def trace_spans(database: Database, tenant: str, trace_id: str) -> list[Span]:
     """A trace's spans in start order; empty when the trace is not the tenant's."""
     with database.session() as session:
-        spans = list(
-            session.scalars(
+        spans = [
+            Span.of(row)
+            for row in session.scalars(
                 select(SpanRecord).where(SpanRecord.trace_id == trace_id).order_by(SpanRecord.start_time)
             )
-        )
+        ]
     roots = [s for s in spans if s.parent_id is None]
     if not roots or roots[0].tenant != tenant:
         return []
@@ -228,5 +258,5 @@ class Dashboard:
         """`recent_traces` with its keyword filters (status, model, prompt_version, since, channel)."""
         return recent_traces(self._database, tenant, **filters)
 
-    def spans(self, tenant: str, trace_id: str) -> list[SpanRecord]:
+    def spans(self, tenant: str, trace_id: str) -> list[Span]:
         return trace_spans(self._database, tenant, trace_id)

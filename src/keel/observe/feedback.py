@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -35,13 +37,44 @@ class FeedbackRequest(BaseModel):
         return (int(self.score) - 1) / 4
 
 
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """Stored feedback as the store reports it: a copy of its row."""
+
+    id: str
+    tenant: str
+    trace_id: str
+    reply_id: str | None
+    source: str
+    score: float
+    comment: str | None
+    correction: str | None
+    prompt_version: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Feedback) -> FeedbackRecord:
+        return cls(
+            row.id,
+            row.tenant,
+            row.trace_id,
+            row.reply_id,
+            row.source,
+            row.score,
+            row.comment,
+            row.correction,
+            row.prompt_version,
+            row.created_at,
+        )
+
+
 class FeedbackStore:
     def __init__(self, database: Database, settle: Callable[[], object] | None = None) -> None:
         self._database = database
         # Stores this process's pending usage records: feedback right after an answer finds its call.
         self._settle = settle
 
-    def record(self, tenant: str, request: FeedbackRequest, source: str) -> Feedback:
+    def record(self, tenant: str, request: FeedbackRequest, source: str) -> FeedbackRecord:
         if self._settle is not None:
             self._settle()
         with self._database.session() as session:
@@ -79,7 +112,7 @@ class FeedbackStore:
             )
             session.add(feedback)
             session.flush()
-            return feedback
+            return FeedbackRecord.of(feedback)
 
     @staticmethod
     def _traced(session: Session, tenant: str, trace_id: str) -> bool:

@@ -20,10 +20,7 @@ from keel.keys import Role
 from keel.review.claims import ClaimRules, ClaimState
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
-from keel.store.models import ApiKey, Feedback, SupportReply, utcnow
-
-# The row this service returns, named here for its callers (routers and the CLI never import the ORM).
-from keel.store.models import ReviewItem as ReviewItem
+from keel.store.models import ApiKey, Feedback, ReviewItem, SupportReply, utcnow
 
 # Reviewer judgement as feedback: approved answers were right, edited ones partly, rejected ones not.
 DECISION_SCORES = {"approve": 1.0, "edit": 0.5, "reject": 0.0}
@@ -44,6 +41,44 @@ class Decision(BaseModel):
         if self.action == "edit" and not self.final_reply:
             raise ValueError("an edit needs 'final_reply'")
         return self
+
+
+@dataclass(frozen=True)
+class Review:
+    """A review item as this service hands it out: a copy, read inside the service's own transaction, so
+    no caller holds (or can write through) the queue's rows."""
+
+    id: str
+    tenant: str
+    reply_id: str
+    status: str
+    reasons: tuple[str, ...]
+    draft_reply: str
+    final_reply: str | None
+    claimed_by: str | None
+    claimed_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: ReviewItem) -> Review:
+        return cls(
+            id=row.id,
+            tenant=row.tenant,
+            reply_id=row.reply_id,
+            status=row.status,
+            reasons=tuple(row.reasons),
+            draft_reply=row.draft_reply,
+            final_reply=row.final_reply,
+            claimed_by=row.claimed_by,
+            claimed_at=row.claimed_at,
+            decided_by=row.decided_by,
+            decided_at=row.decided_at,
+            note=row.note,
+            created_at=row.created_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,33 +122,30 @@ class ReviewQueue:
         reason: str | None = None,
         older_than_s: int | None = None,
         limit: int = 50,
-    ) -> list[ReviewItem]:
+    ) -> list[Review]:
         query = select(ReviewItem).where(ReviewItem.tenant == tenant).order_by(ReviewItem.created_at)
         if status:
             query = query.where(ReviewItem.status == status)
         if older_than_s is not None:
             query = query.where(ReviewItem.created_at <= self._clock() - timedelta(seconds=older_than_s))
         with self._database.session() as session:
-            items = list(session.scalars(query.limit(limit if reason is None else 1000)))
+            items = [
+                Review.of(row) for row in session.scalars(query.limit(limit if reason is None else 1000))
+            ]
         if reason:
             # Reasons are a JSON list; matched here so the query stays portable.
             items = [i for i in items if any(r == reason or r.startswith(f"{reason}:") for r in i.reasons)]
         return items[:limit]
 
-    def get(self, tenant: str, review_id: str) -> ReviewItem:
+    def get(self, tenant: str, review_id: str) -> Review:
         with self._database.session() as session:
-            item = session.scalar(
-                select(ReviewItem).where(ReviewItem.id == review_id, ReviewItem.tenant == tenant)
-            )
-            if item is None:
-                raise NotFoundError(f"No review item '{review_id}'.", code="review_not_found")
-            return item
+            return Review.of(self._find(session, tenant, review_id))
 
-    def claim_of(self, item: ReviewItem) -> Claim:
+    def claim_of(self, item: Review) -> Claim:
         with self._database.reading() as session:
             return self._claim_of(session, item, self._clock())
 
-    def _claim_of(self, session: Session, item: ReviewItem, now: datetime) -> Claim:
+    def _claim_of(self, session: Session, item: Review | ReviewItem, now: datetime) -> Claim:
         if item.status != "claimed":
             return Claim(None, "none", None)
         active = item.claimed_by is not None and (
@@ -132,7 +164,7 @@ class ReviewQueue:
             raise NotFoundError(f"No review item '{review_id}'.", code="review_not_found")
         return item
 
-    def claim(self, tenant: str, review_id: str, reviewer: str) -> ReviewItem:
+    def claim(self, tenant: str, review_id: str, reviewer: str) -> Review:
         """Atomic: of reviewers claiming at once, exactly one gets the item. A pending item, one's own
         claim (renewed) and a lapsed claim (expired, or its holder's key revoked) can be claimed."""
         now = self._clock()
@@ -166,7 +198,7 @@ class ReviewQueue:
             )
         return self.get(tenant, review_id)
 
-    def release(self, tenant: str, review_id: str, admin: str) -> ReviewItem:
+    def release(self, tenant: str, review_id: str, admin: str) -> Review:
         """An administrator hands a claimed item back to the queue, whoever holds it."""
         with self._database.session() as session:
             item = self._find(session, tenant, review_id, lock=True)
@@ -181,7 +213,7 @@ class ReviewQueue:
         )
         return self.get(tenant, review_id)
 
-    def assign(self, tenant: str, review_id: str, reviewer: str, admin: str) -> ReviewItem:
+    def assign(self, tenant: str, review_id: str, reviewer: str, admin: str) -> Review:
         """An administrator gives a pending or claimed item to a reviewer (a key id or its displayed prefix):
         an active key of this tenant with the reviewer or admin role. The claim starts afresh."""
         now = self._clock()
@@ -236,7 +268,7 @@ class ReviewQueue:
         if self._audit is not None:
             self._audit.append(tenant, actor, action, review_id, details)
 
-    async def decide(self, tenant: str, review_id: str, reviewer: str, decision: Decision) -> ReviewItem:
+    async def decide(self, tenant: str, review_id: str, reviewer: str, decision: Decision) -> Review:
         """Only the claim's holder decides, and only while it still holds the claim: a lapsed claim that
         another reviewer took over fails here, atomically, even if the takeover came mid-request. The
         database work runs on a worker thread; the client hears of the decision by webhook."""

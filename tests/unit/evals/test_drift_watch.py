@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from keel.config import DriftSettings
-from keel.evals.drift_watch import DriftWatch
+from keel.evals.drift_watch import DriftWatch, MonitorState
 from keel.evals.drift_windows import DriftObservations, windows
 from keel.review.webhooks import WebhookSender, sign
 from keel.store.engine import Database
 from keel.store.models import Feedback, SupportReply
-from keel.store.online_eval_models import DriftState, OnlineScore
+from keel.store.online_eval_models import OnlineScore
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 SECRET = "drift-secret"
@@ -201,4 +201,4 @@ def test_the_periodic_check_covers_tenants_with_traffic(database: Database) -> N
     reports = drift.watch()
     assert [r.tenant for r in reports] == ["acme"]
     assert {s.monitor for s in drift.states()} == {m.monitor for m in reports[0].monitors}
-    assert all(isinstance(s, DriftState) and s.verdict == "insufficient_data" for s in drift.states())
+    assert all(isinstance(s, MonitorState) and s.verdict == "insufficient_data" for s in drift.states())

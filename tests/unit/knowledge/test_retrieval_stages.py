@@ -22,6 +22,25 @@ def test_rrf_rewards_agreement() -> None:
     assert fused[0].stages == {"keyword": {"score": 5, "rank": 2}, "vector": {"score": 0.9, "rank": 1}}
 
 
+def test_fusion_breaks_ties_by_rank_then_retriever_never_by_id() -> None:
+    # "z" and "a" tie (each is rank 2 of one list alone), as do "y" and "b" (rank 3): the keyword list's
+    # chunk goes first whatever the ids; renaming every chunk leaves the ranking as it was.
+    def ranked(ids: dict[str, str]) -> dict[str, list[Hit]]:
+        return {
+            "keyword": [Hit(ids["top"], 9.0), Hit(ids["z"], 5.0), Hit(ids["y"], 1.0)],
+            "vector": [Hit(ids["top"], 1.0), Hit(ids["a"], 0.75), Hit(ids["b"], 0.5)],
+        }
+
+    names = {n: n for n in ("top", "z", "y", "a", "b")}
+    renamed = {"top": "m", "z": "q", "y": "r", "a": "c", "b": "d"}
+    for fuse in (
+        lambda r: reciprocal_rank_fusion(r, k=60),
+        lambda r: weighted_fusion(r, {"keyword": 0.5, "vector": 0.5}),
+    ):
+        assert [f.chunk_id for f in fuse(ranked(names))] == ["top", "z", "a", "y", "b"]
+        assert [f.chunk_id for f in fuse(ranked(renamed))] == ["m", "q", "c", "r", "d"]
+
+
 def test_weighted_fusion_mixes_normalised_scores() -> None:
     ranked = {"keyword": [Hit("a", 20.0), Hit("b", 10.0)], "vector": [Hit("b", 0.9), Hit("a", 0.1)]}
     assert weighted_fusion(ranked, {"keyword": 0.8, "vector": 0.2})[0].chunk_id == "a"

@@ -13,7 +13,7 @@ from keel.evals.datasets import DatasetInfo
 from keel.evals.formats import to_csv, to_jsonl
 from keel.evals.gate import gate, parse_allowance
 from keel.evals.items import DatasetItem
-from keel.evals.run_types import EvalRun, RunRequest
+from keel.evals.run_types import RunRecord, RunRequest
 from keel.server.deps import DatasetWriter, EvalReader, EvalRunner
 from keel.server.services import EvaluationDep
 from keel.server.threads import off_loop
@@ -91,7 +91,7 @@ class RunView(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, run: EvalRun) -> RunView:
+    def of(cls, run: RunRecord) -> RunView:
         return cls(
             id=run.id,
             name=run.name,

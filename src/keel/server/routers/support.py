@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from keel.copilot.types import ReplyRequest, ReplyResponse
 from keel.gateway.service import Caller
 from keel.review.claims import as_utc
-from keel.review.queue import Decision, ReviewItem, ReviewQueue
+from keel.review.queue import Decision, Review, ReviewQueue
 from keel.server.deps import AdminCaller, ModelCaller, ReviewCaller, SupportReader
 from keel.server.services import CopilotDep, EvaluationDep, ReviewsDep
 
@@ -36,13 +36,13 @@ class ReviewView(BaseModel):
     decided_at: datetime | None
 
     @classmethod
-    def of(cls, item: ReviewItem, reviews: ReviewQueue) -> ReviewView:
+    def of(cls, item: Review, reviews: ReviewQueue) -> ReviewView:
         claimed = item.status == "claimed"
         return cls(
             id=item.id,
             reply_id=item.reply_id,
             status=item.status,
-            reasons=item.reasons,
+            reasons=list(item.reasons),
             draft_reply=item.draft_reply,
             final_reply=item.final_reply,
             claimed_by=item.claimed_by,

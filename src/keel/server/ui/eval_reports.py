@@ -11,7 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from keel.evals.compare import Comparison
 from keel.evals.items import DatasetItem
 from keel.evals.metrics import METRICS
-from keel.evals.run_types import EvalResult, EvalRun
+from keel.evals.run_types import ResultRecord, RunRecord
 from keel.keys import Principal
 from keel.server.ui.charts import bar_chart
 
@@ -42,8 +42,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def run_report(
-    run: EvalRun,
-    results: list[EvalResult],
+    run: RunRecord,
+    results: list[ResultRecord],
     items: dict[str, DatasetItem],
     *,
     me: Principal | None = None,
