@@ -8,15 +8,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from keel.evals.service import compare_runs
+from keel.server.services import EvaluationDep
 from keel.server.ui.eval_reports import comparison_report, run_report
-from keel.server.ui.pages import Viewer, _runtime, _sessions, render
+from keel.server.ui.pages import Viewer, _sessions, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 @router.get("/evals", response_class=HTMLResponse)
-def evals_page(request: Request, me: Viewer) -> HTMLResponse:
-    evals = _runtime(request).evals
+def evals_page(request: Request, me: Viewer, evals: EvaluationDep) -> HTMLResponse:
     datasets = evals.datasets.list_all(me.tenant)
     names = {d.id: d.name for d in datasets}
     runs = evals.runs.list_runs(me.tenant, limit=100)
@@ -24,8 +24,8 @@ def evals_page(request: Request, me: Viewer) -> HTMLResponse:
 
 
 @router.get("/evals/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: str, me: Viewer) -> HTMLResponse:
-    runs = _runtime(request).evals.runs
+def run_page(request: Request, run_id: str, me: Viewer, evals: EvaluationDep) -> HTMLResponse:
+    runs = evals.runs
     run = runs.get(me.tenant, run_id)
     csrf = _sessions(request).csrf_token(me.key_id)
     return HTMLResponse(
@@ -37,9 +37,10 @@ def run_page(request: Request, run_id: str, me: Viewer) -> HTMLResponse:
 def compare_page(
     request: Request,
     me: Viewer,
+    evals: EvaluationDep,
     baseline: Annotated[str, Query(max_length=40)],
     candidate: Annotated[str, Query(max_length=40)],
 ) -> HTMLResponse:
-    comparison = compare_runs(_runtime(request).evals.runs, me.tenant, baseline, candidate)
+    comparison = compare_runs(evals.runs, me.tenant, baseline, candidate)
     csrf = _sessions(request).csrf_token(me.key_id)
     return HTMLResponse(comparison_report(comparison, me=me, csrf=csrf))

@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from keel.keys import Principal, Role
 from keel.prompts.prompt_file import to_yaml
 from keel.prompts.registry import Actor
-from keel.server.ui.pages import Admin, Viewer, _check_csrf, _runtime, render
+from keel.server.services import CanariesDep, ExperimentsDep, PromptRegistryDep
+from keel.server.ui.pages import Admin, Viewer, _check_csrf, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -22,43 +23,49 @@ def _actor(principal: Principal) -> Actor:
 
 
 @router.get("/prompts", response_class=HTMLResponse)
-def prompts_page(request: Request, me: Viewer) -> HTMLResponse:
-    prompts = _runtime(request).prompts
+def prompts_page(
+    request: Request,
+    me: Viewer,
+    registry: PromptRegistryDep,
+    canaries: CanariesDep,
+    experiments: ExperimentsDep,
+) -> HTMLResponse:
     return render(
         request,
         "prompts.html",
         me,
-        prompts=prompts.registry.prompts(me.tenant),
-        canaries=prompts.canaries.list(me.tenant),
-        experiments=prompts.experiments.list(me.tenant),
+        prompts=registry.prompts(me.tenant),
+        canaries=canaries.list(me.tenant),
+        experiments=experiments.list(me.tenant),
     )
 
 
 @router.get("/prompts/{name}", response_class=HTMLResponse)
-def prompt_page(request: Request, name: str, me: Viewer) -> HTMLResponse:
-    prompts = _runtime(request).prompts
-    summary = prompts.registry.prompt(me.tenant, name)
-    versions = prompts.registry.versions(me.tenant, name)
+def prompt_page(
+    request: Request, name: str, me: Viewer, registry: PromptRegistryDep, rollouts: CanariesDep
+) -> HTMLResponse:
+    summary = registry.prompt(me.tenant, name)
+    versions = registry.versions(me.tenant, name)
     newest = versions[0] if versions else None
-    canaries = prompts.canaries.list(me.tenant, name)
-    running = [prompts.canaries.status(me.tenant, name, c.label) for c in canaries if c.status == "running"]
+    canaries = rollouts.list(me.tenant, name)
+    running = [rollouts.status(me.tenant, name, c.label) for c in canaries if c.status == "running"]
     return render(
         request,
         "prompt.html",
         me,
         summary=summary,
         versions=versions,
-        history=prompts.registry.history(me.tenant, name),
+        history=registry.history(me.tenant, name),
         canaries=canaries,
         running=running,
         text=to_yaml(name, newest.spec, summary.description) if newest else "",
-        protected=prompts.registry.protected_labels,
+        protected=registry.protected_labels,
     )
 
 
 @router.get("/experiments/{name}", response_class=HTMLResponse)
-def experiment_page(request: Request, name: str, me: Viewer) -> HTMLResponse:
-    report = _runtime(request).prompts.experiments.report(me.tenant, name)
+def experiment_page(request: Request, name: str, me: Viewer, experiments: ExperimentsDep) -> HTMLResponse:
+    report = experiments.report(me.tenant, name)
     return render(request, "experiment.html", me, report=report)
 
 
@@ -68,13 +75,12 @@ def rollback_label(
     name: str,
     label: str,
     me: Admin,
+    registry: PromptRegistryDep,
     csrf: Annotated[str, Form()],
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     _check_csrf(request, me, csrf)
-    _runtime(request).prompts.registry.rollback(
-        me.tenant, name, label, _actor(me), reason or "from the dashboard"
-    )
+    registry.rollback(me.tenant, name, label, _actor(me), reason or "from the dashboard")
     return RedirectResponse(f"/ui/prompts/{name}", status_code=303)
 
 
@@ -83,12 +89,11 @@ def abort_canary(
     request: Request,
     name: str,
     me: Admin,
+    canaries: CanariesDep,
     csrf: Annotated[str, Form()],
     label: Annotated[str, Form(max_length=64)] = "production",
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     _check_csrf(request, me, csrf)
-    _runtime(request).prompts.canaries.abort(
-        me.tenant, name, label, _actor(me), reason or "from the dashboard"
-    )
+    canaries.abort(me.tenant, name, label, _actor(me), reason or "from the dashboard")
     return RedirectResponse(f"/ui/prompts/{name}", status_code=303)
