@@ -18,6 +18,7 @@ from keel.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from keel.governance.audit import AuditLog
 from keel.store.engine import Database
 from keel.store.models import ApiKey
+from keel.store.records import copied
 
 KEY_PREFIX = "keel_"
 # Shown in listings and logs so a key can be recognised without revealing it.
@@ -57,16 +58,7 @@ class KeyRecord:
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyRecord:
-        return cls(
-            row.id,
-            row.prefix,
-            row.tenant,
-            row.role,
-            row.name,
-            row.created_at,
-            row.revoked_at,
-            row.last_used_at,
-        )
+        return copied(cls, row)
 
 
 @dataclass(frozen=True)

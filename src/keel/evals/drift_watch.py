@@ -29,6 +29,7 @@ from keel.logs import get_logger
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
 from keel.store.online_eval_models import DriftState
+from keel.store.records import copied
 
 log = get_logger(__name__)
 
@@ -102,20 +103,7 @@ class MonitorState:
 
     @classmethod
     def of(cls, row: DriftState) -> MonitorState:
-        return cls(
-            row.tenant,
-            row.monitor,
-            row.verdict,
-            row.test,
-            row.statistic,
-            row.p_value,
-            row.effect,
-            row.baseline_n,
-            row.recent_n,
-            dict(row.detail),
-            row.checked_at,
-            row.since,
-        )
+        return copied(cls, row)
 
 
 class DriftWatch:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel.store.eval_models import EvalResult, EvalRun
+from keel.store.records import copied
 
 
 @dataclass(frozen=True)
@@ -41,30 +42,7 @@ class RunRecord:
 
     @classmethod
     def of(cls, row: EvalRun) -> RunRecord:
-        return cls(
-            id=row.id,
-            tenant=row.tenant,
-            name=row.name,
-            dataset_id=row.dataset_id,
-            dataset_version=row.dataset_version,
-            target=row.target,
-            trials=row.trials,
-            concurrency=row.concurrency,
-            config=dict(row.config),
-            overrides=dict(row.overrides),
-            status=row.status,
-            total=row.total,
-            done=row.done,
-            failed=row.failed,
-            summary=dict(row.summary),
-            cost_micros=row.cost_micros,
-            judge_cost_micros=row.judge_cost_micros,
-            error=row.error,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-        )
+        return copied(cls, row)
 
 
 @dataclass(frozen=True)
@@ -89,23 +67,7 @@ class ResultRecord:
 
     @classmethod
     def of(cls, row: EvalResult) -> ResultRecord:
-        return cls(
-            id=row.id,
-            run_id=row.run_id,
-            item_id=row.item_id,
-            item_key=row.item_key,
-            ordinal=row.ordinal,
-            trial=row.trial,
-            status=row.status,
-            output=dict(row.output),
-            scores=dict(row.scores),
-            trace_id=row.trace_id,
-            latency_ms=row.latency_ms,
-            cost_micros=row.cost_micros,
-            judge_cost_micros=row.judge_cost_micros,
-            error=row.error,
-            finished_at=row.finished_at,
-        )
+        return copied(cls, row)
 
 
 class RunRequest(BaseModel):

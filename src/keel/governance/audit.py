@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from keel.store.engine import Database
 from keel.store.models import AuditEntry, AuditHead
+from keel.store.records import copied
 
 GENESIS = "0" * 64
 
@@ -34,17 +35,7 @@ class AuditRecord:
 
     @classmethod
     def of(cls, row: AuditEntry) -> AuditRecord:
-        return cls(
-            row.seq,
-            row.tenant,
-            row.actor,
-            row.action,
-            row.target,
-            dict(row.details),
-            row.created_at,
-            row.prev_hash,
-            row.hash,
-        )
+        return copied(cls, row)
 
 
 def entry_hash(

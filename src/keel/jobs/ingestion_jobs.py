@@ -30,6 +30,7 @@ from keel.logs import get_logger
 from keel.store.engine import Database
 from keel.store.models import Job as JobRow
 from keel.store.models import JobItem as JobItemRow
+from keel.store.records import copied
 
 log = get_logger(__name__)
 INGEST_TASK = "keel.ingest"
@@ -49,7 +50,7 @@ class JobItem:
 
     @classmethod
     def of(cls, row: JobItemRow) -> JobItem:
-        return cls(row.source, row.status, row.outcome, row.error, row.document_id)
+        return copied(cls, row)
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,7 @@ class Job:
     @classmethod
     def of(cls, row: JobRow, *, with_items: bool = False) -> Job:
         items = tuple(JobItem.of(item) for item in row.items) if with_items else ()
-        return cls(
-            row.id, row.tenant, row.kind, row.status, row.total, row.created_at, row.finished_at, items
-        )
+        return copied(cls, row, items=items)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from keel.store.channels import EVAL_CHANNEL, live_reply, trace_in_channel
 from keel.store.engine import Database
 from keel.store.models import Feedback, ReviewItem, SpanRecord, SupportReply, UsageRecord
+from keel.store.records import copied
 
 
 def _percentile(values: list[int], q: float) -> float:
@@ -208,17 +209,7 @@ class Span:
 
     @classmethod
     def of(cls, row: SpanRecord) -> Span:
-        return cls(
-            row.span_id,
-            row.trace_id,
-            row.parent_id,
-            row.name,
-            row.tenant,
-            row.start_time,
-            row.duration_ms,
-            row.status,
-            dict(row.attributes),
-        )
+        return copied(cls, row)
 
 
 def trace_spans(database: Database, tenant: str, trace_id: str) -> list[Span]:

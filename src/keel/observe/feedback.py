@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from keel.errors import NotFoundError
 from keel.store.engine import Database
 from keel.store.models import Feedback, SpanRecord, SupportReply, UsageRecord
+from keel.store.records import copied
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -54,18 +55,7 @@ class FeedbackRecord:
 
     @classmethod
     def of(cls, row: Feedback) -> FeedbackRecord:
-        return cls(
-            row.id,
-            row.tenant,
-            row.trace_id,
-            row.reply_id,
-            row.source,
-            row.score,
-            row.comment,
-            row.correction,
-            row.prompt_version,
-            row.created_at,
-        )
+        return copied(cls, row)
 
 
 class FeedbackStore:

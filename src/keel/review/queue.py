@@ -21,6 +21,7 @@ from keel.review.claims import ClaimRules, ClaimState
 from keel.review.webhooks import WebhookSender
 from keel.store.engine import Database
 from keel.store.models import ApiKey, Feedback, ReviewItem, SupportReply, utcnow
+from keel.store.records import copied
 
 # Reviewer judgement as feedback: approved answers were right, edited ones partly, rejected ones not.
 DECISION_SCORES = {"approve": 1.0, "edit": 0.5, "reject": 0.0}
@@ -64,21 +65,7 @@ class Review:
 
     @classmethod
     def of(cls, row: ReviewItem) -> Review:
-        return cls(
-            id=row.id,
-            tenant=row.tenant,
-            reply_id=row.reply_id,
-            status=row.status,
-            reasons=tuple(row.reasons),
-            draft_reply=row.draft_reply,
-            final_reply=row.final_reply,
-            claimed_by=row.claimed_by,
-            claimed_at=row.claimed_at,
-            decided_by=row.decided_by,
-            decided_at=row.decided_at,
-            note=row.note,
-            created_at=row.created_at,
-        )
+        return copied(cls, row, reasons=tuple(row.reasons))
 
 
 @dataclass(frozen=True)
