@@ -131,6 +131,9 @@ class LocalEmbeddingSettings(BaseModel):
     # The bulk lane's batches run on a thread of this nice value (Linux), so a small call computing at
     # the same time gets the CPU (`gateway/providers/cpu_priority.py`); 0 leaves it at normal priority.
     bulk_nice: int = Field(19, ge=0, le=19)
+    # PyTorch threads a small-lane batch computes on. One: a few short texts gain little from more, and
+    # beside other busy threads more spin-wait for each other (`gateway/providers/local_embedding.py`).
+    small_threads: int = Field(1, ge=1, le=64)
 
     def resolved_model_path(self) -> Path:
         return self.model_path or packaged_embedding_model()

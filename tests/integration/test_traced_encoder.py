@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from keel.config import packaged_embedding_model
-from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
+from keel.gateway.providers.local_embedding import LocalEmbeddingProvider, _default_intra_op_threads
 from keel.gateway.providers.traced_encoder import TracedMeanPoolEncoder
 
 
@@ -39,3 +39,23 @@ def test_a_pipeline_it_does_not_reproduce_is_left_to_sentence_transformers() -> 
     unnormalised = [module("Transformer"), module("Pooling", pooling_mode="mean")]
     assert TracedMeanPoolEncoder.build(cls_pooled) is None
     assert TracedMeanPoolEncoder.build(unnormalised) is None
+
+
+def test_each_lane_computes_on_its_own_number_of_torch_threads() -> None:
+    import torch
+
+    default = _default_intra_op_threads()  # PyTorch's own, whatever earlier calls set on this thread
+    provider = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=4, small_threads=default + 1)
+    provider.warm_up()
+    seen: dict[bool, int] = {}
+    encode = provider._encode
+
+    def spy(batch: list[str], traced: bool, cancelled: Any = None) -> Any:
+        vectors = encode(batch, traced, cancelled)
+        seen[traced] = torch.get_num_threads()  # on the thread that computed the batch
+        return vectors
+
+    provider._encode = spy  # type: ignore[method-assign]
+    provider.embed(["hi"])
+    provider.embed([f"text number {i}" for i in range(40)])
+    assert seen == {True: default + 1, False: default}

@@ -60,6 +60,7 @@ def _local(settings: LocalEmbeddingSettings, on_wait: WaitObserver | None) -> Em
         batch_size=settings.batch_size,
         batch_tokens=settings.batch_tokens,
         bulk_nice=settings.bulk_nice,
+        small_threads=settings.small_threads,
         on_wait=on_wait,
     )
 

@@ -11,12 +11,19 @@ lane keeps its own model object and tokenizer, so no object is used by two threa
 runs on worker threads: the small lane's on the event loop's (or the caller's), the bulk lane's on one
 thread of its own at nice value `bulk_nice` (`cpu_priority.py`), so a small call computing beside a bulk
 batch gets the cores.
+
+A small batch computes on `small_threads` PyTorch threads (1 by default), a bulk batch on PyTorch's
+default. A short text gains almost nothing from splitting its matrices across cores, and on a machine
+whose cores are busy with anything else (the event loop, the name finder, another small call) OpenMP's
+threads wait for each other by spinning: measured at load ~6, one short text took 132 ms of CPU on two
+threads and 4.7 ms on one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import os
 import threading
@@ -52,11 +59,13 @@ class LocalEmbeddingProvider:
         batch_size: int,
         batch_tokens: int = 1024,
         bulk_nice: int = BULK_NICE,
+        small_threads: int = 1,
         on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.model_path = model_path
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
+        self.small_threads = small_threads
         self.turns = ModelTurns(on_wait=partial(on_wait, "batch") if on_wait else None)
         self.small_turns = ModelTurns(on_wait=partial(on_wait, "small_batch") if on_wait else None)
         self._bulk_worker = low_priority_workers("keel-embed-bulk", bulk_nice)
@@ -97,6 +106,7 @@ class LocalEmbeddingProvider:
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            _default_intra_op_threads()  # read before any batch sets a thread's own count
             model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
             self._traced = TracedMeanPoolEncoder.build(model)
             self._model = model
@@ -158,7 +168,9 @@ class LocalEmbeddingProvider:
     ) -> npt.NDArray[np.float32]:
         """One batch, run while its turn is held (a batch is short: it never checks for cancellation)."""
         if traced and self._traced is not None:
+            _use_intra_op_threads(self.small_threads)
             return self._traced.encode(batch, self.batch_size)
+        _use_intra_op_threads(_default_intra_op_threads())
         vectors = self._model.encode(
             batch,
             batch_size=self.batch_size,
@@ -204,3 +216,20 @@ class LocalEmbeddingProvider:
 
     async def acount_input_tokens(self, texts: list[str]) -> list[int]:
         return await asyncio.to_thread(self.count_input_tokens, texts)
+
+
+@functools.cache
+def _default_intra_op_threads() -> int:
+    """PyTorch's own choice (one per core), read before any lane changed it."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _use_intra_op_threads(count: int) -> None:
+    """PyTorch keeps the intra-op thread count per thread (OpenMP's setting is the calling thread's), so
+    each lane sets it on the thread about to compute; a thread's first batch pays the one call."""
+    import torch
+
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
