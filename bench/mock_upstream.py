@@ -1,7 +1,9 @@
 """A fast mock of an OpenAI-compatible upstream for gateway benchmarks: a raw asyncio HTTP/1.1 server
 (keep-alive, no framework) so that it adds as little latency as possible to what is measured.
 
-`POST /v1/chat/completions` answers a fixed small completion with usage, after an optional fixed delay;
+`POST /v1/chat/completions` answers a small completion with usage, after an optional fixed delay (a
+fixed sentence and the answer's number, so that no answer text repeats: a proxy that remembers what it
+scanned must not look cheaper than it is);
 with `--echo` the answer names the last user message instead (the semantic-cache bench uses that to
 tell which cached question served a hit). `GET /v1/models` lists the one model. Anything else: 404.
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
 from typing import Any
 
+_ANSWERS = itertools.count(1)
 FIXED_TEXT = "The battery charges fully in about four hours; store it half charged in a cool, dry place."
 
 
@@ -49,10 +53,9 @@ def _response(status: str, body: bytes) -> bytes:
 
 
 class MockUpstream(asyncio.Protocol):
-    def __init__(self, delay_s: float, echo: bool, fixed: bytes, models: bytes) -> None:
+    def __init__(self, delay_s: float, echo: bool, models: bytes) -> None:
         self._delay_s = delay_s
         self._echo = echo
-        self._fixed = fixed
         self._models = models
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
@@ -98,7 +101,9 @@ class MockUpstream(asyncio.Protocol):
                 users = [m.get("content") for m in request.get("messages", []) if m.get("role") == "user"]
                 payload = _response("200 OK", completion_body("mock", f"echo: {users[-1] if users else ''}"))
             else:
-                payload = self._fixed
+                payload = _response(
+                    "200 OK", completion_body("mock", f"{FIXED_TEXT} (answer {next(_ANSWERS)})")
+                )
         elif method == "GET" and path.endswith("/models"):
             payload = self._models
         else:
@@ -132,13 +137,12 @@ def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
 
 
 async def serve(host: str, port: int, delay_s: float, echo: bool) -> None:
-    fixed = _response("200 OK", completion_body("mock", FIXED_TEXT))
     models = _response(
         "200 OK", b'{"object":"list","data":[{"id":"mock","object":"model","created":0,"owned_by":"bench"}]}'
     )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: MockUpstream(delay_s, echo, fixed, models), host, port, reuse_address=True, backlog=1024
+        lambda: MockUpstream(delay_s, echo, models), host, port, reuse_address=True, backlog=1024
     )
     async with server:
         await server.serve_forever()

@@ -17,10 +17,6 @@ from keel.guard.passages import ScreenedPassage, decide, record
 from keel.guard.pii import PiiDetector, restore
 from keel.llm_types import ChatTurn, ModelRequest, ToolCallTurn
 
-# Joins a request's messages for one pseudonymisation pass (the same person gets the same placeholder in
-# every message); a control character no recogniser matches.
-_SEPARATOR = "\n\x1e\n"
-
 RequestT = TypeVar("RequestT", bound=ModelRequest)
 TurnT = TypeVar("TurnT", bound=ChatTurn)
 CallT = TypeVar("CallT", bound=ToolCallTurn)
@@ -111,21 +107,16 @@ class InboundGuard:
         `reversible` (a stream, whose placeholders could be split across deltas): redaction only."""
         if provider == "local" or self.settings.pii_external == "off":
             return request, _identity
-        # The messages' texts and the string values of earlier turns' tool-call arguments, in one pass:
-        # the same person gets the same placeholder wherever they appear.
+        # The messages' texts and the string values of earlier turns' tool-call arguments, with one
+        # numbering: the same person gets the same placeholder wherever they appear.
         texts = [m.text() for m in request.messages]
         calls = [call for m in request.messages for call in m.tool_calls or ()]
         texts += [value for call in calls for value in json_strings(call.function.arguments)]
-        joined = _SEPARATOR.join(texts)
         mapping: dict[str, str]
         if self.settings.pii_external == "redact" or not reversible:
-            masked, mapping = self.pii.redact(joined), {}
+            masked_texts, mapping = [self.pii.redact(text) for text in texts], {}
         else:
-            masked, mapping = self.pii.pseudonymise(joined)
-        masked_texts = masked.split(_SEPARATOR)
-        if len(masked_texts) != len(texts):  # a recogniser swallowed a separator: send nothing raw
-            masked_texts = [self.pii.redact(text) for text in texts]
-            mapping = {}
+            masked_texts, mapping = self.pii.pseudonymise_many(texts)
         values = iter(masked_texts[len(request.messages) :])
         own = masked_texts[: len(request.messages)]
         messages = [_masked(m, text, values) for m, text in zip(request.messages, own, strict=True)]

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
+
+from cachetools import LRUCache
 
 from keel.guard.pii_addresses import find_addresses
 from keel.guard.pii_names import DEFAULT_MODEL, PersonNames, addressees, cued_names
@@ -75,6 +78,8 @@ _PRIORITY: dict[PiiType, int] = {
     "PERSON": 1,
 }
 _PLACEHOLDER = re.compile(r"<(?P<type>[A-Z]+)_(?P<n>\d+)>")
+# Longer texts are scanned every time: they seldom come back, and their findings would crowd the memory.
+_REMEMBERED_CHARS = 8_000
 
 
 class PiiDetector:
@@ -82,9 +87,15 @@ class PiiDetector:
     the first detection that needs names does so otherwise. Safe to share between threads: the owner
     (the runtime, as for the other models) creates one and passes it where it is needed."""
 
-    def __init__(self, *, ner: bool = True, model: str = DEFAULT_MODEL, min_score: float = 0.5) -> None:
+    def __init__(
+        self, *, ner: bool = True, model: str = DEFAULT_MODEL, min_score: float = 0.5, remember: int = 2048
+    ) -> None:
         self.min_score = min_score
         self._names = PersonNames(model) if ner else None
+        # The findings of recently scanned texts, in memory only: one message is scanned by the guard,
+        # then by the trace exporter, and again each time a conversation resends it.
+        self._seen: LRUCache[str, list[PiiSpan]] | None = LRUCache(remember) if remember and ner else None
+        self._seen_lock = threading.Lock()
 
     def warm_up(self) -> None:
         if self._names is not None:
@@ -98,6 +109,17 @@ class PiiDetector:
     def detect(self, text: str, types: Collection[PiiType] | None = None) -> list[PiiSpan]:
         """Non-overlapping findings in text order, limited to `types` (all when None)."""
         wanted = ALL_TYPES if types is None else frozenset(types)
+        if "PERSON" in wanted and self._seen is not None and len(text) <= _REMEMBERED_CHARS:
+            with self._seen_lock:
+                found = self._seen.get(text)
+            if found is None:
+                found = self._detect(text, ALL_TYPES)
+                with self._seen_lock:
+                    self._seen[text] = found
+            return [s for s in found if s.type in wanted]  # a copy: the remembered list stays as it is
+        return self._detect(text, wanted)
+
+    def _detect(self, text: str, wanted: frozenset[PiiType]) -> list[PiiSpan]:
         # Every structured recogniser runs whatever `types` says, so that an SSN is not taken for a phone
         # number just because SSNs were not asked for; only the costly name finding is skipped.
         found = [found for find in _STRUCTURED for found in find(text)]
@@ -116,6 +138,15 @@ class PiiDetector:
         """Findings replaced by numbered placeholders (``<PERSON_1>``), numbered in order of first
         appearance; the same value gets the same placeholder. The mapping (placeholder to value) lets
         `restore` put the values back into, say, a provider's answer."""
+        masked, mapping = self.pseudonymise_many([text], types)
+        return masked[0], mapping
+
+    def pseudonymise_many(
+        self, texts: Sequence[str], types: Collection[PiiType] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """`pseudonymise` over several texts (a request's messages) with one numbering: the same value
+        gets the same placeholder in every text. Each text is scanned on its own, so a text seen before
+        (an earlier turn of the conversation) is not scanned again."""
         numbers: Counter[str] = Counter()
         by_value: dict[tuple[str, str], str] = {}
         mapping: dict[str, str] = {}
@@ -125,14 +156,14 @@ class PiiDetector:
             if key not in by_value:
                 numbers[found.type] += 1
                 name = f"<{found.type}_{numbers[found.type]}>"
-                while name in text:  # the text already holds that literal: restore must not touch it
+                while any(name in text for text in texts):  # a literal already there: restore must keep it
                     numbers[found.type] += 1
                     name = f"<{found.type}_{numbers[found.type]}>"
                 by_value[key] = name
                 mapping[name] = found.text
             return by_value[key]
 
-        return _replace(text, self.detect(text, types), placeholder), mapping
+        return [_replace(text, self.detect(text, types), placeholder) for text in texts], mapping
 
 
 def restore(text: str, mapping: dict[str, str], types: Collection[PiiType] | None = None) -> str:

@@ -7,7 +7,9 @@ GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
+# The prompt's message texts, one item per message, and their roles in a list beside them.
 GEN_AI_PROMPT = "gen_ai.prompt"
+GEN_AI_PROMPT_ROLES = "gen_ai.prompt.roles"
 GEN_AI_COMPLETION = "gen_ai.completion"
 
 TENANT = "keel.tenant"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -177,3 +178,43 @@ def test_import_and_module_redact_load_no_model() -> None:
 def test_the_address_pre_check_skips_only_texts_no_pattern_matches(text: str, expected: str | None) -> None:
     found = [s.text for s in PiiDetector(ner=False).detect(text) if s.type == "ADDRESS"]
     assert found == ([expected] if expected else [])
+
+
+def test_pseudonymise_many_numbers_values_across_texts() -> None:
+    texts = ["Mail a@x.com", "again a@x.com and b@y.org", "template <EMAIL_3>, and c@z.net"]
+    masked, mapping = PATTERNS.pseudonymise_many(texts)
+    assert masked == ["Mail <EMAIL_1>", "again <EMAIL_1> and <EMAIL_2>", "template <EMAIL_3>, and <EMAIL_4>"]
+    assert [restore(text, mapping) for text in masked] == texts
+
+
+class _CountingNames:
+    """The spaCy half of name finding, replaced: it finds "Obinna" and counts its scans."""
+
+    def __init__(self) -> None:
+        self.scans: list[str] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def find(self, text: str) -> Iterator[PiiSpan]:
+        self.scans.append(text)
+        start = text.find("Obinna")
+        if start >= 0:
+            yield PiiSpan("PERSON", start, start + 6, "Obinna", 0.85)
+
+
+def test_a_text_scanned_before_is_not_scanned_again() -> None:
+    detector = PiiDetector(remember=2)
+    names = _CountingNames()
+    detector._names = names  # type: ignore[assignment]
+    text = "Ask Obinna, mail a@x.com"
+    first = detector.detect(text)
+    assert [s.type for s in first] == ["PERSON", "EMAIL"]
+    first.clear()  # a caller's copy: what is remembered stays whole
+    assert detector.detect(text) == detector.detect(text, ["PERSON", "EMAIL"])
+    assert [s.type for s in detector.detect(text, ["EMAIL"])] == ["EMAIL"]  # no names asked: no scan
+    assert names.scans == [text]
+    detector.detect("one"), detector.detect("two")  # at most `remember` texts are kept
+    detector.detect(text)
+    assert names.scans == [text, "one", "two", text]
+    assert PiiDetector(remember=0)._seen is None

@@ -66,8 +66,14 @@ class Traced:
             attributes.GEN_AI_FINISH_REASONS, [seen.end.finish_reason if seen.end else "error"]
         )
         if self._capture_content:
-            prompt = "\n".join(f"{m.role}: {m.text()}" for m in request.messages)
-            span.set_attribute(attributes.GEN_AI_PROMPT, redact(prompt)[:_CONTENT_CHARS])
+            # One item per message: the exporter's name finder then meets the texts the guard scanned
+            # and finds them remembered, instead of scanning a joined copy again.
+            texts, room = [], _CONTENT_CHARS
+            for message in request.messages:
+                texts.append(redact(message.text()[:room]))
+                room = max(0, room - len(texts[-1]))
+            span.set_attribute(attributes.GEN_AI_PROMPT, texts)
+            span.set_attribute(attributes.GEN_AI_PROMPT_ROLES, [m.role for m in request.messages])
             if seen.end is not None:
                 completion = redact("".join(seen.pieces))[:_CONTENT_CHARS]
                 span.set_attribute(attributes.GEN_AI_COMPLETION, completion)
