@@ -24,6 +24,7 @@ PHONE > PERSON), then the higher score, then the longer span.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import re
 import threading
 from collections import Counter
@@ -94,7 +95,8 @@ class PiiDetector:
         self._names = PersonNames(model) if ner else None
         # The findings of recently scanned texts, in memory only: one message is scanned by the guard,
         # then by the trace exporter, and again each time a conversation resends it.
-        self._seen: LRUCache[str, list[PiiSpan]] | None = LRUCache(remember) if remember and ner else None
+        # Keyed by digest: no whole message is kept, only the findings themselves.
+        self._seen: LRUCache[bytes, list[PiiSpan]] | None = LRUCache(remember) if remember and ner else None
         self._seen_lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -110,12 +112,13 @@ class PiiDetector:
         """Non-overlapping findings in text order, limited to `types` (all when None)."""
         wanted = ALL_TYPES if types is None else frozenset(types)
         if "PERSON" in wanted and self._seen is not None and len(text) <= _REMEMBERED_CHARS:
+            key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
             with self._seen_lock:
-                found = self._seen.get(text)
+                found = self._seen.get(key)
             if found is None:
                 found = self._detect(text, ALL_TYPES)
                 with self._seen_lock:
-                    self._seen[text] = found
+                    self._seen[key] = found
             return [s for s in found if s.type in wanted]  # a copy: the remembered list stays as it is
         return self._detect(text, wanted)
 
