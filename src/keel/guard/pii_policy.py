@@ -27,6 +27,9 @@ _STRUCTURED: tuple[PiiType, ...] = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 # Text that holds a space and a capital letter may hold a name: only such text needs the NER tier.
 _MAY_NAME = re.compile(r"\s")
+# Every structured type holds a digit, an "@" (e-mail) or a ":" (an IPv6 address may be all hex letters):
+# a single token with none of them (a method, a route name, a finish reason) cannot hold one.
+_MAY_BE_STRUCTURED = re.compile(r"[\d@:]")
 
 
 def _payment_spans(text: str) -> Iterator[PiiSpan]:
@@ -123,7 +126,7 @@ class ContentRedactor:
 
     def _text(self, text: str, deadline: float, names: set[str]) -> str:
         if not _MAY_NAME.search(text):  # one token: an id, a model name, a number; patterns suffice
-            return self._pii.redact(text, types=_STRUCTURED)
+            return self._pii.redact(text, types=_STRUCTURED) if _MAY_BE_STRUCTURED.search(text) else text
         if len(text) > self._max_chars or time.monotonic() > deadline or not self._pii.has_ner:
             return DROPPED
         found = self._pii.detect(text)

@@ -127,3 +127,12 @@ def test_spans_handed_to_another_exporter_are_redacted() -> None:
         "keel.user": "<EMAIL>",
         "gen_ai.usage.input_tokens": 12,
     }
+
+
+def test_a_token_without_digit_at_or_colon_is_left_as_it_is_and_that_loses_nothing() -> None:
+    redactor = ContentRedactor(PiiDetector(ner=False))
+    plain = ["POST", "stop", "keel-embed", "/v1/chat/completions", "miss", "deadbeef", "Obinna", "ab.cd_ef"]
+    assert [redactor.text(token) for token in plain] == plain
+    assert all(PiiDetector(ner=False).redact(token) == token for token in plain)  # what the scan gives
+    assert redactor.text("fe80::abcd") == "<IP>" and redactor.text("x@y.io") == "<EMAIL>"
+    assert redactor.text("+442079460958") == "<PHONE>"
