@@ -353,7 +353,8 @@ class InjectionDetector:
         return self._passages.keep(self.passage_state(), texts, self._judge_passages)
 
     def passage_state(self) -> str:
-        """What a passage verdict depends on besides its text (`passage_state.py`), read after warm-up."""
+        """What a passage verdict depends on besides its text (`passage_state.py`), the model's included."""
+        self.warm_up()
         key = (self.settings.rules_enabled, self.settings.passage_threshold, id(self._model))
         if self._state is None or self._state[0] != key:
             embedder = self._embedder.model_id if self._embedder is not None else None
