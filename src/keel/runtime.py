@@ -37,6 +37,7 @@ from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
 from keel.governance.retention import Retention, scheduled_purge
 from keel.governance.subjects import SubjectRequests
+from keel.guard.chunk_screening import screen_unscreened
 from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionSettings
 from keel.guard.judge import make_judge
@@ -233,6 +234,7 @@ class Runtime:
             jobs.requeue_stale,
             partial(scheduled_purge, database, settings.retention, audit),
             verdicts.prune,
+            partial(screen_unscreened, injection, verdicts) if _screens_at_ingestion(settings) else None,
         )
         metrics.watch(
             lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},

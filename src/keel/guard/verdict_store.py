@@ -6,7 +6,8 @@ A row holds the detector state (`passage_state.py`), the SHA-256 of the passage'
 content-addressed and shared: two documents with the same chunk share its verdict, a re-ingested
 document finds its unchanged chunks' verdicts, and a deleted document's verdicts stay behind as
 harmless orphans (a digest, a score, offsets and a rule name or two) until the daily `prune` removes
-them."""
+them. The store reads the knowledge base's `chunks` (which digests are live; which texts have no
+verdict yet) and never writes them."""
 
 from __future__ import annotations
 
@@ -82,6 +83,23 @@ class PassageVerdictStore:
         insert = sqlite.insert if self._database.is_sqlite else postgresql.insert
         with self._database.session() as session:
             session.execute(insert(PassageVerdictRow).on_conflict_do_nothing(), list(rows.values()))
+
+    def unscreened(self, state: str, limit: int, start: str = "") -> list[str]:
+        """Texts of up to `limit` chunks with no verdict kept under `state`, in digest order from `start`
+        (then from the beginning): chunks ingested before screening at ingestion, or under another
+        detector state. A fresh `start` keeps two consumers doing this at once mostly apart."""
+        kept = select(PassageVerdictRow.text_hash).where(PassageVerdictRow.state == state)
+        query = (
+            select(Chunk.content_hash, Chunk.text)
+            .where(Chunk.content_hash.not_in(kept))
+            .order_by(Chunk.content_hash)
+            .limit(limit)
+        )
+        with self._database.reading() as session:
+            rows = list(session.execute(query.where(Chunk.content_hash >= start)))
+            if len(rows) < limit and start:
+                rows += session.execute(query.where(Chunk.content_hash < start))
+        return list(dict.fromkeys(row.text for row in rows))[:limit]
 
     def prune(self) -> int:
         """Removes the verdicts whose text no chunk has any more (a deleted or changed document's);

@@ -1,7 +1,7 @@
 """Periodic jobs on the queue: requeueing jobs whose consumer died (every minute), the daily
-retention purge and the daily pruning of passage verdicts no chunk has any more. Every consumer runs
-them; each is safe to run in several places at once. What each does is passed in, so the queue knows
-no package it serves."""
+retention purge, the hourly screening of chunks with no passage verdict and the daily pruning of
+verdicts no chunk has any more. Every consumer runs them; each is safe to run in several places at
+once. What each does is passed in, so the queue knows no package it serves."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def register_maintenance(
     requeue_stale: Callable[[], object],
     retention_purge: Callable[[], None],
     prune_verdicts: Callable[[], object],
+    screen_chunks: Callable[[], object] | None = None,
 ) -> None:
     @queue.periodic_task(crontab(minute="*"), name="keel.requeue_stale_jobs")  # type: ignore[untyped-decorator]
     def requeue_stale_jobs() -> None:
@@ -27,3 +28,9 @@ def register_maintenance(
     @queue.periodic_task(crontab(hour="3", minute="47"), name="keel.prune_passage_verdicts")  # type: ignore[untyped-decorator]
     def prune() -> None:
         prune_verdicts()
+
+    if screen_chunks is not None:
+
+        @queue.periodic_task(crontab(minute="23"), name="keel.screen_chunks")  # type: ignore[untyped-decorator]
+        def screen() -> None:
+            screen_chunks()
