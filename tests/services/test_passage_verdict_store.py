@@ -111,7 +111,10 @@ def test_catching_up_screens_every_chunk_once_under_a_new_state(database: Databa
     before.keep_passage_verdicts(texts[:5])
     after = InjectionDetector(embedder, settings=InjectionSettings(passage_threshold=0.5), stored=store)
     assert screen_unscreened(after, store, batch=5) == len(texts)
-    assert screen_unscreened(before, store, batch=5) == len(texts) - 5
+    # A run stops starting batches once its time is up (each batch here takes one tick of the clock).
+    ticks = iter(range(100))
+    assert screen_unscreened(before, store, batch=3, budget_s=3, clock=lambda: next(ticks)) == 6
+    assert screen_unscreened(before, store, batch=5) == len(texts) - 5 - 6
     assert screen_unscreened(after, store) == 0
     assert all(store.lookup(after.passage_state(), texts))
     assert [v.is_injection for v in store.lookup(before.passage_state(), texts[:2])] == [True, False]

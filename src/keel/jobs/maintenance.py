@@ -1,7 +1,8 @@
 """Periodic jobs on the queue: requeueing jobs whose consumer died (every minute), the daily
-retention purge, the hourly screening of chunks with no passage verdict and the daily pruning of
-verdicts no chunk has any more. Every consumer runs them; each is safe to run in several places at
-once. What each does is passed in, so the queue knows no package it serves."""
+retention purge, the screening of chunks with no passage verdict (every minute, a few seconds at
+most) and the daily pruning of verdicts no chunk has any more. Every consumer runs them; each is safe
+to run in several places at once. What each does is passed in, so the queue knows no package it
+serves."""
 
 from __future__ import annotations
 
@@ -31,6 +32,6 @@ def register_maintenance(
 
     if screen_chunks is not None:
 
-        @queue.periodic_task(crontab(minute="23"), name="keel.screen_chunks")  # type: ignore[untyped-decorator]
+        @queue.periodic_task(crontab(minute="*"), name="keel.screen_chunks")  # type: ignore[untyped-decorator]
         def screen() -> None:
             screen_chunks()
