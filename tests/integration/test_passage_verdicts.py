@@ -105,7 +105,9 @@ def test_a_reply_reads_the_verdicts_kept_at_ingestion_and_decides_as_screening_w
     ingest(client, key, "kb/order-mail.txt", POISONED)
     ingest(client, key, "kb/delivery.txt", CLEAN)
     texts = chunk_texts(runtime)
-    assert sorted(judged.ingestion) == texts and len(texts) == 2, "each chunk screened in its job"
+    # (The catch-up job may screen other tests' chunks meanwhile; these two only an ingestion screens.)
+    mine = sorted(text for text in judged.ingestion if text in texts)
+    assert mine == texts and len(texts) == 2, "each chunk screened once, in its job"
 
     response = client.post(
         "/v1/support/replies",
@@ -160,11 +162,13 @@ def test_re_ingesting_and_deleting_a_document_keeps_the_verdicts_consistent(
     poisoned = POISONED.replace("Sam", "Alex")  # a text no other test kept a verdict for
     ingest(client, key, "kb/order-mail.txt", poisoned)
     ingest(client, key, "kb/order-mail-copy.txt", poisoned)
+    judged.ingestion = [text for text in judged.ingestion if "Alex" in text]
     assert len(judged.ingestion) == 1, "a chunk with a verdict already kept is not screened again"
 
     # The document changes: its new chunk is screened.
     changed = poisoned.replace(INJECTION, "")
     ingest(client, key, "kb/order-mail.txt", changed)
+    judged.ingestion = [text for text in judged.ingestion if "Alex" in text]
     assert len(judged.ingestion) == 2
     state = detector.passage_state()
     new, old = store.lookup(state, judged.ingestion[::-1])
