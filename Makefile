@@ -64,7 +64,7 @@ TIERED_TESTS := tests/integration/test_chat_completions.py tests/integration/tes
 	tests/integration/test_hostile_input.py tests/integration/test_api_fuzz.py \
 	tests/integration/test_trace_export_load.py tests/integration/test_evals_api.py \
 	tests/integration/test_event_loop.py tests/integration/test_embedding_contract.py \
-	tests/integration/test_tool_calling.py
+	tests/integration/test_tool_calling.py tests/integration/test_passage_verdicts.py
 
 test: dev
 	$(BIN)/lint-imports

@@ -15,7 +15,8 @@ was removed, and how much of the clean text a neutralised passage keeps.
 Peers in the same run: the rules alone, and the classifier Keel fits on its shipped examples only (the
 fallback when the embedding model is not the one the shipped model was fitted on). Quality runs read
 vectors from a file of the model's own vectors (`--cache`); latency is timed on the model itself, one
-message or one passage per call, with the load average recorded.
+message or one passage per call, with the load average recorded; a passage also as a reply reads it
+when it was screened at ingestion (its verdict from the store, nothing in memory).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionVerdict, PassageVerdict
 from keel.guard.injection_model import Thresholds
 from keel.guard.passages import decide
+from keel.guard.verdict_store import PassageVerdictStore
+from keel.store.engine import Database
 
 # Every look at the test part, so a reader can tell how often it was seen before a figure was kept.
 LOOKS = (
@@ -204,12 +207,31 @@ def latency(messages: list[str], passages: list[str]) -> dict[str, Any]:
             },
             passages,
         ),
+        **stored_latency(model, passages),
     }
     return {
         "paths": rows,
         "load_average": {"before": before, "after": os.getloadavg()},
         "torch_threads": _threads(),
     }
+
+
+def stored_latency(model: LocalEmbeddingProvider, passages: list[str]) -> dict[str, Any]:
+    """The passages screened at ingestion (their verdicts kept in a SQLite store), then checked by a
+    detector with nothing in memory, as a reply in a fresh process checks what it retrieved."""
+    with tempfile.TemporaryDirectory() as tmp:
+        database = Database(f"sqlite:///{Path(tmp) / 'keel.db'}")
+        database.migrate()
+        store = PassageVerdictStore(database)
+        InjectionDetector(model, stored=store).keep_passage_verdicts(passages)
+        reading = InjectionDetector(model, stored=store)
+        reading.warm_up()
+        try:
+            return timed(
+                {"passage, ingested before (verdict store)": lambda p: reading.check_passages([p])}, passages
+            )
+        finally:
+            database.dispose()
 
 
 def _threads() -> int:

@@ -480,6 +480,9 @@ class GuardSettings(BaseModel):
     injection_passage_score: float | None = Field(None, ge=0, le=1)
     # Passage verdicts remembered by content (0 turns it off): a chunk is screened once, not every reply.
     injection_passage_cache: int = Field(4096, ge=0)
+    # Screen each chunk when it is ingested and keep its verdict in the database, so a reply reads it
+    # instead of screening (unless `injection_in_sources` is off); false: replies screen what they retrieve.
+    injection_sources_at_ingestion: bool = True
     # A model alias asked about messages the classifier is unsure of (off when None); its calls go through
     # the gateway and are costed in the usage ledger (feature "guard_judge").
     injection_judge: str | None = None

@@ -37,12 +37,14 @@ from keel.gateway.service import Gateway
 from keel.governance.audit import AuditLog
 from keel.governance.retention import Retention, scheduled_purge
 from keel.governance.subjects import SubjectRequests
+from keel.guard.chunk_screening import screen_unscreened
 from keel.guard.inbound import InboundGuard
 from keel.guard.injection import InjectionDetector, InjectionSettings
 from keel.guard.judge import make_judge
 from keel.guard.output import OutputPolicy
 from keel.guard.pii import PiiDetector
 from keel.guard.pii_policy import ContentRedactor, install_payment_masking
+from keel.guard.verdict_store import PassageVerdictStore
 from keel.jobs.ingestion_jobs import IngestionJobs
 from keel.jobs.maintenance import register_maintenance
 from keel.jobs.queue import build_queue
@@ -106,6 +108,10 @@ def build_gateway(
     )
 
 
+def _screens_at_ingestion(settings: Settings) -> bool:
+    return settings.guard.injection_sources_at_ingestion and settings.guard.injection_in_sources != "off"
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -162,6 +168,7 @@ class Runtime:
         install_payment_masking(database)
         tracing = Tracing(settings.observe, database, ContentRedactor(pii).attributes)
         tracer = tracing.tracer
+        verdicts = PassageVerdictStore(database)
         injection = InjectionDetector(
             embedding_model,
             cache_dir=settings.data_dir / "models",
@@ -170,6 +177,7 @@ class Runtime:
                 passage_threshold=settings.guard.injection_passage_score,
                 passage_cache_size=settings.guard.injection_passage_cache,
             ),
+            stored=verdicts,
         )
         guard = InboundGuard(settings.guard, injection, pii)
         # One limiter for the API's calls and Keel's own embeddings: a tenant's tokens are counted once.
@@ -206,6 +214,7 @@ class Runtime:
             default_registry(),
             chunking,
             settings.knowledge.max_document_bytes,
+            screen=injection.keep_passage_verdicts if _screens_at_ingestion(settings) else None,
         )
         ingestion.on_change.append(gateway.cache.invalidate_tenant)
         queue = build_queue(settings.data_dir, settings.redis_url)
@@ -221,7 +230,11 @@ class Runtime:
             queued_data=ingestion.queued_data,
         )
         register_maintenance(
-            queue, jobs.requeue_stale, partial(scheduled_purge, database, settings.retention, audit)
+            queue,
+            jobs.requeue_stale,
+            partial(scheduled_purge, database, settings.retention, audit),
+            verdicts.prune,
+            partial(screen_unscreened, injection, verdicts) if _screens_at_ingestion(settings) else None,
         )
         metrics.watch(
             lambda: {name: d.breaker.state.value for name, d in gateway.dispatcher.deployments.items()},

@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 
 from keel.guard.injection_model import (
@@ -43,8 +44,10 @@ from keel.guard.injection_plan import (
     _windows,
 )
 from keel.guard.injection_rules import RULE_SCORE, match_rule, rule_spans
+from keel.guard.passage_recall import PassageRecall
+from keel.guard.passage_state import passage_state
 from keel.guard.passage_verdict import PassageVerdict, passage_verdict
-from keel.guard.verdict_cache import VerdictCache
+from keel.guard.verdict_store import StoredVerdicts
 from keel.llm_types import EmbeddingProvider
 
 __all__ = [
@@ -129,7 +132,8 @@ def _unique_pieces(plans: list[_Plan]) -> tuple[list[str], npt.NDArray[np.intp]]
 class InjectionDetector:
     """`embedder` None: rules only. `cache_dir` None: a fallback classifier is fitted in memory at each
     start. `extra_examples` adds a labeled JSON-lines file to the shipped examples and fits on them
-    instead of using the shipped model (the cache key covers it)."""
+    instead of using the shipped model (the cache key covers it). `stored`: passage verdicts kept ahead
+    of use (`keep_passage_verdicts`, at ingestion), read after the in-memory ones."""
 
     def __init__(
         self,
@@ -140,6 +144,7 @@ class InjectionDetector:
         judge: Judge | None = None,
         extra_examples: Path | None = None,
         model: InjectionModel | None = None,
+        stored: StoredVerdicts | None = None,
     ) -> None:
         self._embedder = embedder
         self._cache_dir = cache_dir
@@ -149,7 +154,8 @@ class InjectionDetector:
         self._given = model
         self._model: InjectionModel | None = None
         self._lock = threading.Lock()
-        self._seen_passages: VerdictCache[PassageVerdict] = VerdictCache(self.settings.passage_cache_size)
+        self._passages = PassageRecall(self.settings.passage_cache_size, stored)
+        self._state: tuple[tuple[bool, float | None, int], str] | None = None
 
     @property
     def thresholds(self) -> Thresholds:
@@ -313,28 +319,47 @@ class InjectionDetector:
         """Which sentences of each retrieved passage are instructions to the reader: the rules' hits
         (widened to their sentences) and the sentences the passage head scores at or above the passage
         threshold. Every passage is classified, rule hit or not, so that all its instructions are found.
-        A passage judged before by the same detector state is not judged again."""
+        A passage judged before by the same detector state (remembered or stored) is not judged again."""
         if self._embedder is not None:
             self.warm_up()
-        known, missing = self._seen_passages.lookup(self._passage_state(), texts)
+        state = self.passage_state()
+        known, missing = self._passages.recall(state, texts)
         pending = [texts[i] for i in missing]
         judged = self._judge_passages(pending) if pending else []
-        self._seen_passages.remember(self._passage_state(), pending, judged)
-        return self._seen_passages.merged(known, missing, judged)
+        self._passages.remember(state, pending, judged)
+        return self._passages.merged(known, missing, judged)
 
     async def acheck_passages(self, texts: list[str]) -> list[PassageVerdict]:
-        """`check_passages` for event loops: the embedding in turns at the model."""
+        """`check_passages` for event loops: the embedding in turns at the model, the store read on a
+        worker thread. How many passages were judged here, not found, goes on the current span."""
         if self._embedder is not None:
             await asyncio.to_thread(self.warm_up)
-        known, missing = self._seen_passages.lookup(self._passage_state(), texts)
+        state = self.passage_state()
+        known, missing = self._passages.in_memory(state, texts)
+        if missing and self._passages.stored is not None:
+            known, missing = await asyncio.to_thread(self._passages.recall, state, texts, (known, missing))
         pending = [texts[i] for i in missing]
+        trace.get_current_span().set_attribute("keel.guard.sources_screened", len(pending))
         judged = await self._ajudge_passages(pending) if pending else []
-        self._seen_passages.remember(self._passage_state(), pending, judged)
-        return self._seen_passages.merged(known, missing, judged)
+        self._passages.remember(state, pending, judged)
+        return self._passages.merged(known, missing, judged)
 
-    def _passage_state(self) -> tuple[bool, float | None, int]:
-        """What a passage verdict depends on besides its text: the settings read and the model used."""
-        return (self.settings.rules_enabled, self.settings.passage_threshold, id(self._model))
+    def keep_passage_verdicts(self, texts: list[str]) -> int:
+        """Judges passages ahead of their use (a knowledge base's chunks as they are ingested) and keeps
+        their verdicts in the store, where a request finds them; a text with a verdict kept under this
+        state is not judged again. Returns how many texts were judged."""
+        if self._embedder is not None:
+            self.warm_up()
+        return self._passages.keep(self.passage_state(), texts, self._judge_passages)
+
+    def passage_state(self) -> str:
+        """What a passage verdict depends on besides its text (`passage_state.py`), the model's included."""
+        self.warm_up()
+        key = (self.settings.rules_enabled, self.settings.passage_threshold, id(self._model))
+        if self._state is None or self._state[0] != key:
+            embedder = self._embedder.model_id if self._embedder is not None else None
+            self._state = (key, passage_state(key[0], key[1], self._model, embedder))
+        return self._state[1]
 
     def _judge_passages(self, texts: list[str]) -> list[PassageVerdict]:
         plans = [_plan(text, True) for text in texts]

@@ -4,6 +4,8 @@ tags). Every repetition is bounded or anchored on a literal, so a scan is linear
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 RULE_SCORE = 0.95
@@ -112,3 +114,8 @@ def rule_spans(text: str) -> list[tuple[str, int, int]]:
     neutralisation removes. Each rule scans the text once."""
     found = [(name, m.start(), m.end()) for name, pattern in _RULES for m in pattern.finditer(text)]
     return sorted(found, key=lambda item: item[1])
+
+
+def rules_digest() -> str:
+    """Names the rule set: a verdict kept under one rule set is not reused under another."""
+    return hashlib.sha256(json.dumps(_RULE_PATTERNS).encode()).hexdigest()

@@ -52,6 +52,9 @@ class IngestResult:
 
 # Called with the storing transaction, the document's position in the batch and its result.
 OnStored = Callable[[Session, int, IngestResult], None]
+# Called with the texts of a batch's new chunks before they are stored: the runtime passes the guard's
+# injection screening, which keeps a verdict for each text where the requests that retrieve it read it.
+ScreenChunks = Callable[[list[str]], object]
 
 
 class SourceDocument(Protocol):
@@ -84,8 +87,10 @@ class Ingestion:
         loaders: LoaderRegistry,
         chunking: Mapping[str, ChunkingOptions],
         max_document_bytes: int,
+        screen: ScreenChunks | None = None,
     ) -> None:
         self._database = database
+        self._screen = screen
         self._index = index
         self._embedder = embedder
         self._loaders = loaders
@@ -155,6 +160,10 @@ class Ingestion:
             prepared.append((position, document, texts))
         # Embedding is the slow part: it runs outside any write transaction, through the cache.
         vectors = self._embed(prepared)
+        if self._screen is not None and prepared:
+            # Also outside any transaction, and before the chunks can be retrieved: a request then
+            # finds each one's verdict. A text screened before (an unchanged chunk) is not screened again.
+            self._screen([chunk.text for _, document, _ in prepared for chunk in document.chunks])
         changed: set[str] = set()
         # One transaction for the batch (commits are costly), one savepoint per document: a document that
         # cannot be stored fails alone, and each stored one commits together with what `on_stored` records.

@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -211,6 +213,23 @@ class EmbeddingCacheEntry(Base):
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PassageVerdictRow(Base):
+    """A passage's injection verdict under one detector state (`guard/verdict_store.py`), by the digest
+    of its text (a chunk's `content_hash`): no text and no tenant, like the embedding cache."""
+
+    __tablename__ = "passage_verdicts"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    is_injection: Mapped[bool] = mapped_column(Boolean)
+    tier: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(200))
+    # The (start, end) character offsets of the instructions found, in text order.
+    spans: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
