@@ -4,12 +4,12 @@ the cached route), checking the variables and rendering, against the same reques
     .venv/bin/python -m bench.prompt_render [--calls 2000]
 
 On a fresh SQLite file: the bench's prompt (a system message and a templated question, as in
-bench/gateway_overhead.py), resolved by label through `PromptRenderer.apply` as the OpenAI route does.
+bench/gateway_overhead/), resolved by label through `PromptRenderer.apply` as the OpenAI route does.
 Three cases: the label's route cached (the usual case: one primary-key read of the epoch), the label
 moved before every call (the route read again), and the same messages sent directly (only the request
 model is built). CPU time of this process per call (time.process_time), so other work on a shared
 machine inflates it less than wall time; wall time is reported too. The end-to-end view, with the
-server, is `bench/gateway_overhead.py --prompt-only`.
+server, is `python -m bench.gateway_overhead --prompt-only`.
 """
 
 from __future__ import annotations
