@@ -480,6 +480,9 @@ class GuardSettings(BaseModel):
     injection_passage_score: float | None = Field(None, ge=0, le=1)
     # Passage verdicts remembered by content (0 turns it off): a chunk is screened once, not every reply.
     injection_passage_cache: int = Field(4096, ge=0)
+    # The lexical prescreen before the injection classifier: what looks less like an injection than any
+    # attack it was tuned on is not embedded (`guard/injection_prescreen.py`); false: every message is.
+    injection_prescreen: bool = True
     # Screen each chunk when it is ingested and keep its verdict in the database, so a reply reads it
     # instead of screening (unless `injection_in_sources` is off); false: replies screen what they retrieve.
     injection_sources_at_ingestion: bool = True

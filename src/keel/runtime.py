@@ -176,6 +176,7 @@ class Runtime:
                 threshold=settings.guard.injection_threshold,
                 passage_threshold=settings.guard.injection_passage_score,
                 passage_cache_size=settings.guard.injection_passage_cache,
+                prescreen=settings.guard.injection_prescreen,
             ),
             stored=verdicts,
         )

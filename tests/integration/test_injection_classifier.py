@@ -126,9 +126,17 @@ def test_obvious_injections_are_flagged_by_the_classifier(
     ]
 
 
-def test_support_questions_pass(detector: InjectionDetector) -> None:
+def test_support_questions_pass(
+    detector: InjectionDetector, embedder: LocalEmbeddingProvider, cache_dir: Path
+) -> None:
     verdicts = detector.check_many(SUPPORT_QUESTIONS)
     assert not any(v.is_injection for v in verdicts), [v.score for v in verdicts]
+    assert {v.tier for v in verdicts} <= {"prescreen", "classifier"} and "prescreen" in {
+        v.tier for v in verdicts
+    }
+    # The classifier alone passes them too: the prescreen only spares it the work.
+    alone = InjectionDetector(embedder, cache_dir=cache_dir, settings=InjectionSettings(prescreen=False))
+    verdicts = alone.check_many(SUPPORT_QUESTIONS)
     assert all(v.tier == "classifier" and 0.0 <= v.score < 0.5 for v in verdicts)
 
 
@@ -136,7 +144,7 @@ def test_batch_embeds_once_and_only_what_no_rule_caught(
     embedder: LocalEmbeddingProvider, cache_dir: Path
 ) -> None:
     counting = CountingEmbedder(embedder)
-    detector = InjectionDetector(counting, cache_dir=cache_dir)
+    detector = InjectionDetector(counting, cache_dir=cache_dir, settings=InjectionSettings(prescreen=False))
     detector.warm_up()
     counting.batches.clear()
     texts = [

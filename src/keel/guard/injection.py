@@ -43,6 +43,7 @@ from keel.guard.injection_plan import (
     _plan,
     _windows,
 )
+from keel.guard.injection_prescreen import PRESCREEN_MAX_CHARS, LexicalPrescreen, shipped_prescreen
 from keel.guard.injection_rules import RULE_SCORE, match_rule, rule_spans
 from keel.guard.passage_recall import PassageRecall
 from keel.guard.passage_state import passage_state
@@ -92,13 +93,16 @@ class InjectionSettings(BaseModel):
     grey_high: float | None = Field(None, ge=0, le=1)
     # Also score each sentence of a multi-sentence text: an appended or hidden injection is not averaged away.
     sentences: bool = True
+    # The lexical prescreen (`injection_prescreen.py`) clears what looks less like an injection than any
+    # attack it was tuned on, sparing the embedding; only beside the shipped model it was fitted with.
+    prescreen: bool = True
 
 
 @dataclass(frozen=True)
 class InjectionVerdict:
     score: float
     is_injection: bool
-    tier: Literal["rules", "classifier", "judge"]
+    tier: Literal["rules", "prescreen", "classifier", "judge"]
     reason: str
 
 
@@ -145,6 +149,7 @@ class InjectionDetector:
         extra_examples: Path | None = None,
         model: InjectionModel | None = None,
         stored: StoredVerdicts | None = None,
+        prescreen: LexicalPrescreen | None = None,
     ) -> None:
         self._embedder = embedder
         self._cache_dir = cache_dir
@@ -152,7 +157,9 @@ class InjectionDetector:
         self._judge = judge
         self._extra = extra_examples
         self._given = model
+        self._given_prescreen = prescreen  # with a given model: the shipped one fits the shipped model only
         self._model: InjectionModel | None = None
+        self._prescreen: LexicalPrescreen | None = None
         self._lock = threading.Lock()
         self._passages = PassageRecall(self.settings.passage_cache_size, stored)
         self._state: tuple[tuple[bool, float | None, int], str] | None = None
@@ -182,11 +189,12 @@ class InjectionDetector:
             if self._embedder is None or self._model is not None:
                 return
             if self._given is not None:
-                self._model = self._given
+                self._model, self._prescreen = self._given, self._given_prescreen
                 return
             if self._extra is None and SHIPPED_MODEL.is_file():
                 shipped = InjectionModel.load(SHIPPED_MODEL)
                 if shipped.fits(self._embedder.embed([PROBE])[0].astype(np.float64)):
+                    self._prescreen = shipped_prescreen() if self.settings.prescreen else None
                     self._model = shipped
                     return
             self._model = self._fitted()
@@ -224,6 +232,8 @@ class InjectionDetector:
         if pending:
             assert self._embedder is not None
             self.warm_up()
+            if not (pending := self._not_cleared(texts, verdicts, pending)):
+                return [verdict for verdict in verdicts if verdict is not None]
             vectors = self._embedder.embed([piece for _, plan in pending for piece in plan.pieces])
             for index, probability in self._message_scores(vectors, pending).items():
                 judge = self._judge_for(probability)
@@ -243,7 +253,10 @@ class InjectionDetector:
             verdicts, pending = self._screen(texts)
         if pending:
             assert self._embedder is not None
-            await asyncio.to_thread(self.warm_up)
+            if self._model is None:  # a thread only while it loads: a warm check stays on the loop
+                await asyncio.to_thread(self.warm_up)
+            if not (pending := self._not_cleared(texts, verdicts, pending)):
+                return [verdict for verdict in verdicts if verdict is not None]
             vectors = await self._embedder.aembed([piece for _, plan in pending for piece in plan.pieces])
             for index, probability in self._message_scores(vectors, pending).items():
                 judge = self._judge_for(probability)
@@ -265,6 +278,22 @@ class InjectionDetector:
                 verdicts.append(None)
                 pending.append((index, _plan(text, self.settings.sentences)))
         return verdicts, pending
+
+    def _not_cleared(
+        self, texts: list[str], verdicts: list[InjectionVerdict | None], pending: list[tuple[int, _Plan]]
+    ) -> list[tuple[int, _Plan]]:
+        """The pending texts the prescreen does not clear; a cleared one gets its verdict here."""
+        if self._prescreen is None:
+            return pending
+        left = []
+        for index, plan in pending:
+            cleared, score = self._prescreen.clears(texts[index], PRESCREEN_MAX_CHARS)
+            if cleared:
+                reason = f"prescreen score {score:.3f} below its cut {self._prescreen.cut:.3f}"
+                verdicts[index] = InjectionVerdict(score, False, "prescreen", reason)
+            else:
+                left.append((index, plan))
+        return left
 
     def _message_scores(
         self, vectors: npt.NDArray[np.float32], pending: list[tuple[int, _Plan]]
