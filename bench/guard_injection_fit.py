@@ -9,8 +9,8 @@ test part is never read here.
 Each message decision is set from a precision target on tune, kept per benign population so no one of
 them pays for the others (rule hits count against it and cannot be tuned away): the API refuses from the
 lowest score (the most recall) at which no population in BLOCK_LIMITS has more than its share flagged,
-the copilot escalates from the lowest within ESCALATE_LIMITS. C (and the weight of the structural features) is the one whose decisions
-catch the most tune injections on both paths together. A passage sentence is neutralised from the lowest score at which at most
+the copilot escalates from the lowest within ESCALATE_LIMITS. C (and the weight of the structural features) is the most regularised whose
+decisions catch, on both paths together, within TIE of the most tune injections. A passage sentence is neutralised from the lowest score at which at most
 PASSAGE_FPR of clean passages would be touched.
 """
 
@@ -76,6 +76,8 @@ C_GRID = (0.06, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 # The message head's structural columns are fitted multiplied by each of these (the weights are then
 # scaled back): a lighter penalty on a few readable features than on 384 embedding dimensions.
 FEATURE_SCALES = (1.0, 3.0, 10.0)
+# Tune recall (refused plus escalated) within which a more regularised fit is preferred.
+TIE = 0.02
 EMBEDDING_DIMENSIONS = 384
 
 
@@ -322,14 +324,15 @@ def fit_messages(
     embed: Embed,
 ) -> tuple[Head, Thresholds, dict[str, Any]]:
     """The message head: fitted on train for each C, Platt-scaled on tune; the C kept is the one whose
-    tune decisions catch the most injections, refused and escalated together."""
+    tune decisions catch (refused and escalated together) within TIE of the most injections, the most
+    regularised first."""
     train = [r for rows in (*messages["train"].values(), *variants["train"].values()) for r in rows]
     tune = {**messages["tune"], **variants["tune"]}
     tune_rows = [r for rows in tune.values() for r in rows]
     print(f"messages: {len(train)} train, {len(tune_rows)} tune", flush=True)
     train_xy, tune_xy = message_rows(train, embed), message_rows(tune_rows, embed)
     _, attacks = _tune_populations(tune)
-    best: tuple[tuple[float, float], tuple[float, float], Head, Thresholds, dict[str, Any]] | None = None
+    results: list[tuple[float, tuple[float, float], Head, Thresholds, dict[str, Any]]] = []
     tried: dict[str, Any] = {}
     for c, scale in ((c, scale) for c in C_GRID for scale in FEATURE_SCALES):
         head = platt(_scaled_fit(*train_xy, c, scale), *tune_xy)
@@ -354,10 +357,10 @@ def fit_messages(
             f"C={c} scale={scale}: tune recall refused/escalated {recall}, AP {ap:.4f}, {thresholds}",
             flush=True,
         )
-        if best is None or (recall[0] + recall[1], recall[0]) > best[0]:
-            best = ((recall[0] + recall[1], recall[0]), (c, scale), head, thresholds, caught)
-    assert best is not None
-    _, (c, scale), head, thresholds, caught = best
+        results.append((recall[0] + recall[1], (c, scale), head, thresholds, caught))
+    # The most regularised of those within TIE of the best: a few tune texts do not buy a looser fit.
+    top = max(result[0] for result in results)
+    _, (c, scale), head, thresholds, caught = next(r for r in results if r[0] >= top - TIE)
     print(f"message head: chose C={c}, scale={scale}; thresholds {thresholds}; on tune {caught}", flush=True)
     report = {"c": c, "feature_scale": scale, "tried": tried, "tune_decisions": caught}
     return head, thresholds, {"message_head": report}

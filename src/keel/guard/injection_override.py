@@ -58,11 +58,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], float, float], ...] = (
     (
         "closure_praise",
         re.compile(
-            rf"{_START}(?:(?:very\s+|really\s+|simply\s+)?(?:good|great|well\s+done|excellent|perfect"
+            rf"{_START}(?:(?!good\s+(?:morning|afternoon|evening|day|night)\b)(?:very\s+|really\s+|simply\s+)?(?:good|great|well\s+done|excellent|perfect"
             r"|fantastic|wonderful|brilliant|awesome|nice\s+(?:work|job)|good\s+job|great\s+job|bravo|wow"
             r"|that\s+is\s+done|that'?s\s+done|done|congratulations|(?:sehr\s+)?gut(?:\s+gemacht)?|super"
             r"|toll|prima|klasse|ausgezeichnet\w*|hervorragend\w*|fantastisch|herzlichen\s+glückwunsch\w*"
-            r"|das\s+ist\s+erledigt|erledigt|mann|man)\b\s*[!.,:;]|\b(?:you'?ve|you\s+have|du\s+hast|sie"
+            r"|das\s+ist\s+erledigt|erledigt|mann|man)\b(?:\s+\w+){0,2}?\s*[!.,:;]|\b(?:you'?ve|you\s+have|du\s+hast|sie"
             r"\s+haben)\s+(?:\w+\s+){0,3}?(?:outdone|great|well|super|gut|toll)\b)",
             _I,
         ),
@@ -101,8 +101,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], float, float], ...] = (
         "dictated_output",
         re.compile(
             r"\b(?:say|tell\s+me|state|claim|write|print|output|answer|reply|respond|repeat\s+after\s+me"
-            r"|include)\s+(?:\w+\s+){0,2}?(?:that\s+(?:you|trump|\w+\s+(?:is|are|was))|with\s+[\"'“]|[\"'“:]"
-            r"|yes|no\b)|\brepeat\s+after\s+me\b|\bjust\s+(?:say|output|print|write)\b|\b(?:sag\w*|schreib\w*"
+            r"|include)\s+(?:\w+\s+){0,2}?(?:that\s+(?:you|\w+\s+(?:is|are|was))|with\s+[\"'“]|[\"'“:])"
+            r"|\brepeat\s+after\s+me\b|\bjust\s+(?:say|output|print|write)\b|\b(?:sag\w*|schreib\w*"
             r"|behaupte\w*|antworte\w*)\s+(?:\w+\s+){0,2}?(?:dass|mit\s+[\"'„]|[\"'„:])|\bgeben\s+sie\s+"
             r"(?:\w+\s+){0,3}?aus\b|\bdi\s+(?:lo\s+siguiente|que)\b|\bdis\s+(?:que|le\s+suivant)\b"
             r"|\bскажите\b|\bскажи\b",  # noqa: RUF001
