@@ -2,8 +2,8 @@
 (the passage head keeps `injection_features` alone): a switch to a new task after praise or a "now",
 an identity handed to the assistant, an output dictated word for word, a reference back to what came
 before, overrides and imperatives in German and other languages (where the English-trained embedding
-is weak), fake context frames, letters spaced or shouted to slip past filters, and a turn from a question to an
-order inside one message.
+is weak), fake context frames, letters spaced or shouted to slip past filters, and a turn from a
+question to an order inside one message.
 
 Every pattern's repetitions are bounded or anchored, so a piece (at most one window) is read in linear
 time, and all of them together cost a fraction of a millisecond beside the message's one embedding.
