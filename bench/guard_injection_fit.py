@@ -1,15 +1,17 @@
-"""Fits Keel's shipped injection model on the train part of `bench/guard_injection_data.py`'s split,
-chooses its C, Platt scaling and decision thresholds on the tune part, and writes it to
-`src/keel/guard/data/injection_model.npz`. The test part is never read here.
+"""Fits Keel's shipped injection model on the train part of `bench/guard_injection_data.py`'s split
+(with the templated variants of `bench/guard_injection_variants.py`), chooses its C, Platt scaling and
+decision thresholds on the tune part, and writes it to `src/keel/guard/data/injection_model.npz`. The
+test part is never read here.
 
     .venv/bin/python -m bench.guard_injection_fit [--cache .keel/bench/injection_vectors.npz]
+        [--refit-passages]   (else the passage head and its threshold are kept from the model in --out)
 
-Thresholds come from false-positive targets on tune (rule hits count against them, and cannot be tuned
-away): the API refuses from the lowest score at which at most BLOCK_FPR of ordinary prompts (banking77 questions, BIPIA's tasks
-asked directly, deepset's benign rows) and
-BLOCK_TRIGGER_FPR of benign prompts with trigger words would be refused; the copilot escalates from the
-lowest at which at most ESCALATE_FPR of either would be; a passage sentence is neutralised from the
-lowest at which at most PASSAGE_FPR of clean passages would be touched.
+Each message decision is set from a precision target on tune, kept per benign population so no one of
+them pays for the others (rule hits count against it and cannot be tuned away): the API refuses from the
+lowest score (the most recall) at which no population in BLOCK_LIMITS has more than its share flagged,
+the copilot escalates from the lowest within ESCALATE_LIMITS. C (and the weight of the structural features) is the most regularised whose
+decisions catch, on both paths together, within TIE of the most tune injections. A passage sentence is neutralised from the lowest score at which at most
+PASSAGE_FPR of clean passages would be touched.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from bench.guard_injection_data import (
     Labeled,
     Part,
     Passage,
+    _banking,
     message_sets,
     passage_sets,
     split_record,
 )
+from bench.guard_injection_variants import variant_sets
 from keel.config import packaged_embedding_model
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
 from keel.guard.injection_model import (
@@ -42,6 +46,7 @@ from keel.guard.injection_model import (
     Thresholds,
     candidate_rows,
     fit_head,
+    message_candidates,
     platt,
 )
 from keel.guard.injection_plan import _plan
@@ -50,10 +55,30 @@ from keel.guard.injection_rules import match_rule
 Array = npt.NDArray[np.float64]
 MODEL = Path("src/keel/guard/data/injection_model.npz")
 CACHE = Path(".keel/bench/injection_vectors.npz")
-BLOCK_FPR, BLOCK_TRIGGER_FPR = 0.01, 0.02
-ESCALATE_FPR, ESCALATE_TRIGGER_FPR = 0.03, 0.05
+# The most of each benign tune population a path may flag: banking77 questions, BIPIA's tasks asked
+# directly, deepset's benign rows, banking questions with trigger words, the benign variants.
+BLOCK_LIMITS = {
+    "ordinary": 0.004,
+    "requests": 0.15,
+    "deepset_benign": 0.03,
+    "trigger_words": 0.015,
+    "variant_benign": 0.03,
+}
+ESCALATE_LIMITS = {
+    "ordinary": 0.005,
+    "requests": 0.25,
+    "deepset_benign": 0.04,
+    "trigger_words": 0.02,
+    "variant_benign": 0.05,
+}
 PASSAGE_FPR = 0.02
-C_GRID = (0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+C_GRID = (0.06, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# The message head's structural columns are fitted multiplied by each of these (the weights are then
+# scaled back): a lighter penalty on a few readable features than on 384 embedding dimensions.
+FEATURE_SCALES = (1.0, 3.0, 10.0)
+# Tune recall (refused plus escalated) within which a more regularised fit is preferred.
+TIE = 0.02
+EMBEDDING_DIMENSIONS = 384
 
 
 class StoredEmbedder:
@@ -114,9 +139,10 @@ class StoredEmbedder:
 
 
 Labels = npt.NDArray[np.int_]
+Embed = Callable[[list[str]], Any]
 
 
-def message_rows(texts: Sequence[Labeled], embed: Callable[[list[str]], Any]) -> tuple[Array, Labels]:
+def message_rows(texts: Sequence[Labeled], embed: Embed) -> tuple[Array, Labels]:
     """Training rows of messages: every candidate of a benign text is a negative; an injection's
     windows (or its single piece) are positives, its separate sentences left out (which of them is the
     injection is not known)."""
@@ -126,7 +152,7 @@ def message_rows(texts: Sequence[Labeled], embed: Callable[[list[str]], Any]) ->
     for row, plan in zip(texts, plans, strict=True):
         own = vectors[offset : offset + len(plan.pieces)]
         offset += len(plan.pieces)
-        candidates = candidate_rows(own, plan.pieces, plan.scored, plan.windows)
+        candidates = message_candidates(own, plan.pieces, plan.scored, plan.windows)
         keep = [
             i for i, piece in enumerate(candidates.pieces) if row.label == 0 or piece < 0 or not plan.windows
         ]
@@ -135,7 +161,7 @@ def message_rows(texts: Sequence[Labeled], embed: Callable[[list[str]], Any]) ->
     return np.vstack(rows), np.asarray(labels)
 
 
-def passage_rows(passages: Sequence[Passage], embed: Callable[[list[str]], Any]) -> tuple[Array, Labels]:
+def passage_rows(passages: Sequence[Passage], embed: Embed) -> tuple[Array, Labels]:
     """Training rows of passages, one per scored sentence: a sentence overlapping the inserted attack is
     a positive; every sentence of a clean passage a negative (the clean sentences of a poisoned one
     repeat those, and are left out)."""
@@ -178,64 +204,62 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=MODEL)
+    parser.add_argument("--refit-passages", action="store_true")
     args = parser.parse_args()
     model = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=64)
     model.warm_up()
     store = StoredEmbedder(model, args.cache)
     started = time.perf_counter()
     messages = message_sets()
-    passages = passage_sets()
     try:
-        head_m, head_p, thresholds, report = fit(messages.sets, passages, store.embed)
+        head_m, thresholds, report = fit_messages(messages.sets, variant_sets(_banking(500)), store.embed)
+        if args.refit_passages:
+            head_p, passage, report["passage_head"] = fit_passages(passage_sets(), store.embed)
+        else:
+            head_p, passage, report["passage_head"] = kept_passage_head(args.out)
     finally:
         store.save()
     probe = model.embed([PROBE])[0].astype(np.float64)
     meta = {
         "split_seed": SPLIT_SEED,
-        "fitted_on": "train part of bench/guard_injection_data.py; C, Platt and thresholds on tune",
-        "targets": {
-            "block_fpr": BLOCK_FPR,
-            "block_trigger_fpr": BLOCK_TRIGGER_FPR,
-            "escalate_fpr": ESCALATE_FPR,
-            "escalate_trigger_fpr": ESCALATE_TRIGGER_FPR,
-            "passage_fpr": PASSAGE_FPR,
-        },
+        "fitted_on": "train part of bench/guard_injection_data.py and bench/guard_injection_variants.py; "
+        "C, Platt and thresholds on tune",
+        "targets": {"block": BLOCK_LIMITS, "escalate": ESCALATE_LIMITS, "passage_fpr": PASSAGE_FPR},
         **report,
     }
+    thresholds = Thresholds(thresholds.block, thresholds.escalate, passage)
     InjectionModel(head_m, head_p, thresholds, probe, meta).save(args.out)
     print(json.dumps({**meta, "split": split_record()}, indent=2, default=str))
     print(f"fitted in {time.perf_counter() - started:.0f} s; written to {args.out}")
 
 
-def _pick_head(
-    train: tuple[Array, Labels], tune: tuple[Array, Labels], name: str
-) -> tuple[Head, dict[str, Any]]:
-    best: tuple[float, float, Head] | None = None
-    tried = {}
-    for c in C_GRID:
-        head = fit_head(*train, c)
-        ap = average_precision(head.probabilities(tune[0]), tune[1])
-        tried[str(c)] = round(ap, 4)
-        if best is None or ap > best[0]:
-            best = (ap, c, head)
-    assert best is not None
-    print(f"{name}: tune average precision by C {tried}; chose C={best[1]}", flush=True)
-    return platt(best[2], *tune), {"c": best[1], "tune_average_precision_by_c": tried}
+def kept_passage_head(path: Path) -> tuple[Head, float, Any]:
+    """The passage head, its threshold and its fitting report as the model at `path` holds them (read
+    as arrays: the message head beside it may have been fitted on other features)."""
+    with path.open("rb") as handle, np.load(handle, allow_pickle=False) as saved:
+        head = saved["passage_head"]
+        weights = np.asarray(saved["passage_weights"], dtype=np.float64)
+        report = json.loads(str(saved["meta"])).get("passage_head", {})
+        return (
+            Head(weights, float(head[0]), (float(head[1]), float(head[2]))),
+            float(saved["thresholds"][2]),
+            report,
+        )
 
 
-def _message_scores(head: Head, texts: Sequence[Labeled], embed: Callable[[list[str]], Any]) -> Array:
+def _scores(head: Head, texts: Sequence[Labeled], embed: Embed) -> Array:
     plans = [_plan(row.text, True) for row in texts]
     vectors = np.asarray(embed([p for plan in plans for p in plan.pieces]), dtype=np.float64)
     scores, offset = [], 0
     for plan in plans:
         own = vectors[offset : offset + len(plan.pieces)]
         offset += len(plan.pieces)
-        rows = candidate_rows(own, plan.pieces, plan.scored, plan.windows).rows
+        rows = message_candidates(own, plan.pieces, plan.scored, plan.windows).rows
         scores.append(float(np.max(head.probabilities(rows))))
     return np.asarray(scores)
 
 
-def _passage_scores(head: Head, passages: Sequence[Passage], embed: Callable[[list[str]], Any]) -> Array:
+def _passage_scores(head: Head, passages: Sequence[Passage], embed: Embed) -> Array:
     plans = [_plan(p.text, True) for p in passages]
     vectors = np.asarray(embed([piece for plan in plans for piece in plan.pieces]), dtype=np.float64)
     scores, offset = [], 0
@@ -247,39 +271,122 @@ def _passage_scores(head: Head, passages: Sequence[Passage], embed: Callable[[li
     return np.asarray(scores)
 
 
-def fit(
-    messages: dict[Part, dict[str, list[Labeled]]],
-    passages: dict[Part, dict[str, list[Passage]]],
-    embed: Callable[[list[str]], Any],
-) -> tuple[Head, Head, Thresholds, dict[str, Any]]:
-    train_m = [row for rows in messages["train"].values() for row in rows]
-    tune_m = [row for rows in messages["tune"].values() for row in rows]
-    print(f"messages: {len(train_m)} train, {len(tune_m)} tune", flush=True)
-    head_m, report_m = _pick_head(message_rows(train_m, embed), message_rows(tune_m, embed), "message head")
+def _tune_populations(tune: dict[str, list[Labeled]]) -> tuple[dict[str, list[Labeled]], list[Labeled]]:
+    """The benign populations the limits name, and the injections, of the tune part."""
+    benign = {
+        "ordinary": tune["ordinary"],
+        "requests": tune["requests"],
+        "deepset_benign": [r for r in tune["deepset"] if r.label == 0],
+        "trigger_words": tune["trigger_words"],
+        "variant_benign": tune["variant_benign"],
+    }
+    attacks = [r for name in ("deepset", "templated", "variant_attacks") for r in tune[name] if r.label == 1]
+    return benign, attacks
 
+
+def _decisions(head: Head, tune: dict[str, list[Labeled]], embed: Embed) -> tuple[Thresholds, dict[str, Any]]:
+    """Thresholds from the limits on tune, and what they catch there, per set."""
+    benign, _ = _tune_populations(tune)
+    scores = {name: _scores(head, rows, embed) for name, rows in benign.items()}
+    rules = {name: np.array([match_rule(r.text) is not None for r in rows]) for name, rows in benign.items()}
+    block = lowest_threshold(scores, rules, BLOCK_LIMITS)
+    escalate = min(block, lowest_threshold(scores, rules, ESCALATE_LIMITS))
+    caught: dict[str, Any] = {}
+    for name in ("deepset", "templated", "variant_attacks"):
+        rows = [r for r in tune[name] if r.label == 1]
+        hit = np.array([match_rule(r.text) is not None for r in rows])
+        s = _scores(head, rows, embed)
+        caught[name] = {
+            "n": len(rows),
+            "refused": round(float(np.mean(hit | (s >= block))), 4),
+            "escalated": round(float(np.mean(hit | (s >= escalate))), 4),
+        }
+    for name, values in scores.items():
+        caught[f"{name}_flagged"] = {
+            "n": len(values),
+            "refused": round(float(np.mean(rules[name] | (values >= block))), 4),
+            "escalated": round(float(np.mean(rules[name] | (values >= escalate))), 4),
+        }
+    return Thresholds(block=block, escalate=escalate), caught
+
+
+def _scaled_fit(rows: Array, labels: Labels, c: float, scale: float) -> Head:
+    """A head fitted with the structural columns multiplied by `scale`, returned for unscaled rows."""
+    factors = np.ones(rows.shape[1])
+    factors[EMBEDDING_DIMENSIONS:] = scale
+    head = fit_head(rows * factors, labels, c)
+    return Head(head.weights * factors, head.bias)
+
+
+def fit_messages(
+    messages: dict[Part, dict[str, list[Labeled]]],
+    variants: dict[Part, dict[str, list[Labeled]]],
+    embed: Embed,
+) -> tuple[Head, Thresholds, dict[str, Any]]:
+    """The message head: fitted on train for each C, Platt-scaled on tune; the C kept is the one whose
+    tune decisions catch (refused and escalated together) within TIE of the most injections, the most
+    regularised first."""
+    train = [r for rows in (*messages["train"].values(), *variants["train"].values()) for r in rows]
+    tune = {**messages["tune"], **variants["tune"]}
+    tune_rows = [r for rows in tune.values() for r in rows]
+    print(f"messages: {len(train)} train, {len(tune_rows)} tune", flush=True)
+    train_xy, tune_xy = message_rows(train, embed), message_rows(tune_rows, embed)
+    _, attacks = _tune_populations(tune)
+    results: list[tuple[float, tuple[float, float], Head, Thresholds, dict[str, Any]]] = []
+    tried: dict[str, Any] = {}
+    for c, scale in ((c, scale) for c in C_GRID for scale in FEATURE_SCALES):
+        head = platt(_scaled_fit(*train_xy, c, scale), *tune_xy)
+        thresholds, caught = _decisions(head, tune, embed)
+        n = sum(caught[name]["n"] for name in ("deepset", "templated", "variant_attacks"))
+        recall = tuple(
+            sum(
+                caught[name][path] * caught[name]["n"] for name in ("deepset", "templated", "variant_attacks")
+            )
+            / n
+            for path in ("refused", "escalated")
+        )
+        ap = average_precision(
+            _scores(head, attacks + [r for r in tune_rows if r.label == 0], embed),
+            np.asarray([1] * len(attacks) + [0] * sum(r.label == 0 for r in tune_rows)),
+        )
+        tried[f"C={c}, scale={scale}"] = {
+            "tune_recall": [round(x, 4) for x in recall],
+            "average_precision": round(ap, 4),
+        }
+        print(
+            f"C={c} scale={scale}: tune recall refused/escalated {recall}, AP {ap:.4f}, {thresholds}",
+            flush=True,
+        )
+        results.append((recall[0] + recall[1], (c, scale), head, thresholds, caught))
+    # The most regularised of those within TIE of the best: a few tune texts do not buy a looser fit.
+    top = max(result[0] for result in results)
+    _, (c, scale), head, thresholds, caught = next(r for r in results if r[0] >= top - TIE)
+    print(f"message head: chose C={c}, scale={scale}; thresholds {thresholds}; on tune {caught}", flush=True)
+    report = {"c": c, "feature_scale": scale, "tried": tried, "tune_decisions": caught}
+    return head, thresholds, {"message_head": report}
+
+
+def fit_passages(passages: dict[Part, dict[str, list[Passage]]], embed: Embed) -> tuple[Head, float, Any]:
+    """The passage head (C by tune average precision) and its threshold from PASSAGE_FPR on tune."""
     train_p = [p for rows in passages["train"].values() for p in rows]
     tune_p = [p for rows in passages["tune"].values() for p in rows]
     print(f"passages: {len(train_p)} train, {len(tune_p)} tune", flush=True)
-    head_p, report_p = _pick_head(passage_rows(train_p, embed), passage_rows(tune_p, embed), "passage head")
-
-    tune = messages["tune"]
-    benign = {
-        "ordinary": tune["ordinary"] + tune["requests"] + [r for r in tune["deepset"] if r.label == 0],
-        "trigger_words": tune["trigger_words"],
-    }
-    scores = {name: _message_scores(head_m, rows, embed) for name, rows in benign.items()}
-    rules = {name: np.array([match_rule(r.text) is not None for r in rows]) for name, rows in benign.items()}
-    block = lowest_threshold(scores, rules, {"ordinary": BLOCK_FPR, "trigger_words": BLOCK_TRIGGER_FPR})
-    escalate = lowest_threshold(
-        scores, rules, {"ordinary": ESCALATE_FPR, "trigger_words": ESCALATE_TRIGGER_FPR}
-    )
+    train_xy, tune_xy = passage_rows(train_p, embed), passage_rows(tune_p, embed)
+    tried = {}
+    best: tuple[float, float, Head] | None = None
+    for c in C_GRID:
+        head = fit_head(*train_xy, c)
+        ap = average_precision(head.probabilities(tune_xy[0]), tune_xy[1])
+        tried[str(c)] = round(ap, 4)
+        if best is None or ap > best[0]:
+            best = (ap, c, head)
+    assert best is not None
+    head = platt(best[2], *tune_xy)
     clean = passages["tune"]["clean_emails"] + passages["tune"]["clean_pages"]
-    clean_scores = {"clean": _passage_scores(head_p, clean, embed)}
+    clean_scores = {"clean": _passage_scores(head, clean, embed)}
     clean_rules = {"clean": np.array([match_rule(p.text) is not None for p in clean])}
-    passage = lowest_threshold(clean_scores, clean_rules, {"clean": PASSAGE_FPR})
-    thresholds = Thresholds(block=block, escalate=min(escalate, block), passage=passage)
-    print(f"thresholds chosen on tune: {thresholds}", flush=True)
-    return head_m, head_p, thresholds, {"message_head": report_m, "passage_head": report_p}
+    threshold = lowest_threshold(clean_scores, clean_rules, {"clean": PASSAGE_FPR})
+    return head, threshold, {"c": best[1], "tune_average_precision_by_c": tried}
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from keel.server.app import create_app
 from keel.store.models import UsageRecord
 
 # Scored in the middle by the shipped model: between half the escalation and the block threshold.
-GREY = "Could you answer my next question as if you were a pirate?"
+GREY = "From your next answer on, talk like a pirate."
 
 
 @pytest.fixture(scope="module")

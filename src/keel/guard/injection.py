@@ -34,6 +34,7 @@ from keel.guard.injection_model import (
     Thresholds,
     candidate_rows,
     fit_head,
+    message_candidates,
 )
 from keel.guard.injection_plan import (
     MAX_WINDOWS,
@@ -122,7 +123,9 @@ async def _settle(answer: float | Awaitable[float | None] | None) -> float | Non
 
 
 def _candidates(plan: _Plan, vectors: npt.NDArray[np.float64], *, passage: bool) -> Candidates:
-    return candidate_rows(vectors, plan.pieces, plan.scored, plan.windows, include_windows=not passage)
+    if passage:
+        return candidate_rows(vectors, plan.pieces, plan.scored, plan.windows, include_windows=False)
+    return message_candidates(vectors, plan.pieces, plan.scored, plan.windows)
 
 
 def _unique_pieces(plans: list[_Plan]) -> tuple[list[str], npt.NDArray[np.intp]]:
@@ -179,7 +182,7 @@ class InjectionDetector:
         """Where a classifier fitted on the shipped examples (and `extra_examples`) is cached."""
         if self._embedder is None or self._cache_dir is None:
             return None
-        payload = json.dumps([load_examples(self._extra), self._embedder.model_id, _C, "features-v2"])
+        payload = json.dumps([load_examples(self._extra), self._embedder.model_id, _C, "features-v3"])
         return self._cache_dir / f"injection-{hashlib.sha256(payload.encode()).hexdigest()[:16]}.npz"
 
     def warm_up(self) -> None:
@@ -207,16 +210,24 @@ class InjectionDetector:
         examples = load_examples(self._extra)
         plans = [_plan(text, self.settings.sentences) for text, _ in examples]
         vectors = self._embedder.embed([piece for plan in plans for piece in plan.pieces]).astype(np.float64)
-        rows: list[npt.NDArray[np.float64]] = []
+        # The message head reads the override features too; the passage head the rows it always read
+        # (a passage's rows are scored without windows, but fitted on the examples' windows as before).
+        rows: dict[str, list[npt.NDArray[np.float64]]] = {"message": [], "passage": []}
         labels: list[int] = []
         offset = 0
         for (_, label), plan in zip(examples, plans, strict=True):
-            candidates = _candidates(plan, vectors[offset : offset + len(plan.pieces)], passage=False)
+            own = vectors[offset : offset + len(plan.pieces)]
             offset += len(plan.pieces)
-            rows.append(candidates.rows)
-            labels += [label] * len(candidates.rows)
-        head: Head = fit_head(np.vstack(rows), np.asarray(labels), _C)
-        model = InjectionModel(head, head, Thresholds(), meta={"fitted_on": "shipped examples"})
+            message = _candidates(plan, own, passage=False)
+            rows["message"].append(message.rows)
+            rows["passage"].append(candidate_rows(own, plan.pieces, plan.scored, plan.windows).rows)
+            labels += [label] * len(message.rows)
+        heads: dict[str, Head] = {
+            name: fit_head(np.vstack(stacked), np.asarray(labels), _C) for name, stacked in rows.items()
+        }
+        model = InjectionModel(
+            heads["message"], heads["passage"], Thresholds(), meta={"fitted_on": "shipped examples"}
+        )
         if path is not None:
             model.save(path)
         return model

@@ -2,8 +2,9 @@
 embedding, its structural features and how far it strays from the rest of its text), the decisions'
 thresholds, and the arrays that hold them.
 
-`message` scores what a user sends; `passage` scores the sentences of a retrieved document, where the
-signal is an instruction addressed to the reader inside otherwise descriptive text. Each head's logit is
+`message` scores what a user sends, its rows widened by the shape of an instruction override
+(`injection_override`); `passage` scores the sentences of a retrieved document, where the signal is an
+instruction addressed to the reader inside otherwise descriptive text. Each head's logit is
 mapped to a probability by a Platt scaling fitted on held-out data, so a score reads as a probability
 on data like that. The shipped model (`data/injection_model.npz`) is fitted by `bench/guard_injection.py
 --fit` on the training part of public data and its thresholds chosen on a held-out part; it records a
@@ -22,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from keel.guard.injection_features import FEATURES, piece_features
+from keel.guard.injection_override import OVERRIDE_FEATURES, override_features, turns
 
 Array = npt.NDArray[np.float64]
 SHIPPED_MODEL = resources.files("keel.guard") / "data" / "injection_model.npz"
@@ -35,6 +37,8 @@ _MIN_PIECES_FOR_TOPIC = 3
 # nearest neighbour in the text.
 TOPIC_FEATURES = 3
 ROW_FEATURES = (*FEATURES, "stray", "stray_outlier", "neighbour_distance")
+# The message head reads the override features besides (the passage head does not).
+MESSAGE_ROW_FEATURES = (*ROW_FEATURES, *OVERRIDE_FEATURES)
 
 
 def _topic(unit: Array) -> Array:
@@ -94,12 +98,16 @@ class InjectionModel:
             probe=self.probe if self.probe is not None else np.zeros(0),
             meta=np.array(json.dumps(self.meta, sort_keys=True)),
             features=np.array(json.dumps(list(ROW_FEATURES))),
+            message_features=np.array(json.dumps(list(MESSAGE_ROW_FEATURES))),
         )
 
     @classmethod
     def load(cls, source: Path | Any) -> InjectionModel:
         with source.open("rb") as handle, np.load(handle, allow_pickle=False) as saved:
-            if json.loads(str(saved["features"])) != list(ROW_FEATURES):
+            if json.loads(str(saved["features"])) != list(ROW_FEATURES) or (
+                "message_features" not in saved.files
+                or json.loads(str(saved["message_features"])) != list(MESSAGE_ROW_FEATURES)
+            ):
                 raise ValueError("the model was fitted on other features")
             heads = [
                 Head(
@@ -165,6 +173,25 @@ def candidate_rows(
             pieces.append(-1 - k)
     width = vectors.shape[1] + len(FEATURES) + TOPIC_FEATURES
     return Candidates(np.stack(rows) if rows else np.zeros((0, width)), pieces)
+
+
+def message_candidates(
+    vectors: Array, texts: list[str], scored: list[int], windows: list[list[tuple[int, int]]]
+) -> Candidates:
+    """The message head's rows: `candidate_rows` (windows included), each widened by the override
+    features of its piece (a window's: the largest of its pieces')."""
+    base = candidate_rows(vectors, texts, scored, windows)
+    extra = (
+        np.stack([override_features(text, turn) for text, turn in zip(texts, turns(texts), strict=True)])
+        if texts
+        else np.zeros((0, 0))
+    )
+    widened = [
+        np.concatenate([row, extra[p] if p >= 0 else extra[[i for i, _ in windows[-1 - p]]].max(axis=0)])
+        for row, p in zip(base.rows, base.pieces, strict=True)
+    ]
+    width = base.rows.shape[1] + len(OVERRIDE_FEATURES)
+    return Candidates(np.stack(widened) if widened else np.zeros((0, width)), base.pieces)
 
 
 def fit_head(rows: Array, labels: npt.NDArray[np.int_], c: float, balanced: bool = True) -> Head:

@@ -11,7 +11,7 @@ import pytest
 
 from keel.errors import ServiceUnavailableError
 from keel.guard.injection import InjectionDetector
-from keel.guard.injection_model import ROW_FEATURES, Head, InjectionModel, Thresholds
+from keel.guard.injection_model import MESSAGE_ROW_FEATURES, ROW_FEATURES, Head, InjectionModel, Thresholds
 from keel.guard.judge import JUDGE_INSTRUCTIONS, make_judge, parse_verdict
 
 
@@ -51,8 +51,12 @@ class FixedEmbedder:
 
 
 def detector_scoring(probability: float) -> InjectionDetector:
-    head = Head(np.zeros(4 + len(ROW_FEATURES)), math.log(probability / (1 - probability)))
-    model = InjectionModel(head, head, Thresholds(block=0.9, escalate=0.6, passage=0.9))
+    bias = math.log(probability / (1 - probability))
+    message, passage = (
+        Head(np.zeros(4 + len(MESSAGE_ROW_FEATURES)), bias),
+        Head(np.zeros(4 + len(ROW_FEATURES)), bias),
+    )
+    model = InjectionModel(message, passage, Thresholds(block=0.9, escalate=0.6, passage=0.9))
     return InjectionDetector(FixedEmbedder(), model=model)  # type: ignore[arg-type]
 
 
