@@ -51,7 +51,7 @@ LOOKS = (
     "('Write a long story ...'), because BIPIA's tasks were in the direct attacks' payloads.",
     "2nd: BIPIA's tasks as benign requests, Keel's goals only in the attack frames; "
     "refitted and retuned on train/tune, nothing else changed.",
-    "3rd (these figures): the message head also reads the override features (injection_override.py: task "
+    "3rd: the message head also reads the override features (injection_override.py: task "
     "switch after praise, identity handed to the assistant, dictated output, reference back, German and "
     "other-language overrides and imperatives, fake context, spaced and shouted letters, a turn from a "
     "question to an order) and is fitted also on templated variants (guard_injection_variants.py: attacks "
@@ -60,6 +60,9 @@ LOOKS = (
     "3 %/4 %, trigger words 1.5 %/2 %, BIPIA tasks 15 %/25 %, benign variants 3 %/5 %, refuse/escalate), "
     "which put both thresholds at the same score; the passage head, its threshold and the rules unchanged; "
     "the test sets unchanged.",
+    "4th (these figures): the 3rd look's model, thresholds and test sets, with the lexical prescreen "
+    "(injection_prescreen.py, fitted on train, its cut set on tune) in front of the message classifier in "
+    "every shipped-model row: a message it clears is not classified.",
 )
 TARGETS = {
     "api_recall": 0.80,

@@ -1,5 +1,6 @@
 """Fits the injection guard's lexical prescreen (`keel.guard.injection_prescreen`) on the train part of
-`bench/guard_injection_data.py`'s split and sets its cut; writes `src/keel/guard/data/
+`bench/guard_injection_data.py`'s split (with `bench/guard_injection_variants.py`'s generated texts, as the
+shipped classifier) and sets its cut; writes `src/keel/guard/data/
 injection_prescreen.npz` and `bench/results/guard_injection_prescreen.md`. The test part is never read.
 
     .venv/bin/python -m bench.guard_injection_prescreen
@@ -23,7 +24,8 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from bench.guard_injection_data import Labeled, message_sets, split_record
+from bench.guard_injection_data import Labeled, _banking, message_sets, split_record
+from bench.guard_injection_variants import variant_sets
 from bench.harness import write_results
 from keel.guard.injection_prescreen import BITS, LexicalPrescreen, features
 
@@ -72,7 +74,11 @@ def lowest_unseen_attack(train: list[Labeled], tune: list[Labeled]) -> tuple[flo
 
 def main() -> None:
     started = time.perf_counter()
+    # The shipped classifier's training data: the split's message sets and the generated variants.
     sets = message_sets()
+    variants = variant_sets(_banking(500))
+    for part in ("train", "tune"):
+        sets.sets[part].update(variants[part])
     train, tune = sets.all("train"), sets.all("tune")
     lowest, lowest_train, lowest_tune = lowest_unseen_attack(train, tune)
     prescreen = fit([r.text for r in train], [r.label for r in train], cut=lowest * MARGIN)

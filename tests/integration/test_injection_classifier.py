@@ -131,9 +131,8 @@ def test_support_questions_pass(
 ) -> None:
     verdicts = detector.check_many(SUPPORT_QUESTIONS)
     assert not any(v.is_injection for v in verdicts), [v.score for v in verdicts]
-    assert {v.tier for v in verdicts} <= {"prescreen", "classifier"} and "prescreen" in {
-        v.tier for v in verdicts
-    }
+    assert {v.tier for v in verdicts} <= {"prescreen", "classifier"}
+    assert detector.check("Where is my order?").tier == "prescreen"  # cleared: not embedded
     # The classifier alone passes them too: the prescreen only spares it the work.
     alone = InjectionDetector(embedder, cache_dir=cache_dir, settings=InjectionSettings(prescreen=False))
     verdicts = alone.check_many(SUPPORT_QUESTIONS)

@@ -11,12 +11,9 @@ and cached as plain arrays."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -25,15 +22,14 @@ import numpy.typing as npt
 from opentelemetry import trace
 from pydantic import BaseModel, Field
 
+from keel.guard.injection_fallback import fallback_model, fallback_path, load_examples
 from keel.guard.injection_model import (
     PROBE,
     SHIPPED_MODEL,
     Candidates,
-    Head,
     InjectionModel,
     Thresholds,
     candidate_rows,
-    fit_head,
     message_candidates,
 )
 from keel.guard.injection_plan import (
@@ -69,11 +65,9 @@ __all__ = [
 ]
 
 
-EXAMPLES = resources.files("keel.guard") / "data" / "injection_examples.jsonl"
 # Texts up to this long are screened by the rules on the event loop (well under a millisecond).
 _INLINE_RULE_CHARS = 8192
 JUDGE_THRESHOLD = 0.5
-_C = 4.0  # inverse regularisation of the fallback classifier; part of its cache key
 
 # An injection probability in [0, 1], or None for no opinion (then the classifier decides); never raises.
 Judge = Callable[[str], float | Awaitable[float | None] | None]
@@ -105,15 +99,6 @@ class InjectionVerdict:
     is_injection: bool
     tier: Literal["rules", "prescreen", "classifier", "judge"]
     reason: str
-
-
-def load_examples(extra: Path | None = None) -> list[tuple[str, int]]:
-    """The shipped examples, plus those in `extra` (JSON lines of `{text, label}`, 1 = injection)."""
-    lines = EXAMPLES.read_text(encoding="utf-8").splitlines()
-    if extra is not None:
-        lines += extra.read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    return [(str(row["text"]), int(row["label"])) for row in rows]
 
 
 async def _settle(answer: float | Awaitable[float | None] | None) -> float | None:  # awaited, clipped
@@ -182,8 +167,7 @@ class InjectionDetector:
         """Where a classifier fitted on the shipped examples (and `extra_examples`) is cached."""
         if self._embedder is None or self._cache_dir is None:
             return None
-        payload = json.dumps([load_examples(self._extra), self._embedder.model_id, _C, "features-v3"])
-        return self._cache_dir / f"injection-{hashlib.sha256(payload.encode()).hexdigest()[:16]}.npz"
+        return fallback_path(self._cache_dir, self._embedder, self._extra)
 
     def warm_up(self) -> None:
         """Uses the given or shipped model when it was fitted on this embedder (one probe embedding);
@@ -200,37 +184,11 @@ class InjectionDetector:
                     self._prescreen = shipped_prescreen() if self.settings.prescreen else None
                     self._model = shipped
                     return
-            self._model = self._fitted()
-
-    def _fitted(self) -> InjectionModel:
-        assert self._embedder is not None
-        path = self.cache_path()
-        if path is not None and path.is_file():
-            return InjectionModel.load(path)
-        examples = load_examples(self._extra)
-        plans = [_plan(text, self.settings.sentences) for text, _ in examples]
-        vectors = self._embedder.embed([piece for plan in plans for piece in plan.pieces]).astype(np.float64)
-        # The message head reads the override features too; the passage head the rows it always read
-        # (a passage's rows are scored without windows, but fitted on the examples' windows as before).
-        rows: dict[str, list[npt.NDArray[np.float64]]] = {"message": [], "passage": []}
-        labels: list[int] = []
-        offset = 0
-        for (_, label), plan in zip(examples, plans, strict=True):
-            own = vectors[offset : offset + len(plan.pieces)]
-            offset += len(plan.pieces)
-            message = _candidates(plan, own, passage=False)
-            rows["message"].append(message.rows)
-            rows["passage"].append(candidate_rows(own, plan.pieces, plan.scored, plan.windows).rows)
-            labels += [label] * len(message.rows)
-        heads: dict[str, Head] = {
-            name: fit_head(np.vstack(stacked), np.asarray(labels), _C) for name, stacked in rows.items()
-        }
-        model = InjectionModel(
-            heads["message"], heads["passage"], Thresholds(), meta={"fitted_on": "shipped examples"}
-        )
-        if path is not None:
-            model.save(path)
-        return model
+            assert self._embedder is not None
+            sentences = self.settings.sentences
+            self._model = fallback_model(
+                self._embedder, self._extra, sentences=sentences, path=self.cache_path()
+            )
 
     # -- messages --------------------------------------------------------------------------------------
 
