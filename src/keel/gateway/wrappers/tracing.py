@@ -15,6 +15,7 @@ from keel.gateway.providers.base import StreamEnd, StreamEvent, TextDelta
 from keel.guard.pii import redact
 from keel.observe import attributes
 
+_REDACTION_MARGIN = 512
 _CONTENT_CHARS = 4000
 
 
@@ -70,7 +71,9 @@ class Traced:
             # and finds them remembered, instead of scanning a joined copy again.
             texts, room = [], _CONTENT_CHARS
             for message in request.messages:
-                texts.append(redact(message.text()[:room]))
+                # Redacted before it is cut, so no value is cut in two and left unrecognised; the margin
+                # bounds the work on a long message and is longer than any value a recogniser matches.
+                texts.append(redact(message.text()[: room + _REDACTION_MARGIN])[:room])
                 room = max(0, room - len(texts[-1]))
             span.set_attribute(attributes.GEN_AI_PROMPT, texts)
             span.set_attribute(attributes.GEN_AI_PROMPT_ROLES, [m.role for m in request.messages])

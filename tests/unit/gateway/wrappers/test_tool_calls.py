@@ -94,3 +94,19 @@ def test_traced_captures_no_content_for_an_answer_that_only_calls_tools() -> Non
     assert span.attributes is not None
     assert span.attributes[attributes.GEN_AI_COMPLETION] == ""
     assert span.attributes[attributes.GEN_AI_FINISH_REASONS] == ("tool_calls",)
+
+
+def test_a_value_at_the_captured_prompts_cut_is_redacted_before_the_cut() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    card, mail = "4111 1111 1111 1111", "jonas.weber@example.com"
+    for filler in (3990, 3975):  # the cut at 4,000 characters falls inside the card, then the address
+        text = "x" * filler + f" {card} {mail} " + "y" * 200
+        opened(Traced(CallingModel(), provider.get_tracer("test"), capture_content=True), text=text)
+    for span in exporter.get_finished_spans():
+        assert span.attributes is not None
+        [prompt] = span.attributes[attributes.GEN_AI_PROMPT]  # type: ignore[misc]
+        assert len(prompt) <= 4000 and "4111 11" not in prompt and "jona" not in prompt
+        assert "<C" in prompt[3970:]  # the card's placeholder, cut or whole
+        assert span.attributes[attributes.GEN_AI_PROMPT_ROLES] == ("user",)
