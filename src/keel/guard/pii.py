@@ -46,6 +46,7 @@ from keel.guard.pii_patterns import (
     find_ssns,
     iban_valid,
     luhn_valid,
+    span,
 )
 
 __all__ = [
@@ -81,6 +82,9 @@ _PRIORITY: dict[PiiType, int] = {
 _PLACEHOLDER = re.compile(r"<(?P<type>[A-Z]+)_(?P<n>\d+)>")
 # Longer texts are scanned every time: they seldom come back, and their findings would crowd the memory.
 _REMEMBERED_CHARS = 8_000
+# A text with more findings than this is not remembered either: each entry stays small.
+_REMEMBERED_FINDINGS = 64
+_Found = tuple[PiiType, int, int, float]
 
 
 class PiiDetector:
@@ -95,8 +99,11 @@ class PiiDetector:
         self._names = PersonNames(model) if ner else None
         # The findings of recently scanned texts, in memory only: one message is scanned by the guard,
         # then by the trace exporter, and again each time a conversation resends it.
-        # Keyed by digest: no whole message is kept, only the findings themselves.
-        self._seen: LRUCache[bytes, list[PiiSpan]] | None = LRUCache(remember) if remember and ner else None
+        # Keyed by a digest, and each finding kept as its type, place and score: the memory holds no
+        # message and no value, only where the values are in a text that is no longer there.
+        self._seen: LRUCache[bytes, tuple[_Found, ...]] | None = None
+        if remember and ner:
+            self._seen = LRUCache(remember)
         self._seen_lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -114,12 +121,15 @@ class PiiDetector:
         if "PERSON" in wanted and self._seen is not None and len(text) <= _REMEMBERED_CHARS:
             key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
             with self._seen_lock:
-                found = self._seen.get(key)
-            if found is None:
+                places = self._seen.get(key)
+            if places is None:
                 found = self._detect(text, ALL_TYPES)
-                with self._seen_lock:
-                    self._seen[key] = found
-            return [s for s in found if s.type in wanted]  # a copy: the remembered list stays as it is
+                if len(found) <= _REMEMBERED_FINDINGS:
+                    with self._seen_lock:
+                        self._seen[key] = tuple((f.type, f.start, f.end, f.score) for f in found)
+            else:
+                found = [span(kind, text, start, end, score) for kind, start, end, score in places]
+            return [s for s in found if s.type in wanted]
         return self._detect(text, wanted)
 
     def _detect(self, text: str, wanted: frozenset[PiiType]) -> list[PiiSpan]:

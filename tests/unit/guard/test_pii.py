@@ -218,3 +218,9 @@ def test_a_text_scanned_before_is_not_scanned_again() -> None:
     detector.detect(text)
     assert names.scans == [text, "one", "two", text]
     assert PiiDetector(remember=0)._seen is None
+    assert all(
+        isinstance(value, int | float) for entry in detector._seen.values() for f in entry for value in f[1:]
+    )
+    many = " ".join(f"a{i}@x.io" for i in range(70))  # more findings than an entry may hold
+    detector.detect(many), detector.detect(many)
+    assert names.scans[-2:] == [many, many]
