@@ -47,15 +47,21 @@ def test_each_lane_computes_on_its_own_number_of_torch_threads() -> None:
     default = _default_intra_op_threads()  # PyTorch's own, whatever earlier calls set on this thread
     provider = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=4, small_threads=default + 1)
     provider.warm_up()
-    seen: dict[bool, int] = {}
-    encode = provider._encode
+    assert provider._traced is not None
+    seen: dict[str, int] = {}
+    traced, eager = provider._traced.encode, provider._model.encode
 
-    def spy(batch: list[str], traced: bool, cancelled: Any = None) -> Any:
-        vectors = encode(batch, traced, cancelled)
-        seen[traced] = torch.get_num_threads()  # on the thread that computed the batch
-        return vectors
+    def counting(lane: str, encode: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            seen[lane] = torch.get_num_threads()  # on the thread computing the batch, while it does
+            return encode(*args, **kwargs)
 
-    provider._encode = spy  # type: ignore[method-assign]
+        return run
+
+    provider._traced.encode = counting("small", traced)  # type: ignore[method-assign]
+    provider._model.encode = counting("bulk", eager)
+    torch.set_num_threads(default)
     provider.embed(["hi"])
+    assert torch.get_num_threads() == default  # the small lane's count held for its batch only
     provider.embed([f"text number {i}" for i in range(40)])
-    assert seen == {True: default + 1, False: default}
+    assert seen == {"small": default + 1, "bulk": default}

@@ -168,8 +168,13 @@ class LocalEmbeddingProvider:
     ) -> npt.NDArray[np.float32]:
         """One batch, run while its turn is held (a batch is short: it never checks for cancellation)."""
         if traced and self._traced is not None:
-            _use_intra_op_threads(self.small_threads)
-            return self._traced.encode(batch, self.batch_size)
+            # Set for this batch only: the thread is a shared worker (the default executor, a caller's),
+            # and PyTorch hands a thread's last setting to threads that start using it afterwards.
+            previous = _use_intra_op_threads(self.small_threads)
+            try:
+                return self._traced.encode(batch, self.batch_size)
+            finally:
+                _use_intra_op_threads(previous)
         _use_intra_op_threads(_default_intra_op_threads())
         vectors = self._model.encode(
             batch,
@@ -226,10 +231,12 @@ def _default_intra_op_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def _use_intra_op_threads(count: int) -> None:
-    """PyTorch keeps the intra-op thread count per thread (OpenMP's setting is the calling thread's), so
-    each lane sets it on the thread about to compute; a thread's first batch pays the one call."""
+def _use_intra_op_threads(count: int) -> int:
+    """Sets PyTorch's intra-op thread count on the calling thread (OpenMP keeps it per thread) and
+    returns the count it had (a call costs well under a microsecond)."""
     import torch
 
-    if torch.get_num_threads() != count:
+    previous = int(torch.get_num_threads())
+    if previous != count:
         torch.set_num_threads(count)
+    return previous
