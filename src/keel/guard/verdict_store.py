@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Literal, Protocol, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.guard.passage_verdict import PassageVerdict
@@ -88,13 +88,11 @@ class PassageVerdictStore:
         """Texts of up to `limit` chunks with no verdict kept under `state`, in digest order from `start`
         (then from the beginning): chunks ingested before screening at ingestion, or under another
         detector state. A fresh `start` keeps two consumers doing this at once mostly apart."""
-        kept = select(PassageVerdictRow.text_hash).where(PassageVerdictRow.state == state)
-        query = (
-            select(Chunk.content_hash, Chunk.text)
-            .where(Chunk.content_hash.not_in(kept))
-            .order_by(Chunk.content_hash)
-            .limit(limit)
+        # NOT EXISTS, an anti-join on the verdicts' key: NOT IN over a large subquery may not be hashed.
+        kept = exists().where(
+            PassageVerdictRow.state == state, PassageVerdictRow.text_hash == Chunk.content_hash
         )
+        query = select(Chunk.content_hash, Chunk.text).where(~kept).order_by(Chunk.content_hash).limit(limit)
         with self._database.reading() as session:
             rows = list(session.execute(query.where(Chunk.content_hash >= start)))
             if len(rows) < limit and start:
@@ -108,7 +106,7 @@ class PassageVerdictStore:
         with self._database.session() as session:
             result = session.execute(
                 delete(PassageVerdictRow).where(
-                    PassageVerdictRow.text_hash.not_in(select(Chunk.content_hash))
+                    ~exists().where(Chunk.content_hash == PassageVerdictRow.text_hash)
                 )
             )
             return int(getattr(result, "rowcount", 0) or 0)

@@ -99,7 +99,11 @@ class Chunk(Base):
     """A retrievable piece of a document, with where it came from."""
 
     __tablename__ = "chunks"
-    __table_args__ = (Index("ix_chunks_document_ordinal", "document_id", "ordinal", unique=True),)
+    # By content hash: the passage verdicts' catch-up and pruning look chunks up by it.
+    __table_args__ = (
+        Index("ix_chunks_document_ordinal", "document_id", "ordinal", unique=True),
+        Index("ix_chunks_content_hash", "content_hash"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("chk"))
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))

@@ -1,4 +1,5 @@
-"""passage verdicts: each chunk's injection screening, kept at ingestion by text digest and detector state
+"""passage verdicts: each chunk's injection screening, kept at ingestion by text digest and detector state;
+chunks indexed by content hash, by which the catch-up and pruning find them
 
 Revision ID: 0014
 Revises: 0013
@@ -29,7 +30,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("state", "text_hash"),
     )
+    op.create_index("ix_chunks_content_hash", "chunks", ["content_hash"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_chunks_content_hash", table_name="chunks")
     op.drop_table("passage_verdicts")
