@@ -14,7 +14,7 @@ from collections.abc import Callable
 from keel.guard.injection import InjectionDetector
 from keel.guard.verdict_store import PassageVerdictStore
 
-BATCH = 64
+BATCH = 16
 BUDGET_S = 15.0
 
 

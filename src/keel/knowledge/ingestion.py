@@ -29,8 +29,11 @@ from keel.knowledge.embedding_cache import CachedEmbedder
 from keel.knowledge.index.base import IndexEntry, KnowledgeIndex
 from keel.knowledge.loaders.base import ChunkingOptions, TextLayered
 from keel.knowledge.loaders.registry import LoaderRegistry
+from keel.logs import get_logger
 from keel.store.engine import Database
 from keel.store.models import Document
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,12 @@ class Ingestion:
         if self._screen is not None and prepared:
             # Also outside any transaction, and before the chunks can be retrieved: a request then
             # finds each one's verdict. A text screened before (an unchanged chunk) is not screened again.
-            self._screen([chunk.text for _, document, _ in prepared for chunk in document.chunks])
+            try:
+                self._screen([chunk.text for _, document, _ in prepared for chunk in document.chunks])
+            except (KeelError, SQLAlchemyError) as exc:
+                # The documents are stored all the same; the catch-up job screens their chunks later, and
+                # until then a reply screens them itself.
+                log.warning("ingestion_screening_failed", error=type(exc).__name__)
         changed: set[str] = set()
         # One transaction for the batch (commits are costly), one savepoint per document: a document that
         # cannot be stored fails alone, and each stored one commits together with what `on_stored` records.
