@@ -193,3 +193,16 @@ def test_re_ingesting_and_deleting_a_document_keeps_the_verdicts_consistent(
     runtime.ingestion.delete(TENANT, copy)
     store.prune()
     assert store.lookup(state, judged.ingestion) == [None, new]
+
+
+def test_a_failed_screening_at_ingestion_stores_the_documents_all_the_same(
+    client: TestClient, runtime: Runtime, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.errors import ServiceUnavailableError
+
+    def failing(texts: list[str]) -> None:
+        raise ServiceUnavailableError("the embedding model is not loaded")
+
+    monkeypatch.setattr(runtime.ingestion, "_screen", failing)
+    ingest(client, key, "kb/delivery.txt", CLEAN)
+    assert len(chunk_texts(runtime)) == 1

@@ -92,6 +92,7 @@ class InboundGuard:
             return
         span = trace.get_current_span()
         span.set_attribute("keel.guard.injection_score", verdict.score)
+        span.set_attribute("keel.guard.injection_tier", verdict.tier)  # each tier scores on its own scale
         if verdict.is_injection:
             span.set_attribute("keel.guard.injection_reason", verdict.reason)
             if self.settings.injection_api == "block" and self.acts_on(verdict, self.block_score):
