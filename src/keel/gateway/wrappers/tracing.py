@@ -71,15 +71,24 @@ class Traced:
             # and finds them remembered, instead of scanning a joined copy again.
             texts, room = [], _CONTENT_CHARS
             for message in request.messages:
-                # Redacted before it is cut, so no value is cut in two and left unrecognised; the margin
-                # bounds the work on a long message and is longer than any value a recogniser matches.
-                texts.append(redact(message.text()[: room + _REDACTION_MARGIN])[:room])
+                texts.append(_captured(message.text(), room))
                 room = max(0, room - len(texts[-1]))
             span.set_attribute(attributes.GEN_AI_PROMPT, texts)
             span.set_attribute(attributes.GEN_AI_PROMPT_ROLES, [m.role for m in request.messages])
             if seen.end is not None:
-                completion = redact("".join(seen.pieces))[:_CONTENT_CHARS]
-                span.set_attribute(attributes.GEN_AI_COMPLETION, completion)
+                span.set_attribute(
+                    attributes.GEN_AI_COMPLETION, _captured("".join(seen.pieces), _CONTENT_CHARS)
+                )
+
+
+def _captured(text: str, room: int) -> str:
+    """Text as the span keeps it. Whole when it fits: every exporter redacts every attribute with the
+    guard's detector (`ContentRedactor`). Cut, it is redacted first, so that no value is cut in two and
+    left unrecognised; the margin bounds that work on a long text and is longer than any value a
+    recogniser matches."""
+    if len(text) <= room:
+        return text
+    return redact(text[: room + _REDACTION_MARGIN])[:room]
 
 
 class _Seen:
