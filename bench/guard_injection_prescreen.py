@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 from bench.guard_injection_data import Labeled, _banking, message_sets, split_record
 from bench.guard_injection_variants import variant_sets
 from bench.harness import write_results
-from keel.guard.injection_prescreen import BITS, LexicalPrescreen, features
+from keel.guard.injection_prescreen import BITS, LexicalPrescreen, term_frequencies
 
 OUT = Path("src/keel/guard/data/injection_prescreen.npz")
 C = 1.0
@@ -36,12 +36,10 @@ FOLDS = 5
 
 
 def _counts(texts: Sequence[str]) -> sparse.csr_matrix:
-    rows, cols, values = [], [], []
-    for row, text in enumerate(texts):
-        for column, count in features(text).items():
-            rows.append(row)
-            cols.append(column)
-            values.append(1.0 + math.log(count))
+    terms = [term_frequencies(text) for text in texts]
+    rows = np.repeat(np.arange(len(texts)), [len(index) for index, _ in terms])
+    cols = np.concatenate([index for index, _ in terms]) if terms else np.empty(0, np.int64)
+    values = np.concatenate([tf for _, tf in terms]) if terms else np.empty(0)
     return sparse.csr_matrix((values, (rows, cols)), shape=(len(texts), 1 << BITS))
 
 

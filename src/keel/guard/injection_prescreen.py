@@ -48,6 +48,13 @@ def features(text: str) -> Counter[int]:
     return Counter(zlib.crc32(gram.encode()) & _MASK for gram in grams)
 
 
+def term_frequencies(text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The text's hashed features and their sublinear frequencies (1 + ln count), as fitted and scored."""
+    counts = features(text)
+    index = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    return index, 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+
+
 @dataclass(frozen=True)
 class LexicalPrescreen:
     """`idf` and `weights` are indexed by hashed feature; the cut is on the probability scale."""
@@ -59,11 +66,9 @@ class LexicalPrescreen:
     meta: dict[str, Any]
 
     def score(self, text: str) -> float:
-        counts = features(text)
-        if not counts:
+        index, tf = term_frequencies(text)
+        if not len(index):
             return 0.0
-        index = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
         values = tf * self.idf[index]
         norm = float(np.sqrt(values @ values)) or 1.0
         logit = float(values @ self.weights[index]) / norm + self.bias
