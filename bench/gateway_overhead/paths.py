@@ -58,16 +58,7 @@ def start_paths(
     keel_url, keel_key, keel_process, keel_ready = stack.enter_context(
         keel(keel_toml(upstream), workdir, "keel")
     )
-    targets.append(
-        Target(
-            "keel",
-            int(keel_url.rsplit(":", 1)[1]),
-            "/v1/chat/completions",
-            {"authorization": f"Bearer {keel_key}"},
-            {"model": MODEL_ALIAS, "messages": PROMPT, "max_tokens": 64, "cache": False},
-            keel_process.pid,
-        )
-    )
+    targets.append(_keel_target("keel", keel_url, keel_key, keel_process.pid))
     data["keel_ready_s"] = keel_ready
     targets.append(prompt_target(targets[1]))
     # The same Keel with its guards off, where it has them: what the gateway itself costs.
@@ -77,16 +68,7 @@ def start_paths(
         bare_url, bare_key, bare_process, _ = stack.enter_context(
             keel(keel_toml(upstream, extra=guards_off), workdir, "keel-guards-off")
         )
-        targets.append(
-            Target(
-                "keel_guards_off",
-                int(bare_url.rsplit(":", 1)[1]),
-                "/v1/chat/completions",
-                {"authorization": f"Bearer {bare_key}"},
-                {"model": MODEL_ALIAS, "messages": PROMPT, "max_tokens": 64, "cache": False},
-                bare_process.pid,
-            )
-        )
+        targets.append(_keel_target("keel_guards_off", bare_url, bare_key, bare_process.pid))
     litellm_binary = None if prompt_only else find_litellm(litellm)
     litellm_problem: str | None = None
     if prompt_only:
@@ -150,4 +132,16 @@ def prompt_target(keel_target: Target) -> Target:
     body = {"model": MODEL_ALIAS, "prompt": reference, "max_tokens": 64, "cache": False}
     return Target(
         "keel_prompt", keel_target.port, keel_target.path, keel_target.headers, body, keel_target.pid
+    )
+
+
+def _keel_target(name: str, url: str, key: str, pid: int) -> Target:
+    """A `keel serve` path: chat completions past the cache, so every request reaches the upstream."""
+    return Target(
+        name,
+        int(url.rsplit(":", 1)[1]),
+        "/v1/chat/completions",
+        {"authorization": f"Bearer {key}"},
+        {"model": MODEL_ALIAS, "messages": PROMPT, "max_tokens": 64, "cache": False},
+        pid,
     )
