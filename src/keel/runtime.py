@@ -166,7 +166,7 @@ class Runtime:
         # The personal-data policy (docs/guardrails.md): no full card number or IBAN in any row, and
         # stored spans scanned by the guard's own detector.
         install_payment_masking(database)
-        tracing = Tracing(settings.observe, database, ContentRedactor(pii).attributes)
+        tracing = Tracing(settings.observe, database, ContentRedactor(pii).attributes_many)
         tracer = tracing.tracer
         verdicts = PassageVerdictStore(database)
         injection = InjectionDetector(

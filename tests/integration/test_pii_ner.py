@@ -82,3 +82,30 @@ def test_long_texts_are_read_in_pieces_with_true_offsets() -> None:
     text = "Nothing personal here, only words about bikes and batteries. " * 3 + "Ask Sarah Johnson today."
     spans = list(names.find(text))
     assert [(s.text, text[s.start : s.end]) for s in spans] == [("Sarah Johnson", "Sarah Johnson")]
+
+
+_MESSAGES = [
+    "Please forward the invoice to Sarah Johnson by Friday.",
+    "Hi, this is Tomasz Kowalski, my card 4111 1111 1111 1111 was charged twice.",
+    "Where is my order?",
+    "",
+    "Can David Miller and Emma Brown both access the account?",
+    "Tell Obinna that the parcel arrived. Obinna will sign.",
+]
+
+
+def test_texts_read_as_one_batch_give_what_each_gives_alone() -> None:
+    alone = PiiDetector(remember=0)
+    batched = PiiDetector(remember=0)
+    assert batched.detect_many(_MESSAGES) == [alone.detect(text) for text in _MESSAGES]
+    assert batched.detect_many(_MESSAGES, ["CARD"]) == [alone.detect(t, ["CARD"]) for t in _MESSAGES]
+
+
+def test_callers_on_many_threads_get_their_own_findings() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = PiiDetector(remember=0)
+    texts = [f"{text} Ticket {i}." for i in range(8) for text in _MESSAGES]
+    expected = [PiiDetector(remember=0).detect(text) for text in texts]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(detector.detect, texts)) == expected

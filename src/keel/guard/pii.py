@@ -117,31 +117,46 @@ class PiiDetector:
 
     def detect(self, text: str, types: Collection[PiiType] | None = None) -> list[PiiSpan]:
         """Non-overlapping findings in text order, limited to `types` (all when None)."""
-        wanted = ALL_TYPES if types is None else frozenset(types)
-        if "PERSON" in wanted and self._seen is not None and len(text) <= _REMEMBERED_CHARS:
-            key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-            with self._seen_lock:
-                places = self._seen.get(key)
-            if places is None:
-                found = self._detect(text, ALL_TYPES)
-                if len(found) <= _REMEMBERED_FINDINGS:
-                    with self._seen_lock:
-                        self._seen[key] = tuple((f.type, f.start, f.end, f.score) for f in found)
-            else:
-                found = [span(kind, text, start, end, score) for kind, start, end, score in places]
-            return [s for s in found if s.type in wanted]
-        return self._detect(text, wanted)
+        return self.detect_many([text], types)[0]
 
-    def _detect(self, text: str, wanted: frozenset[PiiType]) -> list[PiiSpan]:
+    def detect_many(
+        self, texts: Sequence[str], types: Collection[PiiType] | None = None
+    ) -> list[list[PiiSpan]]:
+        """`detect` for each text; the texts that need the name model go through it as one batch."""
+        wanted = ALL_TYPES if types is None else frozenset(types)
+        if "PERSON" not in wanted:
+            return self._detect(texts, wanted)
+        found: list[list[PiiSpan] | None] = [self._remembered(text) for text in texts]
+        unknown = [i for i, spans in enumerate(found) if spans is None]
+        for i, spans in zip(unknown, self._detect([texts[i] for i in unknown], ALL_TYPES), strict=True):
+            found[i] = spans
+            self._remember(texts[i], spans)
+        return [[s for s in spans if s.type in wanted] for spans in found if spans is not None]
+
+    def _remembered(self, text: str) -> list[PiiSpan] | None:
+        if self._seen is None or len(text) > _REMEMBERED_CHARS:
+            return None
+        with self._seen_lock:
+            places = self._seen.get(_digest(text))
+        return None if places is None else [span(kind, text, a, b, score) for kind, a, b, score in places]
+
+    def _remember(self, text: str, found: list[PiiSpan]) -> None:
+        if self._seen is not None and len(text) <= _REMEMBERED_CHARS and len(found) <= _REMEMBERED_FINDINGS:
+            with self._seen_lock:
+                self._seen[_digest(text)] = tuple((f.type, f.start, f.end, f.score) for f in found)
+
+    def _detect(self, texts: Sequence[str], wanted: frozenset[PiiType]) -> list[list[PiiSpan]]:
         # Every structured recogniser runs whatever `types` says, so that an SSN is not taken for a phone
         # number just because SSNs were not asked for; only the costly name finding is skipped.
-        found = [found for find in _STRUCTURED for found in find(text)]
+        found = [[found for find in _STRUCTURED for found in find(text)] for text in texts]
         if "PERSON" in wanted:
-            found += [*cued_names(text), *addressees(text, [s for s in found if s.type == "ADDRESS"])]
+            for text, spans in zip(texts, found, strict=True):
+                spans += [*cued_names(text), *addressees(text, [s for s in spans if s.type == "ADDRESS"])]
             if self._names is not None:
-                found += self._names.find(text)
-        kept = _resolve([s for s in found if s.score >= self.min_score])
-        return [s for s in kept if s.type in wanted]
+                for spans, names in zip(found, self._names.find_many(texts), strict=True):
+                    spans += names
+        kept = [_resolve([s for s in spans if s.score >= self.min_score]) for spans in found]
+        return [[s for s in spans if s.type in wanted] for spans in kept]
 
     def redact(self, text: str, types: Collection[PiiType] | None = None) -> str:
         """Each finding replaced by its type: ``<EMAIL>``, ``<PHONE>``, ``<CARD>``, ``<PERSON>``..."""
@@ -158,8 +173,8 @@ class PiiDetector:
         self, texts: Sequence[str], types: Collection[PiiType] | None = None
     ) -> tuple[list[str], dict[str, str]]:
         """`pseudonymise` over several texts (a request's messages) with one numbering: the same value
-        gets the same placeholder in every text. Each text is scanned on its own, so a text seen before
-        (an earlier turn of the conversation) is not scanned again."""
+        gets the same placeholder in every text. A text seen before (an earlier turn of the conversation)
+        is not scanned again; the others go through the name model as one batch."""
         numbers: Counter[str] = Counter()
         by_value: dict[tuple[str, str], str] = {}
         mapping: dict[str, str] = {}
@@ -176,7 +191,12 @@ class PiiDetector:
                 mapping[name] = found.text
             return by_value[key]
 
-        return [_replace(text, self.detect(text, types), placeholder) for text in texts], mapping
+        found = self.detect_many(texts, types)
+        return [_replace(text, spans, placeholder) for text, spans in zip(texts, found, strict=True)], mapping
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def restore(text: str, mapping: dict[str, str], types: Collection[PiiType] | None = None) -> str:

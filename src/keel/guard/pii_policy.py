@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import inspect
@@ -30,6 +30,8 @@ _MAY_NAME = re.compile(r"\s")
 # Every structured type holds a digit, an "@" (e-mail) or a ":" (an IPv6 address may be all hex letters):
 # a single token with none of them (a method, a route name, a finish reason) cannot hold one.
 _MAY_BE_STRUCTURED = re.compile(r"[\d@:]")
+# Strings scanned for names in one pass of the model, and between two looks at the time budget.
+_SCAN_BATCH = 64
 
 
 def _payment_spans(text: str) -> Iterator[PiiSpan]:
@@ -102,9 +104,33 @@ class ContentRedactor:
         self._max_chars = max_chars
 
     def attributes(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        deadline = time.monotonic() + self._budget_s
+        return self.attributes_many([values])[0]
+
+    def attributes_many(self, spans: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """`attributes` of each span (an exporter's batch): the strings that need the name model are
+        scanned together, in batches of `_SCAN_BATCH`, within `budget_s` a span."""
+        deadline = time.monotonic() + self._budget_s * max(1, len(spans))
+        wanted = list(
+            dict.fromkeys(t for values in spans for t in _strings(values.values()) if self._needs_ner(t))
+        )
+        found: dict[str, list[PiiSpan]] = {}
+        if self._pii.has_ner:
+            for start in range(0, len(wanted), _SCAN_BATCH):
+                if time.monotonic() > deadline:
+                    break  # the rest stays unscanned: dropped below
+                batch = wanted[start : start + _SCAN_BATCH]
+                found.update(zip(batch, self._pii.detect_many(batch), strict=True))
+        return [self._redacted(values, found) for values in spans]
+
+    def text(self, text: str) -> str:
+        return self.attributes({"text": text})["text"]  # type: ignore[no-any-return]
+
+    def _needs_ner(self, text: str) -> bool:
+        return bool(_MAY_NAME.search(text)) and len(text) <= self._max_chars
+
+    def _redacted(self, values: Mapping[str, Any], found: Mapping[str, list[PiiSpan]]) -> dict[str, Any]:
         names: set[str] = set()
-        redacted = {key: self._value(value, deadline, names) for key, value in values.items()}
+        redacted = {key: self._value(value, found, names) for key, value in values.items()}
         words = {word for name in names for word in [name, *name.split()] if len(word) >= 3}
         if not words:
             return redacted
@@ -114,29 +140,34 @@ class ContentRedactor:
         )
         return {key: _echoed(value, echo) for key, value in redacted.items()}
 
-    def text(self, text: str) -> str:
-        return self.attributes({"text": text})["text"]  # type: ignore[no-any-return]
-
-    def _value(self, value: Any, deadline: float, names: set[str]) -> Any:
+    def _value(self, value: Any, found: Mapping[str, list[PiiSpan]], names: set[str]) -> Any:
         if isinstance(value, str):
-            return self._text(value, deadline, names)
+            return self._text(value, found, names)
         if isinstance(value, list | tuple):
-            return [self._value(item, deadline, names) for item in value]
+            return [self._value(item, found, names) for item in value]
         return value
 
-    def _text(self, text: str, deadline: float, names: set[str]) -> str:
+    def _text(self, text: str, found: Mapping[str, list[PiiSpan]], names: set[str]) -> str:
         if not _MAY_NAME.search(text):  # one token: an id, a model name, a number; patterns suffice
             return self._pii.redact(text, types=_STRUCTURED) if _MAY_BE_STRUCTURED.search(text) else text
-        if len(text) > self._max_chars or time.monotonic() > deadline or not self._pii.has_ner:
+        spans = found.get(text)
+        if spans is None:  # too long, out of time, or no NER model: never kept unscanned
             return DROPPED
-        found = self._pii.detect(text)
-        names.update(span.text for span in found if span.type == "PERSON")
+        names.update(span.text for span in spans if span.type == "PERSON")
         parts: list[str] = []
         last = 0
-        for span in found:
+        for span in spans:
             parts += [text[last : span.start], f"<{span.type}>"]
             last = span.end
         return "".join([*parts, text[last:]])
+
+
+def _strings(values: Iterable[Any]) -> Iterator[str]:
+    for value in values:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list | tuple):
+            yield from _strings(value)
 
 
 def _echoed(value: Any, echo: re.Pattern[str]) -> Any:

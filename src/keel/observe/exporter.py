@@ -46,8 +46,9 @@ def _failed(code: StatusCode, attributes: Mapping[str, Any]) -> bool:
     return code == StatusCode.ERROR or (isinstance(status, int) and status >= 400)
 
 
-# Attributes as they may be stored: personal data removed (the guard's redactor, wired by the runtime).
-Redactor = Callable[[Mapping[str, Any]], dict[str, Any]]
+# Each span's attributes as they may be stored: personal data removed (the guard's redactor, wired by the
+# runtime). It takes a whole batch, so that the name model reads the batch's texts in one pass.
+Redactor = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
 
 
 class DatabaseSpanExporter(SpanExporter):
@@ -59,8 +60,10 @@ class DatabaseSpanExporter(SpanExporter):
         try:
             rows = [_row(span) for span in spans]
             if self._redact is not None:
-                for row in rows:
-                    row["attributes"] = self._redact(row["attributes"])
+                for row, attributes in zip(
+                    rows, self._redact([row["attributes"] for row in rows]), strict=True
+                ):
+                    row["attributes"] = attributes
             with self._database.session() as session:
                 session.bulk_insert_mappings(SpanRecord, rows)
         except Exception:
@@ -81,6 +84,7 @@ class RedactingExporter(SpanExporter):
         self._redact = redact
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        redacted = self._redact([span.attributes or {} for span in spans])
         return self._inner.export(
             [
                 ReadableSpan(
@@ -88,7 +92,7 @@ class RedactingExporter(SpanExporter):
                     context=span.context,
                     parent=span.parent,
                     resource=span.resource,
-                    attributes=self._redact(span.attributes or {}),
+                    attributes=attributes,
                     links=span.links,
                     kind=span.kind,
                     status=span.status,
@@ -96,7 +100,7 @@ class RedactingExporter(SpanExporter):
                     end_time=span.end_time,
                     instrumentation_scope=span.instrumentation_scope,
                 )
-                for span in spans
+                for span, attributes in zip(spans, redacted, strict=True)
             ]
         )
 

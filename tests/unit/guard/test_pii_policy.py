@@ -93,6 +93,20 @@ def test_content_past_the_budget_or_too_long_is_dropped() -> None:
     assert ContentRedactor(PiiDetector(ner=False), max_chars=5).text("a b c d e f") == DROPPED
 
 
+def test_a_batch_of_spans_is_redacted_as_each_span_alone() -> None:
+    spans = [
+        {"prompt": "user: My name is Quintero", "completion": "Hello Quintero!"},
+        {"prompt": ["Tell Marisol Quintero that it arrived", "mail jane@example.org"], "model": "keel-local"},
+        {"completion": "Hello Quintero!", "n": 3},  # no name found in this span: the echo is per span
+    ]
+    redactor = ContentRedactor(PiiDetector())
+    assert redactor.attributes_many(spans) == [redactor.attributes(values) for values in spans]
+    assert ContentRedactor(PiiDetector(), budget_s=-1).attributes_many(spans)[1]["prompt"] == [
+        DROPPED,
+        DROPPED,
+    ]
+
+
 def test_a_name_found_once_is_redacted_wherever_the_span_repeats_it() -> None:
     redactor = ContentRedactor(PiiDetector())
     redacted = redactor.attributes(
@@ -115,7 +129,9 @@ def test_spans_handed_to_another_exporter_are_redacted() -> None:
     collected = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(
-        SimpleSpanProcessor(RedactingExporter(collected, ContentRedactor(PiiDetector(ner=False)).attributes))
+        SimpleSpanProcessor(
+            RedactingExporter(collected, ContentRedactor(PiiDetector(ner=False)).attributes_many)
+        )
     )
     with provider.get_tracer("t").start_as_current_span("chat") as span:
         span.set_attribute("gen_ai.prompt", "Tell Obinna Eze to pay")
