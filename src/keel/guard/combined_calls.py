@@ -28,7 +28,7 @@ class _Slot(Generic[Result]):
 
 class CombinedCalls(Generic[Result]):
     def __init__(
-        self, run: Callable[[list[str]], Sequence[Result]], *, max_items: int = 32, max_chars: int = 16_000
+        self, run: Callable[[list[str]], Sequence[Result]], *, max_items: int = 16, max_chars: int = 16_000
     ) -> None:
         self._run = run
         self._max_items = max_items
