@@ -5,7 +5,9 @@ One package's collection (UNSEEN) is never fitted or tuned on: all of it is a te
 less every row that is a near-duplicate of a row of the other packages (the same in-the-wild jailbreak
 ships in more than one). The others go to train and tune only, split by family (a template, or a group
 of near-duplicates) so no family straddles the two: `rank_split`'s seeded order, its test share folded
-into train, as these sources have a test set elsewhere.
+into train, as these sources have a test set elsewhere. They enter the fit only when it is asked for
+(`guard_injection_fit.py --with-packages`): the shipped head was fitted without them, as with them it
+caught fewer of deepset's tune injections.
 """
 
 from __future__ import annotations
