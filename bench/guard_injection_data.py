@@ -215,7 +215,8 @@ def _frame(frame: str, goal: str, question: str) -> str:
 @dataclass(frozen=True)
 class MessageSets:
     """Per part: labelled messages, by set name (`deepset`, `ordinary`, `trigger_words`, `requests`,
-    `templated`)."""
+    `templated`; `unseen_<package>` in test and, with `packages`, `public_attacks` and `public_benign` in
+    train and tune: `guard_injection_public.py`)."""
 
     sets: dict[Part, dict[str, list[Labeled]]]
 
@@ -223,7 +224,13 @@ class MessageSets:
         return [row for rows in self.sets[part].values() for row in rows]
 
 
-def message_sets(banking_per_part: int = 500, per_template: int = 16, per_frame: int = 8) -> MessageSets:
+def message_sets(
+    banking_per_part: int = 500,
+    per_template: int = 16,
+    per_frame: int = 8,
+    packages: bool = False,
+    skip: tuple[str, ...] = (),
+) -> MessageSets:
     rng = random.Random(SPLIT_SEED)
     banking = _banking(banking_per_part)
     deepset = _deepset()
@@ -264,6 +271,10 @@ def message_sets(banking_per_part: int = 500, per_template: int = 16, per_frame:
         }
     # Keel's own shipped examples are training data only: never tuned or reported on.
     sets["train"]["shipped"] = [Labeled(t, y, "shipped") for t, y in load_examples()]
+    from bench.guard_injection_public import public_sets  # it reads this module's split
+
+    for part, named in public_sets(packages, skip).items():
+        sets[part].update(named)
     return MessageSets(sets)
 
 

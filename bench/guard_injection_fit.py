@@ -5,6 +5,8 @@ test part is never read here.
 
     .venv/bin/python -m bench.guard_injection_fit [--cache .keel/bench/injection_vectors.npz]
         [--refit-passages]   (else the passage head and its threshold are kept from the model in --out)
+        [--with-packages [--skip-kinds in_the_wild,dan]]   (the packages' prompt collections in train
+        and tune too: tried, not shipped, see guard_injection_public.py)
 
 Each message decision is set from a precision target on tune, kept per benign population so no one of
 them pays for the others (rule hits count against it and cannot be tuned away): the API refuses from the
@@ -56,7 +58,8 @@ Array = npt.NDArray[np.float64]
 MODEL = Path("src/keel/guard/data/injection_model.npz")
 CACHE = Path(".keel/bench/injection_vectors.npz")
 # The most of each benign tune population a path may flag: banking77 questions, BIPIA's tasks asked
-# directly, deepset's benign rows, banking questions with trigger words, the benign variants.
+# directly (with the packages' benign prompts: application prompts and plain requests, as few as three on
+# tune), deepset's benign rows, banking questions with trigger words, the benign variants.
 BLOCK_LIMITS = {
     "ordinary": 0.004,
     "requests": 0.15,
@@ -79,6 +82,8 @@ FEATURE_SCALES = (1.0, 3.0, 10.0)
 # Tune recall (refused plus escalated) within which a more regularised fit is preferred.
 TIE = 0.02
 EMBEDDING_DIMENSIONS = 384
+# The tune sets whose injections count towards the choice of C.
+ATTACK_SETS = ("deepset", "templated", "variant_attacks", "public_attacks")
 
 
 class StoredEmbedder:
@@ -205,12 +210,16 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=MODEL)
     parser.add_argument("--refit-passages", action="store_true")
+    parser.add_argument(
+        "--with-packages", action="store_true", help="fit and tune also on the packages' collections"
+    )
+    parser.add_argument("--skip-kinds", default="", help="kinds of those left out, comma-separated")
     args = parser.parse_args()
     model = LocalEmbeddingProvider(packaged_embedding_model(), batch_size=64)
     model.warm_up()
     store = StoredEmbedder(model, args.cache)
     started = time.perf_counter()
-    messages = message_sets()
+    messages = message_sets(packages=args.with_packages, skip=tuple(filter(None, args.skip_kinds.split(","))))
     try:
         head_m, thresholds, report = fit_messages(messages.sets, variant_sets(_banking(500)), store.embed)
         if args.refit_passages:
@@ -275,12 +284,12 @@ def _tune_populations(tune: dict[str, list[Labeled]]) -> tuple[dict[str, list[La
     """The benign populations the limits name, and the injections, of the tune part."""
     benign = {
         "ordinary": tune["ordinary"],
-        "requests": tune["requests"],
+        "requests": tune["requests"] + tune.get("public_benign", []),
         "deepset_benign": [r for r in tune["deepset"] if r.label == 0],
         "trigger_words": tune["trigger_words"],
         "variant_benign": tune["variant_benign"],
     }
-    attacks = [r for name in ("deepset", "templated", "variant_attacks") for r in tune[name] if r.label == 1]
+    attacks = [r for name in ATTACK_SETS for r in tune.get(name, []) if r.label == 1]
     return benign, attacks
 
 
@@ -292,8 +301,11 @@ def _decisions(head: Head, tune: dict[str, list[Labeled]], embed: Embed) -> tupl
     block = lowest_threshold(scores, rules, BLOCK_LIMITS)
     escalate = min(block, lowest_threshold(scores, rules, ESCALATE_LIMITS))
     caught: dict[str, Any] = {}
-    for name in ("deepset", "templated", "variant_attacks"):
-        rows = [r for r in tune[name] if r.label == 1]
+    for name in ATTACK_SETS:
+        rows = [r for r in tune.get(name, []) if r.label == 1]
+        if not rows:  # fitted without the packages' collections
+            caught[name] = {"n": 0, "refused": 0.0, "escalated": 0.0}
+            continue
         hit = np.array([match_rule(r.text) is not None for r in rows])
         s = _scores(head, rows, embed)
         caught[name] = {
@@ -337,12 +349,9 @@ def fit_messages(
     for c, scale in ((c, scale) for c in C_GRID for scale in FEATURE_SCALES):
         head = platt(_scaled_fit(*train_xy, c, scale), *tune_xy)
         thresholds, caught = _decisions(head, tune, embed)
-        n = sum(caught[name]["n"] for name in ("deepset", "templated", "variant_attacks"))
+        n = sum(caught[name]["n"] for name in ATTACK_SETS)
         recall = tuple(
-            sum(
-                caught[name][path] * caught[name]["n"] for name in ("deepset", "templated", "variant_attacks")
-            )
-            / n
+            sum(caught[name][path] * caught[name]["n"] for name in ATTACK_SETS) / n
             for path in ("refused", "escalated")
         )
         ap = average_precision(

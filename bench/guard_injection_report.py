@@ -13,6 +13,8 @@ def _pct(row: dict[str, Any], key: str) -> str:
 def tables(data: dict[str, Any]) -> str:
     split = data["split"]
     sizes = data["test_sizes"]
+    public = data.get("public", {})
+    unseen = public.get("unseen_source", "pyrit")
     lines = [
         f"Test part of the split `{split['seed']}` (train/tune/test {split['shares']}); the shipped model was "
         "fitted on train, its C, Platt scaling and thresholds chosen on tune; nothing here was tuned on. "
@@ -22,12 +24,24 @@ def tables(data: dict[str, Any]) -> str:
         "",
         *(f"- Look at the test part, {look}" for look in data.get("looks_at_test", [])),
         "",
+        *(
+            [
+                f"Prompt collections shipped in PyPI packages: {', '.join(public['fitted_sources'])} in train "
+                f"and tune only (split by family); {unseen} never fitted or tuned on, all of it a test set of "
+                f"its own, less {public['unseen_dropped_as_near_duplicates']} rows that are near-duplicates of "
+                f"the others' (sizes by part: {public['sizes']}).",
+                "",
+            ]
+            if public
+            else []
+        ),
         "## Direct injection: the decision each path makes",
         "",
         "| path | detector | threshold | deepset injections refused/escalated | templated attacks | "
         "ordinary prompts (banking77) flagged | plain requests (BIPIA tasks asked directly) flagged | "
-        "deepset benign flagged | benign with trigger words flagged |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "deepset benign flagged | benign with trigger words flagged | "
+        f"{unseen} (unseen package) attacks refused/escalated |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, result in data["quality"].items():
         messages = result["messages"]
@@ -37,7 +51,8 @@ def tables(data: dict[str, Any]) -> str:
             lines.append(
                 f"| {path} | {name} | {threshold:.3f} | {_pct(row, 'deepset_recall')} | "
                 f"{_pct(row, 'templated_recall')} | {_pct(row, 'ordinary_flagged')} | {_pct(row, 'requests_flagged')} | "
-                f"{_pct(row, 'deepset_flagged')} | {_pct(row, 'trigger_words_flagged')} |"
+                f"{_pct(row, 'deepset_flagged')} | {_pct(row, 'trigger_words_flagged')} | "
+                f"{_pct(row, f'unseen_{unseen}_recall')} |"
             )
     lines += [
         "",

@@ -81,3 +81,20 @@ def test_the_state_names_rules_threshold_model_and_embedder() -> None:
         passage_state(True, None, None, "counting-words"),
     }
     assert base not in others and len(others) == 4
+
+
+def test_the_state_follows_the_passage_head_not_the_message_head() -> None:
+    """A refit of the message head alone leaves kept passage verdicts valid (passages never read it); a
+    refit of the passage head makes them stale."""
+    from dataclasses import replace
+
+    from keel.guard.injection_model import Head
+
+    detector, _ = _detector(DictStore())
+    model = detector.model
+    assert model is not None
+    base = passage_state(True, None, model, "counting-words")
+    message = Head(model.message.weights * 0.5, model.message.bias + 1.0, model.message.platt)
+    passage = Head(model.passage.weights * 0.5, model.passage.bias, model.passage.platt)
+    assert passage_state(True, None, replace(model, message=message), "counting-words") == base
+    assert passage_state(True, None, replace(model, passage=passage), "counting-words") != base
