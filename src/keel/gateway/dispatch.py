@@ -33,6 +33,8 @@ from keel.guard.inbound import InboundGuard
 from keel.observe import attributes
 
 T = TypeVar("T")
+# Readies a request for one deployment (Keel's own work), then gives the call to time against the upstream.
+Prepare = Callable[[Deployment], Awaitable[Callable[[], Awaitable[T]]]]
 
 
 class BreakerOpen(ProviderError):
@@ -110,39 +112,47 @@ class Dispatcher:
         return ordered
 
     async def complete(self, alias_name: str, request: GenerationRequest, stats: DispatchStats) -> Generation:
-        async def call(deployment: Deployment) -> Generation:
+        async def prepare(deployment: Deployment) -> Callable[[], Awaitable[Generation]]:
             outbound, restore = await self._outbound_off_loop(deployment, request)
-            generation = await deployment.provider.complete(outbound)
-            calls = [restore_arguments(call, restore) for call in generation.tool_calls]
-            return replace(generation, text=restore(generation.text), tool_calls=calls)
 
-        return await self._first_success(alias_name, request, stats, call)
+            async def send() -> Generation:
+                generation = await deployment.provider.complete(outbound)
+                calls = [restore_arguments(call, restore) for call in generation.tool_calls]
+                return replace(generation, text=restore(generation.text), tool_calls=calls)
+
+            return send
+
+        return await self._first_success(alias_name, request, stats, prepare)
 
     async def open_stream(
         self, alias_name: str, request: GenerationRequest, stats: DispatchStats
     ) -> OpenStream:
         """Retries and fallbacks apply until the first event arrives; after that the stream is committed."""
 
-        async def first_event(deployment: Deployment) -> OpenStream:
+        async def prepare(deployment: Deployment) -> Callable[[], Awaitable[OpenStream]]:
             # A stream's placeholders could be split across deltas: external streams get redaction only.
             outbound, _ = await self._outbound_off_loop(deployment, request, reversible=False)
-            events = aiter(deployment.provider.stream(outbound))
-            return OpenStream(first=await anext(events), rest=events)
 
-        return await self._first_success(alias_name, request, stats, first_event)
+            async def first_event() -> OpenStream:
+                events = aiter(deployment.provider.stream(outbound))
+                return OpenStream(first=await anext(events), rest=events)
+
+            return first_event
+
+        return await self._first_success(alias_name, request, stats, prepare)
 
     async def _first_success(
         self,
         alias_name: str,
         request: GenerationRequest,
         stats: DispatchStats,
-        call: Callable[[Deployment], Awaitable[T]],
+        prepare: Prepare[T],
     ) -> T:
         chain = self.chain(alias_name, request)
         last_error: KeelError | None = None
         for position, deployment in enumerate(chain):
             try:
-                result = await self._call_deployment(deployment, call, stats)
+                result = await self._call_deployment(deployment, prepare, stats)
             except ContextWindowExceeded as exc:
                 last_error = exc  # a larger window further down the chain may take it
                 continue
@@ -159,12 +169,13 @@ class Dispatcher:
             )
         raise last_error
 
-    async def _call_deployment(
-        self, deployment: Deployment, call: Callable[[Deployment], Awaitable[T]], stats: DispatchStats
-    ) -> T:
+    async def _call_deployment(self, deployment: Deployment, prepare: Prepare[T], stats: DispatchStats) -> T:
         async def attempt() -> T:
             if not deployment.breaker.allow():
                 raise BreakerOpen(deployment.name)
+            # Keel's own work on the request (pseudonymising it for this provider) is done before the
+            # clock starts: the deployment's timeout, latency and breaker judge the upstream alone.
+            send = await prepare(deployment)
             with self._tracer.start_as_current_span(f"model {deployment.name}") as span:
                 span.set_attribute(attributes.DEPLOYMENT, deployment.name)
                 span.set_attribute(attributes.GEN_AI_SYSTEM, deployment.settings.provider)
@@ -173,7 +184,7 @@ class Dispatcher:
                 )
                 started = time.perf_counter()
                 try:
-                    result = await with_timeout(call(deployment), deployment.settings.timeout_s)
+                    result = await with_timeout(send(), deployment.settings.timeout_s)
                 except ContextWindowExceeded:
                     # The deployment works; this prompt is too long for it.
                     deployment.breaker.record_success()
