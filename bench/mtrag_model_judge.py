@@ -93,7 +93,7 @@ class ModelVerdict:
     answer: str  # one of ANSWER_LABELS
     supported: bool  # (b): every claim in the reply is in the reference passages
     prompt_tokens: int
-    seconds: float  # the model's time for this verdict (0 when it came from the cache)
+    seconds: float  # the model's time for this verdict, when it was asked (kept in the cache)
     cached: bool = False
 
     @property
@@ -219,10 +219,18 @@ class VerdictCache:
         entry = self.entries.get(key)
         if entry is None:
             return None
-        return ModelVerdict(entry["answer"], entry["supported"], entry["prompt_tokens"], 0.0, cached=True)
+        return ModelVerdict(
+            entry["answer"], entry["supported"], entry["prompt_tokens"], entry["seconds"], cached=True
+        )
 
     def put(self, key: str, verdict: ModelVerdict, task_id: str) -> None:
-        self.entries[key] = {**asdict(verdict), "cached": False, "task_id": task_id}
+        # The machine's 1-minute load average beside the time: on a shared machine the two go together.
+        self.entries[key] = {
+            **asdict(verdict),
+            "cached": False,
+            "task_id": task_id,
+            "load_1m": os.getloadavg()[0],
+        }
         if self.path is not None:
             scratch = self.path.with_suffix(".tmp")
             scratch.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
@@ -236,11 +244,13 @@ class ModelJudge:
         self.model, self.grammar, self.n_ctx = model, grammar, n_ctx
         self.cache = cache or VerdictCache(None)
         self.deadline: float | None = None  # time.monotonic() past which only cached verdicts are given
+        self.used: set[str] = set()  # the cache keys of the verdicts given, each distinct reply once
 
     def judge(self, task: GoldTask, reply: str) -> ModelVerdict | None:
         """The verdict, or None when it is not cached and the deadline has passed."""
         key = cache_key(task.task_id, reply)
         if (cached := self.cache.get(key)) is not None:
+            self.used.add(key)
             return cached
         if self.deadline is not None and time.monotonic() > self.deadline:
             return None
@@ -253,6 +263,7 @@ class ModelJudge:
         answer, supported = parse_output(result["choices"][0]["message"]["content"] or "")
         verdict = ModelVerdict(answer, supported, int(result["usage"]["prompt_tokens"]), seconds)
         self.cache.put(key, verdict, task.task_id)
+        self.used.add(key)
         return verdict
 
 

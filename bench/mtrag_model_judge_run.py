@@ -85,8 +85,9 @@ def judge_runs(models: dict[str, dict[str, Any]], data: Path, cache: Path | None
 
 
 def costs(verdicts: list[ModelVerdict], load_s: float) -> dict[str, Any]:
+    """The load, and the time per verdict as each was measured when the model was asked (cached ones too)."""
     asked = [v for v in verdicts if not v.cached]
-    seconds = [v.seconds for v in asked]
+    seconds = [v.seconds for v in verdicts]
     return {
         "load_s": load_s,
         "judged": len(verdicts),
@@ -102,11 +103,11 @@ def judge_costs_line(cost: dict[str, Any]) -> str:
     per = (
         f"median {cost['seconds_median']:.1f} s, p95 {cost['seconds_p95']:.1f} s per verdict asked"
         if cost["seconds_median"] is not None
-        else "none asked"
+        else "none judged"
     )
     return (
         f"Model judge (bench/mtrag_model_judge.py): load {cost['load_s']:.1f} s; {cost['judged']} answered replies "
-        f"judged, {cost['asked_model']} asked of the model ({per}), {cost['from_cache']} from the cache."
+        f"judged, {cost['asked_model']} asked of the model now, {cost['from_cache']} from the cache ({per})."
     )
 
 
@@ -159,6 +160,7 @@ def validate(judge: ModelJudge, tasks: dict[str, GoldTask], handcheck: dict[str,
     hand_correct = [r["hand"] == "correct" for r in rows]  # rows: the sample's replies with a verdict
     hand_useful = [r["hand"] in ("correct", "partly") for r in rows]
     return {
+        "sample": len(handcheck["replies"]),
         "rows": rows,
         "confusion": {
             hand: {
@@ -241,7 +243,7 @@ def run_lines(name: str, result: dict[str, Any]) -> list[str]:
         row("model judge: wrong", "wrong"),
         row("model judge: a claim not supported by the reference passages", "unsupported"),
         row("model judge: correct and supported", "correct_and_supported"),
-        "| lexical judge: correct (bench/mtrag_judge.py) | "
+        "| lexical judge: correct (bench/mtrag_judge.py), of all answered | "
         + " | ".join(str(b["judge"]["correct"]) for b in columns.values())
         + " |",
         "",
@@ -273,10 +275,13 @@ def main() -> None:
     verdicts = [v for result in recorded["models"].values() for v in judge_run(result, tasks, judge)]
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
-    sample = [r for r in validation["rows"] if not r["cached"]]
     cost = costs(verdicts, load_s)
-    cost["validation_asked_model"] = len(sample)
-    seconds = [r["seconds"] for r in sample] + [v.seconds for v in verdicts if not v.cached]
+    cost["validation_asked_model"] = sum(not r["cached"] for r in validation["rows"])
+    # Each distinct verdict once (the sample's replies are among the run's): its time when it was asked.
+    seconds = [float(judge.cache.entries[key]["seconds"]) for key in sorted(judge.used)]
+    tokens = [int(judge.cache.entries[key]["prompt_tokens"]) for key in sorted(judge.used)]
+    cost["prompt_tokens_median"] = statistics.median(tokens) if tokens else None
+    cost["verdicts_timed"] = len(seconds)
     cost["seconds_median"] = statistics.median(seconds) if seconds else None
     cost["seconds_p95"] = percentile(seconds, 95) if seconds else None
 
@@ -288,8 +293,8 @@ def main() -> None:
         "the lines nearest the reply and the gold answer when they do not fit), never Keel's retrieval, "
         "embeddings or grounding checks.",
         "",
-        f"## Against the hand-checked sample ({len(validation['rows'])} answered replies, "
-        "`copilot_mtrag_handcheck.json`)",
+        f"## Against the hand-checked sample ({len(validation['rows'])} of its {validation['sample']} answered "
+        "replies judged, `copilot_mtrag_handcheck.json`)",
         "",
         *validation_lines(validation),
         f"## The recorded run `{args.results}.json` ({recorded['measured_at']})",
@@ -297,14 +302,15 @@ def main() -> None:
         *(line for name, result in recorded["models"].items() for line in run_lines(name, result)),
         "## Cost",
         "",
-        f"Model load {load_s:.1f} s; {len(seconds)} verdicts asked of the model ("
+        f"Model load {load_s:.1f} s; {len(seconds)} distinct verdicts, as timed when the model was asked ("
         + (
             f"median {cost['seconds_median']:.1f} s, p95 {cost['seconds_p95']:.1f} s per verdict, "
             if seconds
             else ""
         )
-        + f"median prompt {cost['prompt_tokens_median']} tokens), the rest from the cache; {elapsed / 60:.1f} min "
-        f"in all; 1/5/15-min load average {', '.join(f'{x:.2f}' for x in load_before)} before, "
+        + f"median prompt {cost['prompt_tokens_median']} tokens; {cost['validation_asked_model']} of the sample's "
+        f"and {cost['asked_model']} of the runs' asked in this invocation); {elapsed / 60:.1f} min in this "
+        f"invocation; 1/5/15-min load average {', '.join(f'{x:.2f}' for x in load_before)} before, "
         f"{', '.join(f'{x:.2f}' for x in load_after)} after, on a 2-core machine shared with other work.",
     ]
     write_results(

@@ -77,7 +77,8 @@ def model_judge_rows(row: Callable[[str, Callable[[dict[str, Any]], str]], str])
     """The model judge's verdicts (bench/mtrag_model_judge.py) beside the lexical judge's, when it ran."""
 
     def count(key: str) -> Callable[[dict[str, Any]], str]:
-        return lambda b: share(b["model_judge"][key], b["model_judge"]["answered"])
+        # Of the answered replies it judged (a run with a deadline may leave some unjudged).
+        return lambda b: share(b["model_judge"][key], b["model_judge"]["judged"])
 
     return [
         row(

@@ -104,6 +104,7 @@ def test_a_verdict_is_asked_at_temperature_zero_with_the_grammar_and_cached(tmp_
     model = FakeModel("answer: partly\nsupported: yes")
     judge = ModelJudge(model, grammar="GRAMMAR", cache=VerdictCache(cache_file))
     verdict = judge.judge(TASK, "3-5 working days.")
+    assert verdict is not None
     assert (verdict.answer, verdict.supported, verdict.correct, verdict.cached) == (
         "partly",
         True,
@@ -113,10 +114,20 @@ def test_a_verdict_is_asked_at_temperature_zero_with_the_grammar_and_cached(tmp_
     assert model.calls[0][1]["temperature"] == 0.0 and model.calls[0][1]["grammar"] == "GRAMMAR"
 
     again = ModelJudge(FakeModel(), cache=VerdictCache(cache_file)).judge(TASK, "3-5 working days.")
+    assert again is not None
     assert (again.answer, again.supported, again.cached) == ("partly", True, True)
     # Another reply to the same task is not the cached one: the double has no output left and fails.
     with pytest.raises(IndexError):
         ModelJudge(FakeModel(), cache=VerdictCache(cache_file)).judge(TASK, "Two days.")
+
+
+def test_past_the_deadline_only_cached_verdicts_are_given() -> None:
+    judge = ModelJudge(FakeModel("answer: wrong\nsupported: no"))
+    assert judge.judge(TASK, "Two days.") is not None
+    judge.deadline = 0.0  # long past
+    assert judge.judge(TASK, "Two days.") is not None  # cached
+    assert judge.judge(TASK, "Ten days.") is None
+    assert len(judge.used) == 1
 
 
 def test_a_run_is_judged_per_half_on_answered_replies_only() -> None:
