@@ -3,7 +3,7 @@ services, answered through Keel's own `Copilot.reply` pipeline over a knowledge 
 
     .venv/bin/python -m bench.copilot_mtrag [--unseen] [--limit N] [--model-path PATH.gguf] [--replay]
         [--model-drafts MODES] [--large-drafts MODE] [--large-draft-timeout S] [--name RESULTS]
-        [--data ../shared/data/support_qa/mtrag_govt_dev.jsonl]
+        [--model-judge] [--data ../shared/data/support_qa/mtrag_govt_dev.jsonl]
 
 Every task's reference passages (deduplicated by text, 435 for the 157 tasks) are ingested as plain-text
 documents into one tenant, so each question is answered against the whole collection. Per task the
@@ -35,7 +35,9 @@ Measured, for the last turn only:
 
 `--model-path` runs the same with another GGUF chat model (`Settings(chat=LocalChatSettings(...))`),
 with its own `model_drafts` and `draft_timeout_s` when `--large-drafts` / `--large-draft-timeout` are
-given. Without it only the embedded SmolLM2-135M is measured. `--unseen` keeps the second half of the
+given. Without it only the embedded SmolLM2-135M is measured. `--model-judge` also grades every answered reply
+with the model judge (bench/mtrag_model_judge.py: the larger local model, reading only the gold answers and
+reference passages), after the copilot runs, beside the lexical judge. `--unseen` keeps the second half of the
 tasks (never used for tuning); `--limit N` then takes the first N of them.
 """
 
@@ -60,6 +62,7 @@ from sqlalchemy import select
 
 from bench.harness import percentile, summary, write_results
 from bench.mtrag_judge import Judgement, containment, judge, token_f1
+from bench.mtrag_model_judge_run import judge_costs_line, judge_runs
 from bench.mtrag_report import handcheck_lines, table
 from keel.config import CopilotSettings, LocalChatSettings, Settings
 from keel.copilot.grounding import GroundingChecker, sentences
@@ -543,6 +546,11 @@ def main() -> None:
         "--large-draft-timeout", type=float, default=None, help="draft_timeout_s for the --model-path model"
     )
     parser.add_argument("--name", default="copilot_mtrag", help="the results' file name in bench/results")
+    parser.add_argument(
+        "--model-judge",
+        action="store_true",
+        help="grade answered replies with the larger local model too (make model-large; cached verdicts)",
+    )
     args = parser.parse_args()
 
     tasks, passages = load_tasks(args.data)
@@ -576,6 +584,8 @@ def main() -> None:
                 args.large_draft_timeout,
             )
     elapsed = time.perf_counter() - started
+    # After the copilot runs, so only one model is in memory at a time.
+    judge_costs = judge_runs(models, args.data) if args.model_judge else None
 
     history = (
         "every earlier user turn replayed through reply()"
@@ -600,6 +610,9 @@ def main() -> None:
             result,
         )
     lines += handcheck_lines()
+    if judge_costs:
+        lines.append(judge_costs_line(judge_costs))
+        lines.append("")
     if not args.model_path:
         lines.append(
             "Only the embedded SmolLM2-135M was measured (run with `--model-path` to add a larger GGUF)."
@@ -626,6 +639,7 @@ def main() -> None:
             "load_average_before": load_before,
             "load_average_after": load_after,
             "models": models,
+            "model_judge": judge_costs,
         },
         "\n".join(lines),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def targets_table(r: dict[str, Any]) -> list[str]:
             lambda b: share(b["answerable_or_partial_answered"], b["answerable_or_partial"]),
         ),
         row(
-            "answered judged correct: supported by a reference passage and on the gold answer (target >= 90 %)",
+            "lexical judge: answered judged correct: every sentence in a reference passage and on the gold answer (target >= 90 %)",
             lambda b: share(b["judge"]["correct"], b["judge"]["answered"]),
         ),
         row(
@@ -50,6 +51,7 @@ def targets_table(r: dict[str, Any]) -> list[str]:
             "answered recalling >= 20 % of the gold answer's content words",
             lambda b: share(b["judge"]["on_answer"], b["judge"]["answered"]),
         ),
+        *(model_judge_rows(row) if all("model_judge" in b for b in columns.values()) else []),
         row(
             "UNANSWERABLE declined or escalated (target >= 90 %)",
             lambda b: share(b["unanswerable_declined_or_escalated"], b["unanswerable"]),
@@ -69,6 +71,25 @@ def targets_table(r: dict[str, Any]) -> list[str]:
         ),
     ]
     return [*rows, ""]
+
+
+def model_judge_rows(row: Callable[[str, Callable[[dict[str, Any]], str]], str]) -> list[str]:
+    """The model judge's verdicts (bench/mtrag_model_judge.py) beside the lexical judge's, when it ran."""
+
+    def count(key: str) -> Callable[[dict[str, Any]], str]:
+        # Of the answered replies it judged (a run with a deadline may leave some unjudged).
+        return lambda b: share(b["model_judge"][key], b["model_judge"]["judged"])
+
+    return [
+        row(
+            "model judge: answered judged correct and supported (target >= 90 %)",
+            count("correct_and_supported"),
+        ),
+        row("model judge: partly", count("partly")),
+        row("model judge: not answering", count("not_answering")),
+        row("model judge: wrong", count("wrong")),
+        row("model judge: a claim the reference passages do not support", count("unsupported")),
+    ]
 
 
 def table(name: str, r: dict[str, Any]) -> list[str]:
