@@ -207,6 +207,8 @@ class PersonNames:
 
     def find_many(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
         """Each text's names, in one pass of the model over all of them."""
+        if not texts:
+            return []
         self.warm_up()
         pieces = [
             (index, offset, piece)
