@@ -38,3 +38,46 @@ def test_llama_cpp_build_generates_on_an_avx2_only_cpu() -> None:
     assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-2000:]}"
     assert "generated: " in done.stdout
     assert int(done.stdout.split("generated: ")[1].split()[0]) >= 1
+
+
+_UPSTREAM_CALL = """
+import asyncio, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import httpx
+from aiohttp import http_parser
+from keel.gateway.providers.openai_compat import pooled_transport
+
+class Answer(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+
+async def call():
+    async with httpx.AsyncClient(transport=pooled_transport()) as client:
+        reply = await client.post(f"http://127.0.0.1:{server.server_port}/v1", json={"q": 1})
+        return reply.json()
+
+print("parser:", http_parser.HttpResponseParser.__module__)
+print("answer:", asyncio.run(call()))
+"""
+
+
+def test_the_upstream_http_pool_runs_on_an_avx2_only_cpu() -> None:
+    """aiohttp is a binary wheel (its HTTP parser is C): one upstream call through Keel's pooled
+    transport under the emulated AVX2-only CPU."""
+    if QEMU is None:
+        pytest.fail("qemu-user is missing: apt-get install qemu-user (.ci/run installs it).", pytrace=False)
+    command = [QEMU, "-cpu", AVX2_ONLY_CPU, sys.executable, "-c", _UPSTREAM_CALL]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-2000:]}"
+    assert "answer: {'ok': True}" in done.stdout
+    assert "parser: aiohttp._http_parser" in done.stdout  # the C parser, not the pure-Python fallback
