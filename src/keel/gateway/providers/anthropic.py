@@ -35,7 +35,6 @@ from keel.gateway.providers.openai_compat import (
     UpstreamHttp,
     error_from_response,
     invalid_answer,
-    pooled_transport,
     sse_data,
     stream_error,
     transport_errors,
@@ -138,10 +137,7 @@ class AnthropicProvider:
             headers["x-api-key"] = api_key
         self._http = UpstreamHttp(
             lambda: httpx.AsyncClient(
-                base_url=base_url.rstrip("/"),
-                headers=headers,
-                timeout=timeout_s,
-                transport=transport or pooled_transport(),
+                base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
             )
         )
 

@@ -17,9 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, Field, ValidationError
 
 from keel.gateway.protocol import ChatMessage, FinishReason, ToolCall, Usage
@@ -52,13 +50,6 @@ FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
-def pooled_transport() -> httpx.AsyncBaseTransport:
-    """httpx's interface on aiohttp's connection pool: measured against the mock upstream, httpx's own
-    pool spent 1.1-2.5 ms of CPU a request (it polls every idle connection's socket before each
-    request), this one 0.7-0.9 ms (load ~8, 1 and 16 in flight). Keep-alive as httpx's defaults."""
-    return AiohttpTransport(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
-
-
 class UpstreamHttp:
     """An `httpx.AsyncClient` per event loop: pooled connections belong to the loop that opened them, and
     a provider built once may serve several loops (a test's `asyncio.run`, a TestClient's portal)."""
@@ -88,23 +79,9 @@ def transport_errors(upstream: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        if not _timed_out(exc):
-            raise ProviderError(f"{upstream} failed: {_cause(exc)}", retryable=True) from exc.__cause__
         raise ProviderTimeout(f"{upstream} did not answer in time ({type(exc).__name__}).") from exc
     except httpx.RequestError as exc:
         raise ProviderError(f"{upstream} failed: {type(exc).__name__}: {exc}", retryable=True) from exc
-
-
-def _timed_out(exc: httpx.TimeoutException) -> bool:
-    """httpx-aiohttp reports every aiohttp connection error as `ConnectTimeout` (a dropped connection
-    too); the aiohttp error it came from says whether time ran out."""
-    cause = exc.__cause__
-    return not isinstance(cause, aiohttp.ClientError) or isinstance(cause, asyncio.TimeoutError)
-
-
-def _cause(exc: Exception) -> str:
-    cause = exc.__cause__ or exc
-    return f"{type(cause).__name__}: {cause}"
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -248,10 +225,7 @@ class OpenAICompatibleProvider:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = UpstreamHttp(
             lambda: httpx.AsyncClient(
-                base_url=base_url.rstrip("/"),
-                headers=headers,
-                timeout=timeout_s,
-                transport=transport or pooled_transport(),
+                base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
             )
         )
 

@@ -28,7 +28,6 @@ from keel.gateway.providers.openai_compat import (
     UpstreamHttp,
     error_from_response,
     invalid_answer,
-    pooled_transport,
     transport_errors,
 )
 from keel.gateway.retry import backoff, call_with_retries, is_retryable
@@ -75,9 +74,7 @@ class OpenAICompatibleEmbeddingProvider:
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
             "timeout": timeout_s,
         }
-        self._http = UpstreamHttp(
-            lambda: httpx.AsyncClient(transport=transport or pooled_transport(), **options)
-        )
+        self._http = UpstreamHttp(lambda: httpx.AsyncClient(transport=transport, **options))
         # One pooled client for the worker threads that embed synchronously (ingestion, classifiers).
         self._client = httpx.Client(transport=sync_transport, **options)
         self._dimensions_lock = threading.Lock()
