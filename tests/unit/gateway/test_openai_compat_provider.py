@@ -24,7 +24,12 @@ from keel.gateway.providers.base import (
     StreamEvent,
     TextDelta,
 )
-from keel.gateway.providers.openai_compat import OpenAICompatibleProvider, parse_retry_after
+from keel.gateway.providers.openai_compat import (
+    OpenAICompatibleProvider,
+    UpstreamHttp,
+    json_bytes,
+    parse_retry_after,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -303,3 +308,27 @@ def test_a_ready_chat_provider_whose_aclose_lets_a_later_call_open_a_new_client(
             await chat.aclose()
 
     asyncio.run(twice())
+
+
+@pytest.mark.parametrize(
+    ("base_url", "path"),
+    [
+        ("http://upstream.test/v1", "/chat/completions"),
+        ("http://upstream.test/v1/", "/chat/completions"),
+        ("https://api.example.test", "/v1/messages"),
+        ("http://127.0.0.1:8080/openai/v1", "embeddings"),
+    ],
+)
+def test_a_parsed_url_is_the_one_httpx_would_merge(base_url: str, path: str) -> None:
+    http = UpstreamHttp(lambda: httpx.AsyncClient(base_url=base_url), base_url)
+    merged = httpx.AsyncClient(base_url=base_url.rstrip("/")).build_request("POST", path).url
+    assert http.url(path) == merged
+    assert http.url(path) is http.url(path)  # parsed once
+
+
+def test_a_body_is_encoded_as_httpx_would_encode_it() -> None:
+    message = {"role": "user", "content": 'Grüße, 東京 \u2013 "quoted"\n'}
+    body = {"model": "m", "messages": [message], "n": 1.5}
+    sent = json_bytes(body)
+    assert json.loads(sent) == body
+    assert sent == httpx.Request("POST", "http://x", json=body).content  # compact and UTF-8, byte for byte

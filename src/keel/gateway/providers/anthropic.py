@@ -138,7 +138,8 @@ class AnthropicProvider:
         self._http = UpstreamHttp(
             lambda: httpx.AsyncClient(
                 base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
-            )
+            ),
+            base_url,
         )
 
     @property
@@ -170,7 +171,7 @@ class AnthropicProvider:
 
     async def complete(self, request: GenerationRequest) -> Generation:
         with transport_errors(self._upstream):
-            response = await self._http.client().post("/v1/messages", json=self._body(request))
+            response = await self._http.post_json("/v1/messages", self._body(request))
         if not response.is_success:
             raise error_from_response(response, self._upstream)
         try:
@@ -203,7 +204,7 @@ class AnthropicProvider:
         call_index: dict[int, int] = {}
         argued: set[int] = set()
         with transport_errors(self._upstream):
-            async with self._http.client().stream("POST", "/v1/messages", json=body) as response:
+            async with self._http.stream_json("/v1/messages", body) as response:
                 if not response.is_success:
                     await response.aread()
                     raise error_from_response(response, self._upstream)

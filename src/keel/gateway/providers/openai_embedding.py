@@ -74,7 +74,7 @@ class OpenAICompatibleEmbeddingProvider:
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
             "timeout": timeout_s,
         }
-        self._http = UpstreamHttp(lambda: httpx.AsyncClient(transport=transport, **options))
+        self._http = UpstreamHttp(lambda: httpx.AsyncClient(transport=transport, **options), base_url)
         # One pooled client for the worker threads that embed synchronously (ingestion, classifiers).
         self._client = httpx.Client(transport=sync_transport, **options)
         self._dimensions_lock = threading.Lock()
@@ -170,7 +170,7 @@ class OpenAICompatibleEmbeddingProvider:
 
     async def _apost_batch(self, batch: list[str]) -> Embedded:
         with transport_errors(self._upstream):
-            response = await self._http.client().post("/embeddings", json=self._body(batch))
+            response = await self._http.post_json("/embeddings", self._body(batch))
         return self._parsed(response, len(batch))
 
     def _parsed(self, response: httpx.Response, count: int) -> Embedded:
