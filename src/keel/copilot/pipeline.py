@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, Tracer
-from sqlalchemy import select
 
 from keel.config import CopilotSettings
-from keel.copilot.answering import choose_reply, extract, passages_of
-from keel.copilot.compose import Composer, Composition, focus
-from keel.copilot.grounding import GroundingChecker, GroundingVerdict
+from keel.copilot.answering import choose_reply, extract
+from keel.copilot.compose import Composer, Composition
+from keel.copilot.drafting import Drafter
+from keel.copilot.grounding import GroundingChecker
 from keel.copilot.intents import IntentClassifier
 from keel.copilot.memory import ConversationMemory, rewrite_query
 from keel.copilot.policy import (
@@ -34,15 +31,15 @@ from keel.copilot.policy import (
     relevance_from_cosine,
     standing_reasons,
 )
-from keel.copilot.prompt import SHIPPED_PROMPT, reply_variables
+from keel.copilot.prompt import SHIPPED_PROMPT
+from keel.copilot.replies import ReplyRecords
 from keel.copilot.tools.answers import answer_from_records, wants_tickets
 from keel.copilot.tools.base import ToolBox
 from keel.copilot.types import Citation, ReplyRequest, ReplyResponse, ReplyStatus, StoredReply
 from keel.copilot.vectors import SentenceVectors
-from keel.errors import KeelError, NotFoundError
+from keel.errors import KeelError
 from keel.gateway.ledger import PromptUse
-from keel.gateway.protocol import ChatCompletionRequest
-from keel.gateway.service import INTERNAL, Caller, Gateway
+from keel.gateway.service import Caller, Gateway
 from keel.guard.inbound import InboundGuard
 from keel.guard.output import OutputPolicy
 from keel.knowledge.index.base import SearchScope
@@ -52,7 +49,6 @@ from keel.observe import attributes
 from keel.prompts.source import PromptSource, ShippedPrompt
 from keel.review.queue import ReviewQueue
 from keel.store.engine import Database
-from keel.store.models import ReviewItem, SupportReply
 
 log = get_logger(__name__)
 
@@ -64,8 +60,6 @@ NO_KNOWLEDGE = 0.15
 # The intent model knows the shop's topics only; a question it calls out of scope is still answered
 # when the knowledge base holds something this close to it (the knowledge decides, not the intent list).
 TOPIC_RELEVANCE = 0.5
-# The conversation a model's draft sees: the last turns, each cut short (the passages carry the answer).
-_HISTORY_TURNS, _HISTORY_CHARS = 2, 300
 
 
 class Copilot:
@@ -96,24 +90,28 @@ class Copilot:
         self._ready = False
         self._guard = guard
         self._output = output
-        # The reply prompt: the registry's (runtime) or the shipped file as it is (no registry wired in).
-        self._prompts = prompts or ShippedPrompt(SHIPPED_PROMPT)
         self._tracer = tracer or NoOpTracer()
         self._on_reply = on_reply
         self._on_stored = on_stored
         self._settings = settings
-        self._model = settings.model or chat_alias
         self._chat_alias = chat_alias
         # An evaluation run's copy (`for_evaluation`): no cached answers, no review queue.
         self._evaluating = False
-        self._database = database
-        self._gateway = gateway
         self._retriever = retriever
         self._intents = intents
         self._tools = tools
-        self._grounding = grounding
         self._memory = memory
-        self._reviews = reviews
+        # The reply prompt: the registry's (runtime) or the shipped file as it is (no registry wired in).
+        self._drafter = Drafter(
+            settings,
+            settings.model or chat_alias,
+            gateway,
+            grounding,
+            self._composer,
+            prompts or ShippedPrompt(SHIPPED_PROMPT),
+            self._tracer,
+        )
+        self._replies = ReplyRecords(database, memory, reviews)
 
     def warm_up(self) -> None:
         """Fits (or loads) the intent classifier and runs the embedding model's first passes, which are
@@ -195,7 +193,7 @@ class Copilot:
                 if records is None and not standing and self._wants_draft(composition):
                     # Sticky experiment and canary arms follow the customer, or else the conversation.
                     unit = request.customer_id or conversation_id
-                    drafted = await self._draft(
+                    drafted = await self._drafter.draft(
                         request.message, sources, composition, customer, orders, history, caller, unit
                     )
                     model_failed = drafted is None
@@ -235,7 +233,7 @@ class Copilot:
         if reasons:
             status = "escalated"
         response = await asyncio.to_thread(
-            self._store,
+            self._replies.store,
             caller.tenant,
             conversation_id,
             request.message,
@@ -246,6 +244,8 @@ class Copilot:
             intent.intent,
             reasons,
             trace_id,
+            # An evaluation's escalations are scored, not sent to reviewers.
+            bool(reasons) and not self._evaluating,
         )
         if self._on_stored is not None:
             await asyncio.to_thread(self._on_stored, StoredReply(caller.tenant, response, top_score))
@@ -312,45 +312,6 @@ class Copilot:
         mode = self._settings.model_drafts
         return mode == "always" or (mode == "when_unsure" and composition.evidence < ANSWER_EVIDENCE)
 
-    async def _draft(
-        self,
-        question: str,
-        sources: list[SearchResult],
-        composition: Composition,
-        customer: dict[str, Any] | None,
-        orders: list[dict[str, Any]],
-        history: list[tuple[str, str]],
-        caller: Caller,
-        unit: str | None,
-    ) -> tuple[GroundingVerdict, float | None, str] | None:
-        """The model's draft, written from the passages' best sentences only (a short prompt is a fast
-        one), with the grounding check's verdict on it against the whole passages it cites, how surely it
-        answers the question when all of it is supported, and the instructions it was given."""
-        focused = focus(sources, composition)
-        recent = [(role, text[:_HISTORY_CHARS]) for role, text in history[-_HISTORY_TURNS:]]
-        try:
-            answer = await asyncio.wait_for(
-                self._ask_model(question, focused, customer, orders, recent, caller, unit),
-                self._settings.draft_timeout_s,
-            )
-        except TimeoutError:
-            log.warning("copilot_draft_timeout", timeout_s=self._settings.draft_timeout_s)
-            return None
-        if answer is None:
-            return None
-        text, cited, instructions = answer
-        by_id = {s.chunk_id: s for s in sources}
-        grounds = [by_id[s.chunk_id] for s in cited if s.chunk_id in by_id] or sources
-        with self._tracer.start_as_current_span("grounding") as span:
-            verdict = await asyncio.to_thread(self._grounding.check, text, passages_of(grounds), question)
-            span.set_attribute(attributes.GROUNDED_SHARE, verdict.supported_ratio)
-            span.set_attribute("keel.grounding.sentences", len(verdict.sentences))
-        evidence = None
-        if verdict.fully_supported:
-            claims = [s.sentence for s in verdict.sentences]
-            evidence = await asyncio.to_thread(self._composer.evidence, question, claims)
-        return verdict, evidence, instructions
-
     async def _tickets(self, tenant: str, customer: dict[str, Any] | None) -> list[dict[str, Any]] | None:
         if customer is None:
             return None
@@ -361,163 +322,26 @@ class Copilot:
             return None
         return list(call.result or [])
 
-    async def _ask_model(
-        self,
-        question: str,
-        sources: list[SearchResult],
-        customer: dict[str, Any] | None,
-        orders: list[dict[str, Any]],
-        history: list[tuple[str, str]],
-        caller: Caller,
-        unit: str | None = None,
-    ) -> tuple[str, list[SearchResult], str] | None:
-        """The model's draft and the sources it cites, with the instructions it was given."""
-        variables = reply_variables(self._settings.company, question, sources, customer, orders, history)
-        try:
-            prompt = await asyncio.to_thread(
-                self._prompts.render,
-                caller.tenant,
-                variables,
-                unit=unit,
-                model=self._model,
-                max_tokens=self._settings.max_tokens,
-                # An evaluation run is not traffic of a canary or experiment: the label's own version.
-                rollouts=not self._evaluating,
-            )
-            params = prompt.params
-            request = ChatCompletionRequest.model_validate(
-                {
-                    "model": prompt.model or self._model,
-                    "messages": prompt.messages,
-                    "max_tokens": params.max_tokens or self._settings.max_tokens,
-                    "temperature": 0.1 if params.temperature is None else params.temperature,
-                    **params.model_dump(exclude_none=True, exclude={"max_tokens", "temperature"}),
-                    "prompt_version": prompt.tag,
-                    "cache": not self._evaluating,
-                    "response_format": {
-                        "type": "json_schema",
-                        "json_schema": {
-                            "name": "reply",
-                            "schema": prompt.output_schema or {"type": "object"},
-                        },
-                    },
-                }
-            )
-            if prompt.use is not None:
-                trace.get_current_span().set_attributes(prompt.use.span_attributes())
-            # The copilot screens its customers' messages itself (and escalates instead of refusing).
-            support = replace(caller, feature="support", prompt=prompt.use, policy=INTERNAL)
-            completion, _ = await self._gateway.chat(request, support)
-            parsed = json.loads(completion.choices[0].message.content or "")
-        except (KeelError, json.JSONDecodeError) as exc:
-            log.warning("copilot_model_failed", error=getattr(exc, "code", type(exc).__name__))
-            return None
-        if completion.choices[0].finish_reason == "length":
-            return None
-        # An operator's prompt version may ask for another shape: without a reply it is a failed answer.
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("reply"), str):
-            return None
-        numbers = [n for n in parsed.get("sources", []) if isinstance(n, int)]
-        cited = [sources[n - 1] for n in dict.fromkeys(numbers) if 1 <= n <= len(sources)]
-        return str(parsed["reply"]).strip(), cited, prompt.instructions
-
-    def _store(
-        self,
-        tenant: str,
-        conversation_id: str,
-        question: str,
-        text: str,
-        citations: list[Citation],
-        score: float,
-        status: ReplyStatus,
-        intent: str,
-        reasons: list[str],
-        trace_id: str,
-    ) -> ReplyResponse:
-        # An evaluation's escalations are scored, not sent to reviewers.
-        escalate = bool(reasons) and not self._evaluating
-        # The reply and its review commit together: neither is ever stored without the other.
-        with self._database.session() as session:
-            record = SupportReply(
-                tenant=tenant,
-                conversation_id=conversation_id,
-                question=question,
-                status=status,
-                reply=text,
-                citations=[c.model_dump() for c in citations],
-                confidence=score,
-                intent=intent,
-                trace_id=trace_id,
-            )
-            session.add(record)
-            session.flush()
-            reply_id = record.id
-            review_id = self._reviews.open_for(session, tenant, reply_id, text, reasons) if escalate else None
-            record.review_id = review_id
-        self._memory.append(conversation_id, "assistant", text)
-        return ReplyResponse(
-            id=reply_id,
-            reply=text,
-            citations=citations,
-            confidence=score,
-            status=status,
-            review_id=review_id,
-            trace_id=trace_id,
-            conversation_id=conversation_id,
-            intent=intent,
-            escalation_reasons=reasons,
-        )
-
-    def get(self, tenant: str, reply_id: str) -> ReplyResponse:
-        with self._database.session() as session:
-            record = session.scalar(
-                select(SupportReply).where(SupportReply.id == reply_id, SupportReply.tenant == tenant)
-            )
-            if record is None:
-                raise NotFoundError(f"No reply '{reply_id}'.", code="reply_not_found")
-            review = session.get(ReviewItem, record.review_id) if record.review_id else None
-            return ReplyResponse(
-                id=record.id,
-                reply=record.reply,
-                citations=[Citation(**c) for c in record.citations],
-                confidence=record.confidence,
-                status="answered" if review and review.final_reply is not None else record.status,
-                review_id=record.review_id,
-                trace_id=record.trace_id,
-                conversation_id=record.conversation_id,
-                intent=record.intent,
-                escalation_reasons=review.reasons if review else [],
-                # The final answer is the review's: a reviewer's approval or edit answers the question.
-                final_reply=review.final_reply if review else None,
-                question=record.question,
-                review_status=review.status if review else None,
-            )
-
     def served_prompt(self, tenant: str) -> PromptUse | None:
         """The reply prompt's version an evaluation run gets (its label's own, outside any rollout)."""
-        return self._prompts.served(tenant)
+        return self._drafter.served(tenant)
+
+    def get(self, tenant: str, reply_id: str) -> ReplyResponse:
+        return self._replies.get(tenant, reply_id)
+
+    def get_by_trace(self, tenant: str, trace_id: str) -> ReplyResponse:
+        """The reply a trace produced (evaluation datasets are built from traces)."""
+        return self._replies.get_by_trace(tenant, trace_id)
 
     def for_evaluation(self, settings: CopilotSettings, retriever: Retriever) -> Copilot:
         """This pipeline under another configuration, for an evaluation run: every trial is a real model
         call (no cached answers), an escalation reaches no reviewer, and replies feed no live metrics."""
         variant = copy.copy(self)
         variant._settings = settings
-        variant._model = settings.model or self._chat_alias
+        variant._drafter = self._drafter.for_evaluation(settings, settings.model or self._chat_alias)
         variant._retriever = retriever
         variant._on_reply = None
         # Nor are they sampled for online scoring: they are scored by the run itself.
         variant._on_stored = None
         variant._evaluating = True
         return variant
-
-    def get_by_trace(self, tenant: str, trace_id: str) -> ReplyResponse:
-        """The reply a trace produced (evaluation datasets are built from traces)."""
-        with self._database.reading() as session:
-            reply_id = session.scalar(
-                select(SupportReply.id).where(
-                    SupportReply.trace_id == trace_id, SupportReply.tenant == tenant
-                )
-            )
-        if reply_id is None:
-            raise NotFoundError(f"No support reply in trace '{trace_id}'.", code="trace_not_found")
-        return self.get(tenant, reply_id)

@@ -293,13 +293,15 @@ def test_a_grounded_draft_is_never_surer_than_the_passages(tmp_path: Path) -> No
 
 
 def test_the_conversation_carries_the_earlier_question(tmp_path: Path) -> None:
-    copilot, _ = make_copilot(tmp_path, ScriptedModel([answer("A full charge takes about 4.5 hours.")]))
+    copilot, database = make_copilot(
+        tmp_path, ScriptedModel([answer("A full charge takes about 4.5 hours.")])
+    )
     first = ask(copilot, "How long does charging the battery take?")
     follow_up = ask(copilot, "And with the fast one?", conversation_id=first.conversation_id)
     assert follow_up.conversation_id == first.conversation_id
     search: FixedSearch = copilot._retriever  # type: ignore[assignment]
     assert search.scopes[-1].tenant == "acme"
-    assert ConversationMemory(copilot._database).history(first.conversation_id, 10)[0] == (
+    assert ConversationMemory(database).history(first.conversation_id, 10)[0] == (
         "user",
         "How long does charging the battery take?",
     )
