@@ -126,12 +126,14 @@ class PiiDetector:
         wanted = ALL_TYPES if types is None else frozenset(types)
         if "PERSON" not in wanted:
             return self._detect(texts, wanted)
-        found: list[list[PiiSpan] | None] = [self._remembered(text) for text in texts]
-        unknown = [i for i, spans in enumerate(found) if spans is None]
-        for i, spans in zip(unknown, self._detect([texts[i] for i in unknown], ALL_TYPES), strict=True):
-            found[i] = spans
+        remembered = [self._remembered(text) for text in texts]
+        unknown = [i for i, spans in enumerate(remembered) if spans is None]
+        fresh = dict(zip(unknown, self._detect([texts[i] for i in unknown], ALL_TYPES), strict=True))
+        for i, spans in fresh.items():
             self._remember(texts[i], spans)
-        return [[s for s in spans if s.type in wanted] for spans in found if spans is not None]
+        # One result per text, in order: a remembered one, else the one just found.
+        found = [spans if spans is not None else fresh[i] for i, spans in enumerate(remembered)]
+        return [[s for s in spans if s.type in wanted] for spans in found]
 
     def _remembered(self, text: str) -> list[PiiSpan] | None:
         if self._seen is None or len(text) > _REMEMBERED_CHARS:
