@@ -3,6 +3,7 @@ only; a row holds no text; pruning removes the verdicts no chunk has any more.""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +119,13 @@ def test_catching_up_screens_every_chunk_once_under_a_new_state(database: Databa
     assert screen_unscreened(after, store) == 0
     assert all(store.lookup(after.passage_state(), texts))
     assert [v.is_injection for v in store.lookup(before.passage_state(), texts[:2])] == [True, False]
+
+
+def test_a_chunk_and_its_verdict_are_named_by_the_same_digest() -> None:
+    # Stored verdicts are joined to chunks by this name: the two must never be computed apart.
+    for text in ["Returns are free within 30 days.", "Grüße \u2013 東京", "broken \ud800 surrogate"]:
+        assert (
+            content_hash(text)
+            == text_digest(text)
+            == hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        )

@@ -11,13 +11,13 @@ verdict yet) and never writes them."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Literal, Protocol, cast
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.guard.passage_verdict import PassageVerdict
+from keel.store.digests import text_digest
 from keel.store.engine import Database
 from keel.store.models import Chunk, PassageVerdictRow
 
@@ -31,11 +31,6 @@ class StoredVerdicts(Protocol):
     def lookup(self, state: str, texts: list[str]) -> list[PassageVerdict | None]: ...
 
     def keep(self, state: str, texts: list[str], verdicts: list[PassageVerdict]) -> None: ...
-
-
-def text_digest(text: str) -> str:
-    """The SHA-256 of the text, as a chunk's `content_hash` is computed."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _verdict(row: PassageVerdictRow) -> PassageVerdict:

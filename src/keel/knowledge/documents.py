@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -10,11 +9,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from keel.knowledge.chunking.types import ChunkDraft
+from keel.store.digests import text_digest as content_hash
 from keel.store.models import Chunk, Document
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
