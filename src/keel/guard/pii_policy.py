@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import inspect
@@ -133,7 +133,10 @@ class ContentRedactor:
 
     def _redacted(self, values: Mapping[str, Any], found: Mapping[str, list[PiiSpan]]) -> dict[str, Any]:
         names: set[str] = set()
-        redacted = {key: self._value(value, found, names) for key, value in values.items()}
+        redacted = {
+            key: _map_strings(value, lambda text: self._text(text, found, names))
+            for key, value in values.items()
+        }
         words = {word for name in names for word in [name, *name.split()] if len(word) >= 3}
         if not words:
             return redacted
@@ -141,14 +144,10 @@ class ContentRedactor:
             r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)",
             re.IGNORECASE,  # the model may write the name in lower case
         )
-        return {key: _echoed(value, echo) for key, value in redacted.items()}
-
-    def _value(self, value: Any, found: Mapping[str, list[PiiSpan]], names: set[str]) -> Any:
-        if isinstance(value, str):
-            return self._text(value, found, names)
-        if isinstance(value, list | tuple):
-            return [self._value(item, found, names) for item in value]
-        return value
+        return {
+            key: _map_strings(value, lambda text: echo.sub("<PERSON>", text))
+            for key, value in redacted.items()
+        }
 
     def _text(self, text: str, found: Mapping[str, list[PiiSpan]], names: set[str]) -> str:
         if not _MAY_NAME.search(text):  # one token: an id, a model name, a number; patterns suffice
@@ -173,9 +172,11 @@ def _strings(values: Iterable[Any]) -> Iterator[str]:
             yield from _strings(value)
 
 
-def _echoed(value: Any, echo: re.Pattern[str]) -> Any:
+def _map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """`value` with every string in it changed, nested lists and tuples walked (as `_strings` walks
+    them; a tuple comes back as a list, as span attributes store sequences)."""
     if isinstance(value, str):
-        return echo.sub("<PERSON>", value)
-    if isinstance(value, list):
-        return [_echoed(item, echo) for item in value]
+        return change(value)
+    if isinstance(value, list | tuple):
+        return [_map_strings(item, change) for item in value]
     return value
