@@ -126,4 +126,10 @@ def main() -> None:
         "other_processes_cpu_s": others,
         "other_processes_share_of_cores": others / (data["total_s"] * cores),
     }
-    write_results("gateway_overhead_prompt" if args.prompt_only else "gateway_overhead", data, report(data))
+    write_results(_results_name(args), data, report(data))
+
+
+def _results_name(args: argparse.Namespace) -> str:
+    """The targets' run keeps the plain name; a run against a slower upstream is kept beside it."""
+    name = "gateway_overhead_prompt" if args.prompt_only else "gateway_overhead"
+    return f"{name}_upstream_{args.delay_ms:g}ms" if args.delay_ms else name
