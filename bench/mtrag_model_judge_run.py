@@ -382,6 +382,23 @@ def cost_text(t: dict[str, Any]) -> str:
     )
 
 
+def comparison_line(v: dict[str, Any]) -> str:
+    """The two judges side by side on one half: their "correct" against the hand's, and the model's four
+    labels."""
+
+    def k(b: dict[str, Any]) -> str:
+        return "n/a" if b["kappa"] is None else f"{b['kappa']:.2f}"
+
+    k4 = "n/a" if v["kappa_4_labels"] is None else f"{v['kappa_4_labels']:.2f}"
+    return (
+        f"Side by side: correct against the hand's correct, kappa {k(v['model_correct_vs_hand_correct'])} for "
+        f"the model judge and {k(v['lexical_correct_vs_hand_correct'])} for the lexical judge; correct or "
+        f"partly against the hand's, {k(v['model_useful_vs_hand_useful'])} for the model judge and "
+        f"{k(v['lexical_correct_vs_hand_useful'])} for the lexical judge's correct; the model judge's four "
+        f"labels, accuracy {v['exact']} of {v['replies']}, kappa {k4} (the lexical judge gives no four labels)."
+    )
+
+
 def describe() -> str:
     return (
         f"The model judge (`bench/mtrag_model_judge.py`, prompt version {PROMPT_VERSION}): "
@@ -417,8 +434,8 @@ def tune_main(args: argparse.Namespace) -> None:
     lines = [
         describe(),
         "",
-        f"Tuning on the hand-checked sample's first half only ({len(rows)} replies; the second half was not "
-        "asked about).",
+        f"Tuning on the hand-checked sample's first half only ({len(rows)} replies; the second half is neither "
+        "asked about nor read here).",
         "",
         thresholds_line(thresholds),
         "",
@@ -490,6 +507,8 @@ def main() -> None:
         f"### Second half (unseen: not used to set anything; {halves['second']['replies']} replies)",
         "",
         *agreement_lines(halves["second"]),
+        comparison_line(halves["second"]),
+        "",
         f"### First half (the thresholds were set on it; {halves['first']['replies']} replies)",
         "",
         *agreement_lines(halves["first"]),

@@ -29,7 +29,15 @@ from bench.mtrag_model_judge import (
     reply_sentences,
     select_passages,
 )
-from bench.mtrag_model_judge_run import agreement, judge_run, kappa, label_kappa, summarise, tune
+from bench.mtrag_model_judge_run import (
+    agreement,
+    comparison_line,
+    judge_run,
+    kappa,
+    label_kappa,
+    summarise,
+    tune,
+)
 
 
 def words(text: str) -> int:
@@ -245,6 +253,8 @@ def test_thresholds_are_tuned_on_the_rows_given_and_label_them() -> None:
     assert result["confusion"]["partly"] == {"correct": 0, "partly": 2, "not answering": 0, "wrong": 0}
     assert result["model_correct_vs_hand_correct"]["kappa"] == 1.0
     assert result["lexical_correct_vs_hand_correct"]["agree"] == 3
+    line = comparison_line(result)
+    assert "kappa 1.00 for the model judge" in line and "accuracy 5 of 5" in line
 
 
 def test_a_run_is_judged_per_half_on_answered_replies_only() -> None:
