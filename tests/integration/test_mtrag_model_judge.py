@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bench.mtrag_model_judge import ANSWER_LABELS, GoldTask, ModelJudge, load_judge, model_path
+from bench.mtrag_model_judge import ANSWER_LABELS, GoldTask, ModelJudge, ModelVerdict, load_judge, model_path
 
 from keel.model_files import ModelFileMissing
 
@@ -20,6 +20,7 @@ TASK = GoldTask(
     answerability="ANSWERABLE",
 )
 RIGHT = "Delivery to Germany takes 3-5 working days."
+CONTRADICTING = "Delivery to Germany takes 30 working days and costs 80 euros."
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +32,37 @@ def judge() -> ModelJudge:
     return load_judge(path)[0]
 
 
-def test_the_model_judge_gives_grammar_labels_deterministically(judge: ModelJudge) -> None:
-    right = judge.judge(TASK, RIGHT)
-    assert right is not None and right.answer in ANSWER_LABELS
-    assert right.correct, right
-    # Asked again past the in-memory cache, at temperature 0: the same verdict.
-    again = ModelJudge(judge.model, judge.grammar).judge(TASK, RIGHT)
-    assert again is not None
-    assert (again.answer, again.supported, again.cached) == (right.answer, right.supported, False)
+@pytest.fixture(scope="module")
+def right(judge: ModelJudge) -> ModelVerdict:
+    verdict = judge.judge(TASK, RIGHT)
+    assert verdict is not None
+    return verdict
+
+
+def test_the_model_judge_scores_deterministically(judge: ModelJudge, right: ModelVerdict) -> None:
+    assert right.answer in ANSWER_LABELS and len(right.scores.supported) == 1
+    # Asked again past the in-memory cache: the same scores up to how llama.cpp batched the tokens (the
+    # first time the whole prompt at once, now only the part past the prefix the context holds), which
+    # moved them by up to about 0.02 when measured.
+    again = ModelJudge(judge.scorer, thresholds=judge.thresholds).judge(TASK, RIGHT)
+    assert again is not None and not again.cached
+    assert again.scores.supported == pytest.approx(right.scores.supported, abs=0.05)
+    assert again.scores.key_point == pytest.approx(right.scores.key_point, abs=0.05)
+
+
+def test_the_model_judge_rejects_a_contradicting_reply(judge: ModelJudge, right: ModelVerdict) -> None:
+    wrong = judge.judge(TASK, CONTRADICTING)
+    assert wrong is not None and not wrong.correct, wrong
+    # Not only rejected: scored below the right reply on its support and on the reference's key point.
+    assert min(wrong.scores.supported) < min(right.scores.supported), (wrong.scores, right.scores)
+    assert wrong.scores.key_point < right.scores.key_point, (wrong.scores, right.scores)
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured: prompt version 1 calls a reply contradicting the reference 'correct' and 'supported' "
-    "(bench/results/copilot_mtrag_model_judge.md); strict, so a prompt that fixes it must drop this mark",
+    reason="measured: with the thresholds set on the first half of the hand-checked sample, prompt "
+    "version 2 calls hardly any reply correct, this right one 'partly' too "
+    "(bench/results/copilot_mtrag_model_judge.md); strict, so a judge that fixes it must drop this mark",
 )
-def test_the_model_judge_rejects_a_contradicting_reply(judge: ModelJudge) -> None:
-    wrong = judge.judge(TASK, "Delivery to Germany takes 30 working days and costs 80 euros.")
-    assert wrong is not None and not wrong.correct, wrong
+def test_the_model_judge_accepts_the_right_reply(right: ModelVerdict) -> None:
+    assert right.correct, right
