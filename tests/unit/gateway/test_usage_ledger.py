@@ -89,3 +89,24 @@ def test_close_stores_what_is_queued(database: Database) -> None:
     ledger.close()
     assert _count(database) == 30
     ledger.close()  # twice is harmless
+
+
+def test_records_of_a_quiet_gateway_gather_and_a_flush_does_not_wait_for_them(database: Database) -> None:
+    ledger = UsageLedger(database)
+    ledger.LINGER_S = 60.0  # a pass would begin a minute after its first record, but for the flush
+    batches: list[int] = []
+    store = ledger.write_many
+
+    def counted(records: list[CallRecord]) -> None:
+        batches.append(len(records))
+        store(records)
+
+    ledger.write_many = counted  # type: ignore[method-assign]
+    for number in range(3):
+        ledger.submit(_record(number))
+    assert ledger.flush(timeout=10)  # False if the pass had waited out its linger
+    assert batches == [3]  # one statement for the three calls
+    assert _count(database) == 3
+    ledger.submit(_record(3))
+    ledger.close()  # close does not wait either
+    assert _count(database) == 4

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ CALLER = Caller(tenant="acme", key_id="key_app")
 ANSWER = json.dumps({"reply": "A full charge takes about 4.5 hours.", "sources": [1]})
 
 
-def build(tmp_path: Path, model: ScriptedModel) -> tuple[Copilot, PromptRegistry, Database]:
+def build(tmp_path: Path, model: ScriptedModel) -> tuple[Copilot, PromptRegistry, Callable[[], UsageRecord]]:
     gateway = make_gateway(tmp_path, {"local": (model, local(context_window=4096))}, aliases=None)
     database = Database(f"sqlite:///{tmp_path / 'gateway.db'}")
     registry = PromptRegistry(database, AuditLog(database))
@@ -59,21 +60,22 @@ def build(tmp_path: Path, model: ScriptedModel) -> tuple[Copilot, PromptRegistry
         ReviewQueue(database, WebhookSender(None, None)),
         prompts=source_,
     )
-    return copilot, registry, database
+
+    def last_usage() -> UsageRecord:
+        assert gateway.settle_usage()  # the ledger writes in passes: what the last reply spent, stored
+        with database.session() as session:
+            return session.scalars(select(UsageRecord).order_by(UsageRecord.created_at.desc())).first()  # type: ignore[return-value]
+
+    return copilot, registry, last_usage
 
 
 def ask(copilot: Copilot, message: str = "How long does charging take?") -> Any:
     return asyncio.run(copilot.reply(ReplyRequest(message=message), CALLER))
 
 
-def last_usage(database: Database) -> UsageRecord:
-    with database.session() as session:
-        return session.scalars(select(UsageRecord).order_by(UsageRecord.created_at.desc())).first()  # type: ignore[return-value]
-
-
 def test_the_shipped_file_seeds_the_registry_and_renders_what_it_shipped(tmp_path: Path) -> None:
     model = ScriptedModel([ANSWER])
-    copilot, registry, database = build(tmp_path, model)
+    copilot, registry, last_usage = build(tmp_path, model)
     ask(copilot)
     assert model.requests, "the model was asked for a draft"
     seeded = registry.prompt("acme", "support-reply")
@@ -86,7 +88,7 @@ def test_the_shipped_file_seeds_the_registry_and_renders_what_it_shipped(tmp_pat
     # The same text as the file rendered alone, with no registry in between.
     alone = ShippedPrompt(SHIPPED_PROMPT)
     assert model.requests[-1].json_schema == alone._compiled.spec.output_schema
-    usage = last_usage(database)
+    usage = last_usage()
     assert (usage.prompt_version, usage.prompt_label, usage.feature) == (
         "support-reply@1",
         "production",
@@ -96,7 +98,7 @@ def test_the_shipped_file_seeds_the_registry_and_renders_what_it_shipped(tmp_pat
 
 def test_a_new_version_and_a_rollback_change_the_next_reply(tmp_path: Path) -> None:
     model = ScriptedModel([ANSWER])
-    copilot, registry, database = build(tmp_path, model)
+    copilot, registry, last_usage = build(tmp_path, model)
     ask(copilot)
     shipped = parse_prompt_file(SHIPPED_PROMPT.read_text(), "support-reply.yaml")
     terse = shipped.spec.model_copy(
@@ -113,13 +115,13 @@ def test_a_new_version_and_a_rollback_change_the_next_reply(tmp_path: Path) -> N
     registry.move_label("acme", "support-reply", "production", 2, ADMIN, "try terse")
     ask(copilot)
     assert model.requests[-1].messages[0].text() == "You answer for Larkspur Cycles, tersely."
-    assert last_usage(database).prompt_version == "support-reply@2"
+    assert last_usage().prompt_version == "support-reply@2"
 
     registry.rollback("acme", "support-reply", "production", ADMIN, "customers disliked it")
     # Another question, so the answer cached under version 1's prompt cannot stand in for the call.
     ask(copilot, "How long does a full charge take?")
     assert model.requests[-1].messages[0].text().startswith("You are the customer support assistant")
-    assert last_usage(database).prompt_version == "support-reply@1"
+    assert last_usage().prompt_version == "support-reply@1"
 
 
 def test_a_prompt_the_operator_changed_is_never_reseeded(tmp_path: Path) -> None:
