@@ -11,6 +11,7 @@ to the others. The counterpart of `combined_calls.py` for async callers.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
@@ -31,34 +32,43 @@ class CombinedEmbedding:
         self._max_texts = max_texts
         self._max_chars = max_chars
         self._queued: list[tuple[str, asyncio.Future[Vectors]]] = []
-        # The task embedding the queue and the loop it runs on: futures belong to one loop.
+        # The task embedding the queue and the loop it runs on: every queued future belongs to that loop.
+        # The lock keeps it so when loops in several threads share the detector (tests, portals).
         self._runner: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
 
     async def __call__(self, texts: Sequence[str]) -> Vectors:
         loop = asyncio.get_running_loop()
-        if not texts or (self._runner is not None and self._loop is not loop):
+        with self._lock:
+            combined = bool(texts) and self._loop in (None, loop)
+            if combined:
+                futures = [loop.create_future() for _ in texts]
+                self._queued.extend(zip(texts, futures, strict=True))
+                if self._runner is None:
+                    self._loop = loop
+                    self._runner = loop.create_task(self._run())
+        if not combined:
             return await self._aembed(list(texts))  # nothing to combine, or another loop's batches in hand
-        futures = [loop.create_future() for _ in texts]
-        self._queued.extend(zip(texts, futures, strict=True))
-        if self._runner is None:
-            self._loop = loop
-            self._runner = loop.create_task(self._run())
         # gather reads every future's outcome (no "exception never retrieved") and cancels them all if the
         # caller is cancelled, which takes its texts out of the queue.
         return np.stack(await asyncio.gather(*futures))
 
     def _take(self) -> list[tuple[str, asyncio.Future[Vectors]]]:
-        """The oldest queued texts whose callers still wait, up to the bounds (at least one)."""
-        self._queued = [(text, future) for text, future in self._queued if not future.done()]
-        count = chars = 0
-        for text, _ in self._queued:
-            if count and (count >= self._max_texts or chars + len(text) > self._max_chars):
-                break
-            count += 1
-            chars += len(text)
-        batch, self._queued = self._queued[:count], self._queued[count:]
-        return batch
+        """The oldest queued texts whose callers still wait, up to the bounds (at least one); none, and
+        the runner done, when nothing waits."""
+        with self._lock:
+            self._queued = [(text, future) for text, future in self._queued if not future.done()]
+            count = chars = 0
+            for text, _ in self._queued:
+                if count and (count >= self._max_texts or chars + len(text) > self._max_chars):
+                    break
+                count += 1
+                chars += len(text)
+            batch, self._queued = self._queued[:count], self._queued[count:]
+            if not batch:
+                self._runner = self._loop = None
+            return batch
 
     async def _run(self) -> None:
         batch: list[tuple[str, asyncio.Future[Vectors]]] = []
@@ -66,18 +76,19 @@ class CombinedEmbedding:
             while batch := self._take():
                 try:
                     vectors = await self._aembed([text for text, _ in batch])
+                    for (_, future), row in zip(batch, vectors, strict=True):
+                        if not future.done():
+                            future.set_result(row)
                 except Exception as exc:  # each caller whose text was in the batch raises it, no one else
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
-                    continue
-                for (_, future), row in zip(batch, vectors, strict=True):
-                    if not future.done():
-                        future.set_result(row)
-        finally:
+        except BaseException:
             # Cancelled (the loop is closing): no caller waits for a batch that will not come.
-            for _, future in [*batch, *self._queued]:
-                if not future.done():
-                    future.cancel()
-            self._runner = None
-            self._loop = None
+            with self._lock:
+                for _, future in [*batch, *self._queued]:
+                    if not future.done():
+                        future.cancel()
+                self._queued = []
+                self._runner = self._loop = None
+            raise

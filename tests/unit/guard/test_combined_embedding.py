@@ -141,3 +141,20 @@ def test_a_caller_on_another_event_loop_is_served_apart() -> None:
         np.testing.assert_array_equal(await combined(["again"]), expected(["again"]))
 
     asyncio.run(scenario())
+
+
+def test_rows_that_do_not_match_the_texts_fail_the_batch_not_the_runner() -> None:
+    async def scenario() -> None:
+        calls: list[list[str]] = []
+
+        async def short_by_one(texts: list[str]) -> Vectors:
+            calls.append(texts)
+            return expected(texts)[: len(texts) - 1] if texts[0] == "broken" else expected(texts)
+
+        combined = CombinedEmbedding(short_by_one)
+        with pytest.raises(ValueError):
+            await combined(["broken", "pair"])
+        np.testing.assert_array_equal(await combined(["next"]), expected(["next"]))
+        assert calls == [["broken", "pair"], ["next"]]
+
+    asyncio.run(scenario())
