@@ -54,12 +54,7 @@ class CombinedCalls(Generic[Result]):
     def _take(self) -> list[_Slot[Result]]:
         """The oldest queued slots, up to the bounds (always at least one)."""
         with self._queue_lock:
-            count, chars = 0, 0
-            for slot in self._queued:
-                if count and (count >= self._max_items or chars + len(slot.text) > self._max_chars):
-                    break
-                count += 1
-                chars += len(slot.text)
+            count = batch_size([len(slot.text) for slot in self._queued], self._max_items, self._max_chars)
             batch, self._queued = self._queued[:count], self._queued[count:]
         return batch
 
@@ -76,3 +71,15 @@ class CombinedCalls(Generic[Result]):
                 if slot.result is None and slot.error is None:  # interrupted by a BaseException
                     slot.error = RuntimeError("the batch this text was in did not finish")
                 slot.done = True
+
+
+def batch_size(lengths: Sequence[int], max_items: int, max_chars: int) -> int:
+    """How many of the oldest queued texts (of these lengths) make the next batch: at most `max_items`
+    and `max_chars`, but always one, so a text longer than the bound still gets a batch of its own."""
+    count = chars = 0
+    for length in lengths:
+        if count and (count >= max_items or chars + length > max_chars):
+            break
+        count += 1
+        chars += length
+    return count

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from keel.guard.combined_calls import batch_size
+
 Vectors = npt.NDArray[np.float32]
 
 
@@ -59,12 +61,7 @@ class CombinedEmbedding:
         the runner done, when nothing waits."""
         with self._lock:
             self._queued = [(text, future) for text, future in self._queued if not future.done()]
-            count = chars = 0
-            for text, _ in self._queued:
-                if count and (count >= self._max_texts or chars + len(text) > self._max_chars):
-                    break
-                count += 1
-                chars += len(text)
+            count = batch_size([len(text) for text, _ in self._queued], self._max_texts, self._max_chars)
             batch, self._queued = self._queued[:count], self._queued[count:]
             if not batch:
                 self._runner = self._loop = None
